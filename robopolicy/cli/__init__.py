@@ -1,0 +1,1 @@
+"""Command-line entry points (Hydra). Each module's ``main`` is a console script."""
