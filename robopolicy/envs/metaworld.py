@@ -1,0 +1,237 @@
+"""Meta-World v3 tasks: any of the 50 task names, dict observations, reproducible seeded resets.
+
+Seeding (DESIGN.md, measured on metaworld 3.1.1): MT1 draws each reset from 50 pre-sampled
+variations (object and goal positions) with the environment's own generator, and the generator
+is *not* reseeded by ``reset(seed=...)``. :class:`MetaWorldEnv` therefore seeds the underlying
+Sawyer environment itself (``env.seed(s)``) and then draws the variation from that generator, the
+way metaworld's ``RandomTaskSelectWrapper`` does, so the same seed always gives the same episode.
+With ``fresh_positions`` the variation list is not used: task sampling is off and every reset
+draws a new random vector from the environment's reset space with the seeded generator.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from typing import Any, Mapping
+
+from robopolicy.envs import render as _render  # noqa: F401  (sets MUJOCO_GL before mujoco loads)
+
+import gymnasium as gym
+import numpy as np
+
+from robopolicy.envs.base import Expert, Task
+from robopolicy.envs.spec import EnvSpec, ObsKeySpec
+from robopolicy.errors import TaskError
+
+STATE_DIM = 39
+ACTION_DIM = 4
+# metaworld's SawyerXYZEnv refuses to step past this many steps.
+MW_MAX_PATH_LENGTH = 500
+
+
+def metaworld_env_names() -> list[str]:
+    """The 50 Meta-World v3 task names, from metaworld's own registry."""
+    from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+    return list(ALL_V3_ENVIRONMENTS)
+
+
+def _check_env_name(env_name: str) -> str:
+    names = metaworld_env_names()
+    if env_name in names:
+        return env_name
+    close = difflib.get_close_matches(str(env_name), names, n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(close)}?" if close else f"see the {len(names)} names in metaworld.env_dict.ALL_V3_ENVIRONMENTS."
+    raise TaskError(f"Unknown Meta-World task {env_name!r}; set task.env_name to a v3 name such as push-v3 ({hint})")
+
+
+class MetaWorldEnv(gym.Env):
+    """Gymnasium environment around one Meta-World Sawyer task.
+
+    Observations: ``{"state": (39,) float32}`` plus ``{"image": (H, W, 3) uint8}`` when a camera is
+    configured. Actions: (4,) in [-1, 1] (xyz end-effector delta, gripper). ``info["success"]`` is
+    a bool; ``info["variation"]`` is the index of the pre-sampled variation (-1 for fresh
+    positions). Episodes are truncated after ``max_episode_steps``; they never terminate.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 80}
+
+    def __init__(
+        self,
+        env_name: str,
+        variations: list | None,
+        max_episode_steps: int,
+        image: Mapping[str, Any] | None = None,
+    ):
+        from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+        self.env_name = env_name
+        self.max_episode_steps = int(max_episode_steps)
+        self._variations = variations
+        self._mw = ALL_V3_ENVIRONMENTS[env_name]()
+        # Goal position visible, as in MT1; drop the cached observation bounds computed for the
+        # goal-hidden default, or step() would clip the goal to zero.
+        self._mw._partially_observable = False
+        self._mw.__dict__.pop("sawyer_observation_space", None)
+        if variations:
+            self._mw.set_task(variations[0])
+        else:
+            # Fresh positions: no task list, positions drawn from the reset space with the seeded
+            # generator (seeded_rand_vec) rather than numpy's global one.
+            self._mw._set_task_called = True
+            self._mw._freeze_rand_vec = False
+            self._mw.seeded_rand_vec = True
+            self._mw._last_rand_vec = None
+        self._camera = None
+        spaces = {"state": gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)}
+        if image is not None:
+            size = int(image["size"])
+            self._camera = _render.CameraRenderer(
+                self._mw.model, size, size, str(image["camera"]), rotate_180=bool(image.get("rotate_180", False))
+            )
+            spaces["image"] = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
+        self.observation_space = gym.spaces.Dict(spaces)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+        self.render_mode = "rgb_array" if self._camera is not None else None
+        self._t = 0
+        self._variation = -1
+
+    @property
+    def sawyer(self):
+        """The underlying metaworld ``SawyerXYZEnv`` (scripted experts and tests read it)."""
+        return self._mw
+
+    def _obs(self, state: np.ndarray) -> dict[str, np.ndarray]:
+        obs = {"state": np.asarray(state, dtype=np.float32)}
+        if self._camera is not None:
+            obs["image"] = self._camera.render(self._mw.data)
+        return obs
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._mw.seed(int(seed))
+        if self._variations:
+            self._variation = int(self._mw.np_random.choice(len(self._variations)))
+            self._mw.set_task(self._variations[self._variation])
+        else:
+            self._variation = -1
+        state, _ = self._mw.reset()
+        self._t = 0
+        return self._obs(state), {"success": False, "variation": self._variation}
+
+    def step(self, action):
+        action = np.clip(np.asarray(action, dtype=np.float32).reshape(ACTION_DIM), -1.0, 1.0)
+        state, reward, _, _, mw_info = self._mw.step(action)
+        self._t += 1
+        info = {k: v for k, v in mw_info.items() if k != "success"}
+        info["success"] = bool(mw_info.get("success", False))
+        info["variation"] = self._variation
+        truncated = self._t >= self.max_episode_steps
+        return self._obs(state), float(reward), False, truncated, info
+
+    def render(self):
+        return None if self._camera is None else self._camera.render(self._mw.data)
+
+    def close(self):
+        if self._camera is not None:
+            self._camera.close()
+            self._camera = None
+        self._mw.close()
+
+
+class MetaWorldExpert(Expert):
+    """metaworld's scripted policy for the task (``metaworld.policies.ENV_POLICY_MAP``).
+
+    The scripted policies are deterministic functions of the 39-d state; ``rng`` is unused.
+    """
+
+    def __init__(self, env_name: str):
+        from metaworld.policies import ENV_POLICY_MAP
+
+        self.name = ENV_POLICY_MAP[env_name].__name__
+        self._policy = ENV_POLICY_MAP[env_name]()
+
+    def act(self, obs: Mapping[str, np.ndarray], env: gym.Env) -> np.ndarray:
+        with warnings.catch_warnings():  # its P-gains trip a "constants may be too high" warning
+            warnings.simplefilter("ignore", UserWarning)
+            action = self._policy.get_action(np.asarray(obs["state"], dtype=np.float64))
+        return np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
+
+
+class MetaWorldTask(Task):
+    """A Meta-World v3 task (``tasks/metaworld.yaml``).
+
+    env_name: any of the 50 v3 names. variation_seed: seed of metaworld's MT1 benchmark that
+    pre-samples the 50 standard variations. fresh_positions: ignore those and draw new positions
+    at every reset. image: ``{enabled, size, camera, rotate_180}``.
+    """
+
+    def __init__(
+        self,
+        env_name: str = "push-v3",
+        name: str = "metaworld",
+        max_episode_steps: int = 200,
+        fresh_positions: bool = False,
+        variation_seed: int = 0,
+        control_hz: float = 80.0,
+        image: Mapping[str, Any] | None = None,
+    ):
+        self.env_name = _check_env_name(env_name)
+        if not 1 <= int(max_episode_steps) <= MW_MAX_PATH_LENGTH:
+            raise TaskError(
+                f"task.max_episode_steps={max_episode_steps} is outside 1..{MW_MAX_PATH_LENGTH}; "
+                f"Meta-World stops every episode at {MW_MAX_PATH_LENGTH} steps, so pick a value in that range."
+            )
+        self.name = str(name)
+        self.max_episode_steps = int(max_episode_steps)
+        self.fresh_positions = bool(fresh_positions)
+        self.variation_seed = int(variation_seed)
+        self.control_hz = float(control_hz)
+        self.image = dict(image or {})
+        self.image.setdefault("enabled", False)
+        self.image.setdefault("size", 96)
+        self.image.setdefault("camera", "corner2")
+        self.image.setdefault("rotate_180", True)
+        self._variations: list | None = None
+
+    def variations(self) -> list:
+        """The 50 standard variations (metaworld ``Task`` records), made once per task object."""
+        if self._variations is None:
+            import metaworld
+
+            self._variations = list(metaworld.MT1(self.env_name, seed=self.variation_seed).train_tasks)
+        return self._variations
+
+    def _spec(self, with_image: bool) -> EnvSpec:
+        obs = {"state": ObsKeySpec((STATE_DIM,))}
+        if with_image:
+            s = int(self.image["size"])
+            obs["image"] = ObsKeySpec((s, s, 3), "uint8", "rgb")
+        return EnvSpec(
+            obs=obs,
+            action_dim=ACTION_DIM,
+            action_low=(-1.0,) * ACTION_DIM,
+            action_high=(1.0,) * ACTION_DIM,
+            max_episode_steps=self.max_episode_steps,
+            control_hz=self.control_hz,
+            name=self.env_name,
+            extra={"suite": "metaworld", "fresh_positions": self.fresh_positions, "variation_seed": self.variation_seed},
+        )
+
+    @property
+    def spec(self) -> EnvSpec:
+        return self._spec(bool(self.image["enabled"]))
+
+    def make_env(self, render: bool | None = None) -> MetaWorldEnv:
+        with_image = bool(self.image["enabled"]) if render is None else bool(render)
+        return MetaWorldEnv(
+            self.env_name,
+            None if self.fresh_positions else self.variations(),
+            self.max_episode_steps,
+            image=self.image if with_image else None,
+        )
+
+    def make_expert(self, rng: np.random.Generator) -> MetaWorldExpert:
+        return MetaWorldExpert(self.env_name)
