@@ -1,0 +1,233 @@
+"""Demonstrations from a task's scripted expert into an episode store (``robopolicy-collect``).
+
+Each episode ``i`` resets the environment with seed ``seed + i``. The executed action is the
+expert's action plus Gaussian noise of std ``noise`` (per dimension, in action units), clipped to
+the action bounds; the store records the executed action.
+
+Deliberately failing episodes (``fail_fraction``): a fixed-size random subset of the episodes is
+driven by a *random-walk* behaviour instead of the expert after a short expert prefix. The walk
+starts from the expert's action at the switch step and moves by Gaussian increments (std
+``walk_std``), clipped to the bounds, so the arm or agent wanders away smoothly rather than
+jittering in place. The prefix length is uniform in ``[0, fail_prefix]`` of the episode limit, so
+failed episodes begin like good ones (useful negatives for critics). Such an episode can still
+succeed by chance: ``success`` in the store always records what actually happened.
+
+Recording stops ``stop_after_success`` steps after the first success, at the environment's time
+limit, or on termination; ``done`` is true on each episode's last recorded step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from robopolicy.envs.base import Expert, Task, make_task
+from robopolicy.envs.spec import EnvSpec, ObsKeySpec
+from robopolicy.errors import ConfigError, DataError
+
+
+class RandomWalkFailure(Expert):
+    """Follows ``expert`` for ``prefix`` steps, then a clipped Gaussian random walk of actions."""
+
+    def __init__(self, expert: Expert, rng: np.random.Generator, prefix: int, walk_std: float, low, high):
+        self.expert, self.rng, self.prefix, self.walk_std = expert, rng, int(prefix), float(walk_std)
+        self.low, self.high = np.asarray(low, np.float32), np.asarray(high, np.float32)
+        self._t, self._a = 0, None
+
+    def reset(self) -> None:
+        self.expert.reset()
+        self._t, self._a = 0, None
+
+    def act(self, obs, env) -> np.ndarray:
+        if self._t < self.prefix or self._a is None:
+            a = np.asarray(self.expert.act(obs, env), np.float32)
+            if self._t >= self.prefix:
+                self._a = a
+        else:
+            a = self._a + self.rng.normal(0.0, self.walk_std, self._a.shape).astype(np.float32)
+            self._a = a = np.clip(a, self.low, self.high)
+        self._t += 1
+        return a
+
+
+def observed_spec(spec: EnvSpec, obs: Mapping[str, np.ndarray]) -> EnvSpec:
+    """``spec`` with its observation keys taken from a real observation (cameras on or off)."""
+    keys = {}
+    for k, v in obs.items():
+        v = np.asarray(v)
+        rgb = v.dtype == np.uint8 and v.ndim == 3
+        keys[k] = ObsKeySpec(tuple(v.shape), "uint8" if rgb else "float32", "rgb" if rgb else "lowdim")
+    return dataclasses.replace(spec, obs=keys)
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that shape the data."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("robopolicy", "numpy", "mujoco", "metaworld", "gymnasium", "zarr"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _check_args(episodes, noise, fail_fraction, stop_after_success, out, overwrite) -> Path:
+    if out is None or str(out).strip() == "":
+        raise ConfigError("No output store given; pass out=PATH.zarr.")
+    if int(episodes) < 1:
+        raise ConfigError(f"episodes={episodes} must be at least 1; pass e.g. episodes=50.")
+    if float(noise) < 0:
+        raise ConfigError(f"noise={noise} is negative; pass the noise standard deviation, e.g. noise=0.1.")
+    if not 0.0 <= float(fail_fraction) <= 1.0:
+        raise ConfigError(f"fail_fraction={fail_fraction} is outside [0, 1]; pass e.g. fail_fraction=0.2.")
+    if stop_after_success is not None and int(stop_after_success) < 0:
+        raise ConfigError(f"stop_after_success={stop_after_success} is negative; pass 0 or more (or null to record full episodes).")
+    path = Path(out)
+    if path.exists() and not overwrite:
+        raise DataError(f"{path} already exists; pass overwrite=true to replace it or choose another out=PATH.")
+    return path
+
+
+def run_episode(env, policy: Expert, seed: int, noise: float, noise_rng: np.random.Generator,
+                stop_after_success: int | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """One episode; returns the episode dict (store layout) and ``{"success", "mode", "steps"}``."""
+    low = env.action_space.low.astype(np.float32)
+    high = env.action_space.high.astype(np.float32)
+    obs, info = env.reset(seed=int(seed))
+    policy.reset()
+    frames: dict[str, list] = {k: [] for k in obs}
+    actions, rewards, successes = [], [], []
+    first_success = None
+    while True:
+        a = np.asarray(policy.act(obs, env), np.float32)
+        if noise > 0:
+            a = a + noise_rng.normal(0.0, noise, a.shape).astype(np.float32)
+        a = np.clip(a, low, high)
+        for k, v in obs.items():
+            frames[k].append(v)
+        obs, reward, terminated, truncated, info = env.step(a)
+        actions.append(a)
+        rewards.append(reward)
+        successes.append(bool(info["success"]))
+        t = len(actions) - 1
+        if successes[-1] and first_success is None:
+            first_success = t
+        if terminated or truncated:
+            break
+        if first_success is not None and stop_after_success is not None and t - first_success >= stop_after_success:
+            break
+    done = np.zeros(len(actions), bool)
+    done[-1] = True
+    episode = {k: np.stack(v) for k, v in frames.items()}
+    episode.update(action=np.stack(actions).astype(np.float32), reward=np.asarray(rewards, np.float32),
+                   success=np.asarray(successes, bool), done=done)
+    return episode, {"success": first_success is not None, "mode": info.get("mode"), "steps": len(actions)}
+
+
+def collect(
+    task: Task | Mapping,
+    episodes: int,
+    noise: float = 0.0,
+    fail_fraction: float = 0.0,
+    out: str | Path | None = None,
+    seed: int = 0,
+    stop_after_success: int | None = 5,
+    progress: bool = True,
+    render: bool | None = None,
+    overwrite: bool = False,
+    walk_std: float = 0.3,
+    fail_prefix: float = 0.3,
+    provenance: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run the task's expert for ``episodes`` episodes and write them to the store ``out``.
+
+    render: None keeps the task's camera setting, True/False turns camera images on/off.
+    Returns the summary dict (also stored under ``provenance["summary"]``).
+    """
+    from tqdm.auto import tqdm
+
+    from robopolicy.data.store import EpisodeStore
+
+    path = _check_args(episodes, noise, fail_fraction, stop_after_success, out, overwrite)
+    task = make_task(task)
+    episodes, noise = int(episodes), float(noise)
+    stop_after_success = None if stop_after_success is None else int(stop_after_success)
+    rng, expert_rng, noise_rng, fail_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(4))
+    n_fail = int(round(float(fail_fraction) * episodes))
+    failing = set(rng.permutation(episodes)[:n_fail].tolist())
+
+    env = task.make_env(render=render)
+    try:
+        expert = task.make_expert(expert_rng)
+        first_obs, _ = env.reset(seed=int(seed))
+        spec = observed_spec(task.spec, first_obs)
+        low, high = env.action_space.low, env.action_space.high
+        limit = getattr(env, "max_episode_steps", spec.max_episode_steps)
+        expert_name = getattr(expert, "name", type(expert).__name__)
+        prov = {
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "task": task.name, "env": spec.name, "seed": int(seed), "episodes": episodes, "noise": noise,
+            "fail_fraction": float(fail_fraction), "failing_episodes": sorted(failing),
+            "fail_behaviour": f"expert for U[0,{fail_prefix}]*{limit} steps, then random walk std {walk_std}",
+            "stop_after_success": stop_after_success, "expert": expert_name,
+            "episode_seeds": [int(seed) + i for i in range(episodes)],
+            "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **dict(provenance or {}),
+        }
+        store = EpisodeStore.create(path, spec, attrs=prov, overwrite=overwrite)
+        results = []
+        t0 = time.perf_counter()
+        bar = tqdm(range(episodes), desc=f"collect {spec.name or task.name}", unit="ep", disable=not progress, file=sys.stderr)
+        for i in bar:
+            policy = expert
+            if i in failing:
+                prefix = int(fail_rng.integers(0, int(fail_prefix * limit) + 1))
+                policy = RandomWalkFailure(expert, fail_rng, prefix, walk_std, low, high)
+            episode, res = run_episode(env, policy, int(seed) + i, noise, noise_rng, stop_after_success)
+            store.append_episode(episode)
+            results.append(res)
+            bar.set_postfix(success=f"{np.mean([r['success'] for r in results]):.2f}")
+        seconds = time.perf_counter() - t0
+    finally:
+        env.close()
+
+    summary = summarize(results, seconds, str(path))
+    store.update_attrs({"summary": summary})
+    return summary
+
+
+def summarize(results: list[dict], seconds: float, out: str) -> dict[str, Any]:
+    steps = int(sum(r["steps"] for r in results))
+    summary = {
+        "out": out,
+        "episodes": len(results),
+        "steps": steps,
+        "success_rate": float(np.mean([r["success"] for r in results])) if results else 0.0,
+        "seconds": round(float(seconds), 3),
+        "steps_per_second": round(steps / seconds, 1) if seconds > 0 else None,
+    }
+    modes = [r["mode"] for r in results]
+    if any(m is not None for m in modes):
+        summary["modes"] = {str(k): v for k, v in sorted(Counter(modes).items(), key=lambda kv: str(kv[0]))}
+    return summary
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """One human-readable line per figure."""
+    lines = [
+        f"wrote {summary['episodes']} episodes, {summary['steps']} steps to {summary['out']}",
+        f"success rate {summary['success_rate']:.3f}",
+        f"{summary['seconds']:.1f} s ({summary['steps_per_second']} env steps/s incl. expert and writing)",
+    ]
+    if "modes" in summary:
+        lines.append("modes " + ", ".join(f"{k}: {v}" for k, v in summary["modes"].items()))
+    return "\n".join(lines)

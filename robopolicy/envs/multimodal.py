@@ -1,0 +1,260 @@
+"""The embedded multimodal task: a point mass goes around a block, on the left or on the right.
+
+Scene: ``assets/multimodal.xml``. The agent starts below a wide block and must reach a goal
+region above it (start and goal jittered per seed). The scripted expert picks a side at random
+and follows a smooth path of waypoints with proportional control, so demonstrations hold two
+equally good modes. Averaging them (what a mean-squared-error policy learns) drives straight into
+the block and fails: :meth:`MultimodalTask.make_averaged_expert` shows it.
+
+Observation ``state`` (6,) float32: agent xy, agent velocity xy, goal xy. Action (2,) in [-1, 1]:
+commanded velocity as a fraction of ``max_speed``. ``info["mode"]`` is ``"left"``/``"right"``
+once the agent has been beside the block (inside its y-band, outside its x-extent), else None.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from robopolicy.envs import render as _render  # sets MUJOCO_GL before mujoco loads
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from robopolicy.envs.base import Expert, Task
+from robopolicy.envs.spec import EnvSpec, ObsKeySpec
+from robopolicy.errors import TaskError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ACTION_DIM = 2
+STATE_DIM = 6
+
+
+def _resolve_scene(scene: str) -> Path:
+    path = Path(scene)
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    if not path.is_file():
+        raise TaskError(f"Scene file {str(path)!r} does not exist; set task.scene to an MJCF file such as assets/multimodal.xml.")
+    return path
+
+
+class MultimodalEnv(gym.Env):
+    """Gymnasium environment for the scene; see the module docstring for observations and actions."""
+
+    metadata = {"render_modes": ["rgb_array"]}
+
+    def __init__(
+        self,
+        scene: Path,
+        max_episode_steps: int,
+        control_hz: float,
+        max_speed: float,
+        goal_radius: float,
+        start_low: Sequence[float],
+        start_high: Sequence[float],
+        goal_low: Sequence[float],
+        goal_high: Sequence[float],
+        image: Mapping[str, Any] | None = None,
+    ):
+        self.model = mujoco.MjModel.from_xml_path(str(scene))
+        self.data = mujoco.MjData(self.model)
+        self.n_substeps = max(1, int(round(1.0 / (float(control_hz) * self.model.opt.timestep))))
+        self.max_episode_steps = int(max_episode_steps)
+        self.max_speed = float(max_speed)
+        self.goal_radius = float(goal_radius)
+        self._start = (np.asarray(start_low, np.float64), np.asarray(start_high, np.float64))
+        self._goal_box = (np.asarray(goal_low, np.float64), np.asarray(goal_high, np.float64))
+        self.obstacle = obstacle_box(self.model)
+        self._goal_site = self.model.site("goal").id
+        self._camera = None
+        spaces = {"state": gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)}
+        if image is not None:
+            size = int(image["size"])
+            self._camera = _render.CameraRenderer(self.model, size, size, str(image["camera"]))
+            spaces["image"] = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
+        self.observation_space = gym.spaces.Dict(spaces)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+        self.render_mode = "rgb_array" if self._camera is not None else None
+        self.goal = np.zeros(2)
+        self.mode: str | None = None
+        self._t = 0
+
+    @property
+    def agent_xy(self) -> np.ndarray:
+        return self.data.qpos[:2].copy()
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        state = np.concatenate([self.data.qpos[:2], self.data.qvel[:2], self.goal]).astype(np.float32)
+        obs = {"state": state}
+        if self._camera is not None:
+            obs["image"] = self._camera.render(self.data)
+        return obs
+
+    def _update_mode(self) -> None:
+        cx, cy, hx, hy = self.obstacle
+        x, y = self.data.qpos[:2]
+        if abs(y - cy) <= hy and abs(x - cx) >= hx:
+            self.mode = "left" if x < cx else "right"
+
+    def _success(self) -> bool:
+        return bool(np.linalg.norm(self.data.qpos[:2] - self.goal) < self.goal_radius)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        start = self.np_random.uniform(*self._start)
+        self.goal = self.np_random.uniform(*self._goal_box)
+        mujoco.mj_resetData(self.model, self.data)
+        self.data.qpos[:2] = start
+        self.model.site_pos[self._goal_site, :2] = self.goal
+        mujoco.mj_forward(self.model, self.data)
+        self.mode = None
+        self._t = 0
+        return self._obs(), {"success": self._success(), "mode": None}
+
+    def step(self, action):
+        action = np.clip(np.asarray(action, dtype=np.float64).reshape(ACTION_DIM), -1.0, 1.0)
+        self.data.ctrl[:] = action * self.max_speed
+        mujoco.mj_step(self.model, self.data, nstep=self.n_substeps)
+        self._t += 1
+        self._update_mode()
+        success = self._success()
+        truncated = self._t >= self.max_episode_steps
+        return self._obs(), float(success), False, truncated, {"success": success, "mode": self.mode}
+
+    def render(self):
+        return None if self._camera is None else self._camera.render(self.data)
+
+    def close(self):
+        if self._camera is not None:
+            self._camera.close()
+            self._camera = None
+
+
+def obstacle_box(model: mujoco.MjModel) -> tuple[float, float, float, float]:
+    """(centre x, centre y, half width, half height) of the geom named ``obstacle``."""
+    g = model.geom("obstacle")
+    return float(g.pos[0]), float(g.pos[1]), float(g.size[0]), float(g.size[1])
+
+
+class MultimodalExpert(Expert):
+    """Goes around the block on one side: waypoints beside its two corners, then the goal.
+
+    side: -1 (left), +1 (right) or None to pick one with ``rng`` at every :meth:`reset`.
+    Proportional control toward the current waypoint at up to full speed, plus Gaussian noise of
+    ``noise_std``; the next waypoint is taken once within ``switch_radius`` or once passed in y.
+    """
+
+    def __init__(self, rng, obstacle, agent_radius: float, clearance: float, switch_radius: float,
+                 gain: float, noise_std: float, side: int | None = None):
+        self.rng = rng
+        self.obstacle = obstacle
+        self.offset = agent_radius + clearance
+        self.switch_radius = float(switch_radius)
+        self.gain = float(gain)
+        self.noise_std = float(noise_std)
+        self.fixed_side = side
+        self.side = side if side is not None else -1
+        self._i = 0
+
+    def reset(self) -> None:
+        self.side = self.fixed_side if self.fixed_side is not None else int(self.rng.choice([-1, 1]))
+        self._i = 0
+
+    def waypoints(self, goal: np.ndarray) -> list[np.ndarray]:
+        cx, cy, hx, hy = self.obstacle
+        x = cx + self.side * (hx + self.offset)
+        return [np.array([x, cy - hy - self.offset]), np.array([x, cy + hy + self.offset]), np.asarray(goal, np.float64)]
+
+    def clean_action(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The noiseless command toward the current waypoint (advances the waypoint index)."""
+        state = np.asarray(obs["state"], np.float64)
+        pos, goal = state[:2], state[4:6]
+        wps = self.waypoints(goal)
+        while self._i < len(wps) - 1 and (
+            np.linalg.norm(wps[self._i] - pos) < self.switch_radius or pos[1] > wps[self._i][1]
+        ):
+            self._i += 1
+        err = wps[self._i] - pos
+        dist = float(np.linalg.norm(err))
+        if dist < 1e-9:
+            return np.zeros(ACTION_DIM)
+        return err / dist * min(1.0, self.gain * dist)
+
+    def act(self, obs: Mapping[str, np.ndarray], env: gym.Env) -> np.ndarray:
+        a = self.clean_action(obs) + self.rng.normal(0.0, self.noise_std, ACTION_DIM)
+        return np.clip(a, -1.0, 1.0).astype(np.float32)
+
+
+class AveragedExpert(Expert):
+    """The mean of the left and the right expert's commands: what averaging the modes does."""
+
+    def __init__(self, left: MultimodalExpert, right: MultimodalExpert):
+        self.left, self.right = left, right
+
+    def reset(self) -> None:
+        self.left.reset()
+        self.right.reset()
+
+    def act(self, obs: Mapping[str, np.ndarray], env: gym.Env) -> np.ndarray:
+        a = 0.5 * (self.left.clean_action(obs) + self.right.clean_action(obs))
+        return np.clip(a, -1.0, 1.0).astype(np.float32)
+
+
+class MultimodalTask(Task):
+    """The multimodal point-mass task (``tasks/multimodal.yaml``); arguments as in that file."""
+
+    def __init__(
+        self,
+        name: str = "multimodal",
+        scene: str = "assets/multimodal.xml",
+        max_episode_steps: int = 100,
+        control_hz: float = 10.0,
+        max_speed: float = 0.5,
+        goal_radius: float = 0.1,
+        start_low: Sequence[float] = (-0.15, -0.8),
+        start_high: Sequence[float] = (0.15, -0.7),
+        goal_low: Sequence[float] = (-0.15, 0.7),
+        goal_high: Sequence[float] = (0.15, 0.8),
+        expert: Mapping[str, Any] | None = None,
+        image: Mapping[str, Any] | None = None,
+    ):
+        self.name = str(name)
+        self.scene = _resolve_scene(scene)
+        if int(max_episode_steps) < 1 or float(control_hz) <= 0 or float(max_speed) <= 0:
+            raise TaskError("task.max_episode_steps, task.control_hz and task.max_speed must be positive; fix them in the task config.")
+        self.max_episode_steps = int(max_episode_steps)
+        self.control_hz = float(control_hz)
+        self.max_speed = float(max_speed)
+        self.goal_radius = float(goal_radius)
+        self.boxes = {k: tuple(float(v) for v in b) for k, b in
+                      dict(start_low=start_low, start_high=start_high, goal_low=goal_low, goal_high=goal_high).items()}
+        self.expert_cfg = {"clearance": 0.15, "switch_radius": 0.15, "gain": 4.0, "noise_std": 0.05, **dict(expert or {})}
+        self.image = {"enabled": False, "size": 96, "camera": "top", **dict(image or {})}
+        model = mujoco.MjModel.from_xml_path(str(self.scene))
+        self.obstacle = obstacle_box(model)
+        self.agent_radius = float(model.geom("agent").size[0])
+
+    @property
+    def spec(self) -> EnvSpec:
+        obs = {"state": ObsKeySpec((STATE_DIM,))}
+        if self.image["enabled"]:
+            s = int(self.image["size"])
+            obs["image"] = ObsKeySpec((s, s, 3), "uint8", "rgb")
+        return EnvSpec(obs=obs, action_dim=ACTION_DIM, action_low=(-1.0,) * ACTION_DIM, action_high=(1.0,) * ACTION_DIM,
+                       max_episode_steps=self.max_episode_steps, control_hz=self.control_hz, name=self.name,
+                       extra={"suite": "multimodal", "modes": ["left", "right"]})
+
+    def make_env(self, render: bool | None = None) -> MultimodalEnv:
+        with_image = bool(self.image["enabled"]) if render is None else bool(render)
+        return MultimodalEnv(self.scene, self.max_episode_steps, self.control_hz, self.max_speed, self.goal_radius,
+                             image=self.image if with_image else None, **self.boxes)
+
+    def make_expert(self, rng: np.random.Generator, side: int | None = None) -> MultimodalExpert:
+        """Expert that picks left/right with ``rng`` each episode (or always ``side``: -1 left, +1 right)."""
+        return MultimodalExpert(rng, self.obstacle, self.agent_radius, side=side, **self.expert_cfg)
+
+    def make_averaged_expert(self, rng: np.random.Generator) -> AveragedExpert:
+        """The failing baseline: the mean of the left and the right expert."""
+        return AveragedExpert(self.make_expert(rng, side=-1), self.make_expert(rng, side=+1))

@@ -1,0 +1,230 @@
+"""Planar pushing: a point-mass pusher moves a round puck onto a target region (``tasks/planar_push.yaml``).
+
+The scene is ``assets/planar_push.xml``. The *semantics* ``(pusher x, pusher y, puck x, puck y)``
+in metres set the whole simulator state: pushing is quasi-static (every control step starts from
+rest, the way planar-pushing models treat a puck on a table with dry friction), the puck is round
+so it needs no angle, and the solver's warm start is off. Hence ``set_semantics(s)`` followed by
+``step(a)`` is the simulator's transition function T(s, a), which pair augmentation replays
+(robopolicy.semantics.augment).
+
+Observation ``state`` is the semantics (float32, (4,)); ``image`` is an optional top-down camera
+(uint8 (H, W, 3)). Actions (2,) in [-1, 1] are the pusher's target velocity as a fraction of
+``max_speed``. ``info["success"]`` is true while the puck centre is within ``success_radius`` of the
+target.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from robopolicy.envs import render as _render  # noqa: F401  (sets MUJOCO_GL before mujoco loads)
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from robopolicy.envs.base import Expert, Task
+from robopolicy.envs.spec import EnvSpec, ObsKeySpec
+from robopolicy.errors import TaskError
+
+ASSET = Path(__file__).resolve().parents[2] / "assets" / "planar_push.xml"
+SEMANTICS_DIM = 4
+ACTION_DIM = 2
+PUSHER_RADIUS = 0.025
+PUCK_RADIUS = 0.04
+
+
+class PlanarPushEnv(gym.Env):
+    """Gymnasium environment of the planar push scene; see the module docstring."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(self, max_episode_steps: int = 120, substeps: int = 10, max_speed: float = 0.25,
+                 target_xy: Sequence[float] = (0.15, 0.15), success_radius: float = 0.04,
+                 puck_init: Sequence[Sequence[float]] = ((-0.15, -0.15), (0.08, 0.08)),
+                 pusher_init: Sequence[Sequence[float]] = ((-0.25, -0.25), (0.25, 0.25)),
+                 image: Mapping[str, Any] | None = None, xml_path: str | Path = ASSET,
+                 model: mujoco.MjModel | None = None):
+        # ``model``: an already compiled variant of the scene (the "real" environment passes one).
+        self.model = model if model is not None else mujoco.MjModel.from_xml_path(str(xml_path))
+        self.data = mujoco.MjData(self.model)
+        self.max_episode_steps = int(max_episode_steps)
+        self.substeps = int(substeps)
+        self.max_speed = float(max_speed)
+        self.target_xy = np.asarray(target_xy, dtype=np.float64)
+        self.success_radius = float(success_radius)
+        self.puck_init = np.asarray(puck_init, dtype=np.float64)
+        self.pusher_init = np.asarray(pusher_init, dtype=np.float64)
+        tgt = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, "target")
+        self.model.geom_pos[tgt, :2] = self.target_xy
+        self.model.geom_size[tgt, 0] = self.success_radius + PUCK_RADIUS / 2
+        self._camera = None
+        spaces = {"state": gym.spaces.Box(-np.inf, np.inf, (SEMANTICS_DIM,), np.float32)}
+        if image is not None:
+            size = int(image["size"])
+            self._camera = _render.CameraRenderer(self.model, size, size, str(image.get("camera", "top")))
+            spaces["image"] = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
+        self.observation_space = gym.spaces.Dict(spaces)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+        self.render_mode = "rgb_array" if self._camera is not None else None
+        self._t = 0
+
+    # -- semantics ---------------------------------------------------------------------------
+    def get_semantics(self) -> np.ndarray:
+        """(4,) float32: pusher xy, puck xy in metres."""
+        return self.data.qpos[:SEMANTICS_DIM].astype(np.float32)
+
+    def set_semantics(self, s: np.ndarray) -> None:
+        """Set the full simulator state from semantics (4,): positions, zero velocities, no warm start."""
+        s = np.asarray(s, dtype=np.float64).reshape(-1)
+        if s.shape != (SEMANTICS_DIM,) or not np.all(np.isfinite(s)):
+            raise TaskError(f"Semantics must be {SEMANTICS_DIM} finite numbers (pusher xy, puck xy), got {s.tolist()}; pass a (4,) array.")
+        mujoco.mj_resetData(self.model, self.data)
+        self.data.qpos[:SEMANTICS_DIM] = s.astype(np.float32)
+        mujoco.mj_forward(self.model, self.data)
+
+    def puck_to_target(self) -> float:
+        return float(np.linalg.norm(self.data.qpos[2:4] - self.target_xy))
+
+    # -- gym API -----------------------------------------------------------------------------
+    def _sample_semantics(self) -> np.ndarray:
+        rng = self.np_random
+        puck = rng.uniform(self.puck_init[0], self.puck_init[1])
+        for _ in range(1000):
+            pusher = rng.uniform(self.pusher_init[0], self.pusher_init[1])
+            if np.linalg.norm(pusher - puck) > PUSHER_RADIUS + PUCK_RADIUS + 0.03:
+                break
+        return np.concatenate([pusher, puck])
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        obs = {"state": self.get_semantics()}
+        if self._camera is not None:
+            obs["image"] = self.render()
+        return obs
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.set_semantics(self._sample_semantics())
+        self._t = 0
+        return self._obs(), {"success": self.puck_to_target() < self.success_radius}
+
+    def step(self, action):
+        a = np.clip(np.asarray(action, dtype=np.float64).reshape(ACTION_DIM), -1.0, 1.0)
+        # Quasi-static: each control step starts from rest, so the state is the positions alone.
+        self.data.qvel[:] = 0.0
+        self.data.ctrl[:] = a * self.max_speed
+        for _ in range(self.substeps):
+            mujoco.mj_step(self.model, self.data)
+        self.data.qvel[:] = 0.0
+        # Keep the state at float32 precision, so the float32 semantics are the exact state.
+        self.data.qpos[:] = self.data.qpos.astype(np.float32)
+        self._t += 1
+        dist = self.puck_to_target()
+        reward = -dist
+        info = {"success": dist < self.success_radius, "puck_to_target": dist}
+        return self._obs(), float(reward), False, self._t >= self.max_episode_steps, info
+
+    def render(self):
+        return None if self._camera is None else self._camera.render(self.data)
+
+    def close(self):
+        if self._camera is not None:
+            self._camera.close()
+            self._camera = None
+
+
+class PlanarPushExpert(Expert):
+    """Goes behind the puck (orbiting around it when on the wrong side), then pushes it to the target.
+
+    Reads only ``obs["state"]`` (the semantics), so it can run on a mapper's predicted semantics.
+    ``noise`` adds Gaussian action noise drawn from ``rng`` (a behaviour policy for offline data).
+    """
+
+    def __init__(self, target_xy: Sequence[float], rng: np.random.Generator | None = None, noise: float = 0.0,
+                 gain: float = 12.0):
+        self.target_xy = np.asarray(target_xy, dtype=np.float64)
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.noise = float(noise)
+        self.gain = float(gain)
+
+    def act(self, obs: Mapping[str, np.ndarray], env: gym.Env | None = None) -> np.ndarray:
+        s = np.asarray(obs["state"], dtype=np.float64)
+        a = self.act_state(s[None])[0]
+        if self.noise > 0:
+            a = a + self.rng.normal(0.0, self.noise, size=a.shape)
+        return np.clip(a, -1.0, 1.0).astype(np.float32)
+
+    def act_state(self, s: np.ndarray) -> np.ndarray:
+        """s: (B, 4) semantics -> (B, 2) noise-free actions in [-1, 1] (vectorised, deterministic)."""
+        s = np.asarray(s, dtype=np.float64)
+        pusher, puck = s[:, :2], s[:, 2:4]
+        to_goal = self.target_xy - puck
+        u = to_goal / np.maximum(np.linalg.norm(to_goal, axis=1, keepdims=True), 1e-6)
+        contact = PUSHER_RADIUS + PUCK_RADIUS
+        behind = puck - (contact + 0.01) * u
+        rel = pusher - puck
+        dist = np.linalg.norm(rel, axis=1)
+        ang_p = np.arctan2(rel[:, 1], rel[:, 0])
+        ang_b = np.arctan2(-u[:, 1], -u[:, 0])
+        dang = (ang_b - ang_p + np.pi) % (2 * np.pi) - np.pi
+        # Far round the wrong side: orbit at a safe radius towards the behind angle.
+        orbit_r = contact + 0.04
+        step = np.clip(dang, -0.8, 0.8)
+        orbit = puck + orbit_r * np.stack([np.cos(ang_p + step), np.sin(ang_p + step)], axis=1)
+        approach = np.where((np.abs(dang) > 0.35)[:, None], orbit, behind)
+        # Aligned and close: push through the puck towards the target, correcting sideways drift.
+        aligned = (np.abs(dang) < 0.3) & (dist < contact + 0.03)
+        push = (puck - contact * 0.8 * u) - pusher + 0.5 * u
+        goal = np.where(aligned[:, None], pusher + push, approach)
+        a = self.gain * (goal - pusher)
+        norm = np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1.0)
+        return a / norm
+
+
+class PlanarPushTask(Task):
+    """The planar push task; constructor arguments are the ``tasks/planar_push.yaml`` keys."""
+
+    def __init__(self, name: str = "planar_push", max_episode_steps: int = 120, substeps: int = 10,
+                 max_speed: float = 0.25, target_xy: Sequence[float] = (0.15, 0.15), success_radius: float = 0.04,
+                 puck_init: Sequence[Sequence[float]] = ((-0.15, -0.15), (0.08, 0.08)),
+                 pusher_init: Sequence[Sequence[float]] = ((-0.25, -0.25), (0.25, 0.25)),
+                 control_hz: float = 20.0, expert_noise: float = 0.0, image: Mapping[str, Any] | None = None):
+        if int(max_episode_steps) < 1 or int(substeps) < 1:
+            raise TaskError("task.max_episode_steps and task.substeps must be at least 1; raise them.")
+        self.name = str(name)
+        self.env_kwargs = dict(max_episode_steps=int(max_episode_steps), substeps=int(substeps), max_speed=float(max_speed),
+                               target_xy=tuple(float(x) for x in target_xy), success_radius=float(success_radius),
+                               puck_init=[list(map(float, r)) for r in puck_init],
+                               pusher_init=[list(map(float, r)) for r in pusher_init])
+        self.control_hz = float(control_hz)
+        self.expert_noise = float(expert_noise)
+        self.image = dict(image or {})
+        self.image.setdefault("enabled", False)
+        self.image.setdefault("size", 64)
+        self.image.setdefault("camera", "top")
+
+    @property
+    def target_xy(self) -> tuple[float, float]:
+        return self.env_kwargs["target_xy"]
+
+    def _spec(self, with_image: bool) -> EnvSpec:
+        obs = {"state": ObsKeySpec((SEMANTICS_DIM,))}
+        if with_image:
+            n = int(self.image["size"])
+            obs["image"] = ObsKeySpec((n, n, 3), "uint8", "rgb")
+        return EnvSpec(obs=obs, action_dim=ACTION_DIM, action_low=(-1.0,) * ACTION_DIM, action_high=(1.0,) * ACTION_DIM,
+                       max_episode_steps=self.env_kwargs["max_episode_steps"], control_hz=self.control_hz, name=self.name,
+                       extra={"suite": "planar_push", "semantics_low": [-0.3] * SEMANTICS_DIM,
+                              "semantics_high": [0.3] * SEMANTICS_DIM, "target_xy": list(self.target_xy)})
+
+    @property
+    def spec(self) -> EnvSpec:
+        return self._spec(bool(self.image["enabled"]))
+
+    def make_env(self, render: bool | None = None) -> PlanarPushEnv:
+        with_image = bool(self.image["enabled"]) if render is None else bool(render)
+        return PlanarPushEnv(**self.env_kwargs, image=self.image if with_image else None)
+
+    def make_expert(self, rng: np.random.Generator) -> PlanarPushExpert:
+        return PlanarPushExpert(self.target_xy, rng=rng, noise=self.expert_noise)

@@ -1,0 +1,45 @@
+"""Success-rate statistics: the Wilson score interval and pooling over evaluation jobs.
+
+Written by hand because it is three lines: scipy has no binomial-proportion interval with the
+Wilson method (statsmodels does, but is not a dependency). Tests check it against independently
+computed reference values.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion ``successes / n``.
+
+    Unlike the normal ("Wald") interval it stays inside [0, 1] and does not collapse to a point at
+    0/n or n/n. ``z`` = 1.96 gives the 95% interval. Returns ``(0.0, 1.0)`` when ``n`` is 0.
+    """
+    successes, n = int(successes), int(n)
+    if n < 0 or not 0 <= successes <= n:
+        raise ValueError(f"wilson_interval needs 0 <= successes <= n, got successes={successes}, n={n}.")
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def pooled_success(successes: Sequence[int], episodes: Sequence[int], z: float = 1.96) -> dict[str, float]:
+    """Pool several evaluation jobs of one cell.
+
+    successes, episodes: per job. Returns the mean of the per-job success rates, their standard
+    deviation across jobs (sample std, 0 for one job), and the Wilson interval over all episodes
+    pooled together.
+    """
+    if len(successes) != len(episodes) or not episodes:
+        raise ValueError("pooled_success needs one success count per job and at least one job.")
+    rates = [s / e if e else 0.0 for s, e in zip(successes, episodes)]
+    mean = sum(rates) / len(rates)
+    std = math.sqrt(sum((r - mean) ** 2 for r in rates) / (len(rates) - 1)) if len(rates) > 1 else 0.0
+    lo, hi = wilson_interval(sum(successes), sum(episodes), z)
+    return {"mean": mean, "std": std, "ci95_lo": lo, "ci95_hi": hi, "pooled_rate": sum(successes) / max(1, sum(episodes))}

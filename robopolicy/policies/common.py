@@ -1,0 +1,121 @@
+"""What every chunk policy here shares: input checks, preprocessing, observation/goal encoding.
+
+:class:`ChunkPolicy` turns raw observation histories into one conditioning vector per sample:
+``cond = [obs features (To flattened), goal features]``. The goal part is either the encoded goal
+observation or a learned *null token* (no goal given, or dropped for classifier-free guidance).
+Low-dim keys are normalised with the policy's Normalizer; images (uint8 HWC) become float CHW in
+[0, 1]. Subclasses implement the loss and the sampler.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from robopolicy.envs.spec import EnvSpec
+from robopolicy.errors import ConfigError, DataError
+from robopolicy.nets.encoders import ObsEncoder
+from robopolicy.policies.base import ObsDict, Policy
+
+
+class ChunkPolicy(Policy):
+    """Shared base of DiffusionPolicy, BESOPolicy and BCPolicy.
+
+    Args:
+        spec: the task's EnvSpec. normalizer: fitted Normalizer (keys: obs keys and ``action``).
+        obs_keys: observation keys to use (None: every key of the spec).
+        goal_keys: keys of ``batch["goal"]`` to condition on (None: no goal conditioning).
+        encoder: ObsEncoder options (lowdim_hidden_dims, rgb_feature_dim, num_kp, crop_shape, channels_per_group).
+        cond_drop_prob: probability of replacing the goal by the null token in training.
+    """
+
+    def __init__(self, spec: EnvSpec, normalizer: nn.Module, obs_keys: Sequence[str] | None = None,
+                 goal_keys: Sequence[str] | None = None, obs_horizon: int = 2, action_horizon: int = 16,
+                 exec_horizon: int = 8, encoder: Mapping[str, Any] | None = None, cond_drop_prob: float = 0.0):
+        obs_keys = list(spec.obs) if obs_keys is None else list(obs_keys)
+        super().__init__(spec, obs_keys, obs_horizon, action_horizon, exec_horizon)
+        if not 0.0 <= float(cond_drop_prob) < 1.0:
+            raise ConfigError(f"cond_drop_prob={cond_drop_prob} must be in [0, 1).")
+        self.normalizer = normalizer
+        self.action_dim = int(spec.action_dim)
+        self.goal_keys = list(goal_keys) if goal_keys else []
+        self.cond_drop_prob = float(cond_drop_prob)
+        enc_cfg = dict(encoder or {})
+        self.obs_encoder = ObsEncoder(spec, self.obs_keys, self.obs_horizon, **enc_cfg)
+        self.goal_encoder = ObsEncoder(spec, self.goal_keys, 1, **enc_cfg) if self.goal_keys else None
+        goal_dim = self.goal_encoder.out_dim if self.goal_encoder is not None else 0
+        self.null_goal = nn.Parameter(torch.zeros(goal_dim)) if goal_dim else None
+        self.cond_dim = self.obs_encoder.out_dim + goal_dim
+
+    # -- preprocessing --------------------------------------------------------------------------
+    def _preprocess(self, obs: ObsDict, keys: Sequence[str], horizon: int | None, what: str) -> dict[str, torch.Tensor]:
+        """{key: (B, To, ...)} raw (or (B, ...) when horizon is None) -> normalised / scaled tensors with a time axis."""
+        missing = [k for k in keys if k not in obs]
+        if missing:
+            raise DataError(f"The {what} lacks keys {missing} that the policy needs (it has {sorted(obs)}); pass every key in {list(keys)}.")
+        tens = self.to_tensor_obs({k: obs[k] for k in keys})
+        out = {}
+        for k in keys:
+            x = tens[k]
+            ks = self.spec.obs[k]
+            if horizon is None:
+                x = x.unsqueeze(1)
+            expected = (horizon or 1, *ks.shape)
+            if tuple(x.shape[1:]) != expected:
+                raise DataError(f"{what} key {k!r} has shape {tuple(x.shape)} but the policy expects (B, {', '.join(map(str, expected))}); "
+                                "pass histories of obs_horizon steps in the task's units.")
+            if ks.kind == "rgb":
+                x = x.permute(0, 1, 4, 2, 3).float() / 255.0 if x.dtype == torch.uint8 else x.permute(0, 1, 4, 2, 3).float()
+            else:
+                x = x.float()
+                if not torch.isfinite(x).all():
+                    raise DataError(f"{what} key {k!r} contains NaN or inf; check the sensor or dataset.")
+                x = self.normalizer.normalize(k, x)
+            out[k] = x
+        return out
+
+    def encode(self, obs: ObsDict, goal: ObsDict | None = None, drop_goal: torch.Tensor | None = None) -> torch.Tensor:
+        """obs {key: (B, To, ...)}, goal {key: (B, ...)} or None -> cond (B, cond_dim).
+
+        drop_goal: optional (B,) bool; True rows get the null goal token (classifier-free guidance).
+        """
+        feats = self.obs_encoder(self._preprocess(obs, self.obs_keys, self.obs_horizon, "observation"))
+        if self.goal_encoder is None:
+            return feats
+        b = feats.shape[0]
+        null = self.null_goal.expand(b, -1)
+        if goal is None:
+            return torch.cat([feats, null], dim=-1)
+        g = self.goal_encoder(self._preprocess(goal, self.goal_keys, None, "goal"))
+        if drop_goal is not None:
+            g = torch.where(drop_goal[:, None], null, g)
+        return torch.cat([feats, g], dim=-1)
+
+    def unconditioned(self, cond: torch.Tensor) -> torch.Tensor:
+        """cond (N, cond_dim) -> the same with the goal part replaced by the null token."""
+        g = self.null_goal.shape[0]
+        return torch.cat([cond[:, :-g], self.null_goal.expand(cond.shape[0], -1)], dim=-1)
+
+    def encode_batch(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training batch -> (cond (B, cond_dim), normalised actions (B, Tp, A)), with goal dropout."""
+        action = torch.as_tensor(np.asarray(batch["action"]) if not isinstance(batch["action"], torch.Tensor) else batch["action"])
+        action = action.to(self.device).float()
+        if action.dim() != 3 or tuple(action.shape[1:]) != (self.action_horizon, self.action_dim):
+            raise DataError(f"batch['action'] has shape {tuple(action.shape)} but the policy expects (B, {self.action_horizon}, "
+                            f"{self.action_dim}); build the dataset with the policy's action_horizon.")
+        goal = batch.get("goal") if self.goal_encoder is not None else None
+        if self.goal_encoder is not None and goal is None:
+            raise DataError("The policy is goal-conditioned (goal_keys set) but the batch has no 'goal'; build the dataset with goal_keys.")
+        drop = None
+        if goal is not None and self.training and self.cond_drop_prob > 0:
+            drop = torch.rand(action.shape[0], device=self.device) < self.cond_drop_prob
+        cond = self.encode(batch["obs"], goal, drop)
+        return cond, self.normalizer.normalize("action", action)
+
+    def chunk_to_env(self, x: torch.Tensor, b: int, n: int) -> torch.Tensor:
+        """Normalised chunks (B*n, Tp, A) -> env-unit future part (B, n, Tp-To+1, A)."""
+        x = x.view(b, n, self.action_horizon, self.action_dim)[:, :, self.obs_horizon - 1:]
+        return self.normalizer.unnormalize("action", x)

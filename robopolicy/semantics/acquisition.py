@@ -1,0 +1,134 @@
+"""Acquisition functions: which frames of the offline data a person annotates next.
+
+Each function is short and pure: arrays in, frame ids out, randomness from a passed generator.
+Frames are global ids; ``episode_of`` (N,) and ``t_of`` (N,) locate them. When an annotation will
+be carried through a segment of L frames by pair augmentation, picking a frame also covers the
+next L - 1 frames of its episode (:func:`segment_cover`), so later picks avoid them.
+
+Why not scikit-activeml or baal (both checked, scikit-activeml 1.0.1 and baal 2.1.0): the
+scikit-activeml regression strategies (GreedySamplingX = farthest-first on points,
+QueryByCommittee) take scikit-learn estimators and one point per sample, while ours pick
+*episodes* by a set distance, then a segment inside the episode, and score a torch ensemble;
+baal targets MC-dropout classification heuristics and hard-requires jupyter, structlog<23 and
+torchmetrics. Each function here is a few lines of numpy, so neither is a dependency.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def segment_cover(frame: int, episode_of: np.ndarray, segment_length: int) -> np.ndarray:
+    """Ids of the frames a pair-augmented annotation of ``frame`` labels: (≤ L,) within its episode."""
+    n = len(episode_of)
+    ids = np.arange(frame, min(frame + segment_length, n))
+    return ids[episode_of[ids] == episode_of[frame]]
+
+
+def random_frames(candidates: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """candidates: (C,) frame ids -> (min(k, C),) distinct ids drawn uniformly."""
+    return rng.choice(np.asarray(candidates), size=min(int(k), len(candidates)), replace=False)
+
+
+def random_episodes(episode_of: np.ndarray, t_of: np.ndarray, chosen_episodes: np.ndarray, k: int,
+                    segment_length: int, rng: np.random.Generator) -> np.ndarray:
+    """Random not-yet-chosen episodes, one frame each, uniform over starts whose segment fits.
+
+    episode_of, t_of: (N,); chosen_episodes: (S,) -> (≤ k,) frame ids.
+    """
+    episodes = np.setdiff1d(np.unique(episode_of), chosen_episodes)
+    if len(episodes) == 0:  # every episode has an annotation: start over
+        episodes = np.unique(episode_of)
+    picks = rng.choice(episodes, size=min(int(k), len(episodes)), replace=False)
+    out = []
+    for e in picks:
+        frames = np.flatnonzero(episode_of == e)
+        last_start = max(0, len(frames) - segment_length)
+        out.append(frames[rng.integers(0, last_start + 1)])
+    return np.asarray(out, dtype=int)
+
+
+def min_distances(points: np.ndarray, selected: np.ndarray) -> np.ndarray:
+    """points: (N, Z), selected: (S, Z) -> (N,) distance to the nearest selected point (inf if S = 0)."""
+    if len(selected) == 0:
+        return np.full(len(points), np.inf)
+    d2 = ((points[:, None, :] - selected[None, :, :]) ** 2).sum(-1)
+    return np.sqrt(d2.min(1))
+
+
+def widest_segment(latents: np.ndarray, segment_length: int) -> int:
+    """latents: (T, Z) of one episode -> start t whose segment t..t+L-1 has the largest spread.
+
+    Spread = mean squared distance of the segment's latents from their mean (trace of covariance).
+    """
+    n = len(latents)
+    starts = np.arange(max(1, n - segment_length + 1))
+    spread = [latents[s : s + segment_length].var(0).sum() for s in starts]
+    return int(starts[int(np.argmax(spread))])
+
+
+def diversity_episodes(latents: np.ndarray, episode_of: np.ndarray, labeled: np.ndarray, k: int,
+                       segment_length: int) -> np.ndarray:
+    """The paper's VAE-latent diversity: farthest-first episodes, then the widest segment within.
+
+    latents: (N, Z) VAE means of every frame; episode_of: (N,); labeled: (N,) bool -> (≤ k,) ids.
+    An episode's distance to the labelled set is the mean over its frames of the distance to the
+    nearest labelled frame; the farthest episode is picked (with nothing labelled yet: the one
+    farthest from the centroid of all frames), its widest segment is labelled, and so on.
+    """
+    labeled = np.asarray(labeled, bool).copy()
+    episodes = np.unique(episode_of)
+    out = []
+    for _ in range(int(k)):
+        ref = latents[labeled] if labeled.any() else latents.mean(0, keepdims=True)
+        d = min_distances(latents, ref)
+        score = np.array([d[(episode_of == e) & ~labeled].mean() if ((episode_of == e) & ~labeled).any() else -np.inf
+                          for e in episodes])
+        if not np.isfinite(score).any():
+            break
+        frames = np.flatnonzero(episode_of == episodes[int(np.argmax(score))])
+        frame = int(frames[widest_segment(latents[frames], segment_length)])
+        out.append(frame)
+        labeled[segment_cover(frame, episode_of, segment_length)] = True
+    return np.asarray(out, dtype=int)
+
+
+def ensemble_variance(preds: np.ndarray) -> np.ndarray:
+    """preds: (M, N, D) ensemble predictions (normalised units) -> (N,) mean over D of the variance over M."""
+    return np.asarray(preds).var(axis=0).mean(axis=-1)
+
+
+def top_scores(score: np.ndarray, episode_of: np.ndarray, labeled: np.ndarray, k: int, segment_length: int) -> np.ndarray:
+    """Greedy top-k of score (N,) among unlabeled frames; a pick's segment is excluded afterwards. -> (≤ k,)."""
+    score = np.where(np.asarray(labeled, bool), -np.inf, np.asarray(score, dtype=np.float64))
+    out = []
+    for _ in range(int(k)):
+        i = int(np.argmax(score))
+        if not np.isfinite(score[i]):
+            break
+        out.append(i)
+        score[segment_cover(i, episode_of, segment_length)] = -np.inf
+    return np.asarray(out, dtype=int)
+
+
+def hybrid(variance: np.ndarray, latents: np.ndarray, episode_of: np.ndarray, labeled: np.ndarray, k: int,
+           segment_length: int, weight: float = 0.5) -> np.ndarray:
+    """Uncertainty and diversity: score = (1 - w) · var / max var + w · d / max d, greedily.
+
+    variance: (N,); latents: (N, Z); labeled: (N,) bool -> (≤ k,) ids. d is the latent distance to
+    the nearest labelled (or already picked) frame, updated after each pick with its segment.
+    """
+    labeled = np.asarray(labeled, bool).copy()
+    var = np.asarray(variance, np.float64)
+    var = var / max(var[~labeled].max(initial=0.0), 1e-12)
+    out = []
+    for _ in range(int(k)):
+        if labeled.all():
+            break
+        d = min_distances(latents, latents[labeled]) if labeled.any() else np.ones(len(latents))
+        d = d / max(d[~labeled].max(), 1e-12)
+        score = np.where(labeled, -np.inf, (1 - weight) * var + weight * d)
+        i = int(np.argmax(score))
+        out.append(i)
+        labeled[segment_cover(i, episode_of, segment_length)] = True
+    return np.asarray(out, dtype=int)

@@ -1,0 +1,69 @@
+"""Pair augmentation (Sato et al. 2023): one annotated frame labels the rest of its segment.
+
+From an annotated frame, set the simulator to its semantics and replay the logged actions through
+the simulator's transition function T(s, a); the simulated semantics label the following frames.
+A transition-noise model adds Gaussian noise (metres) to the state after every simulated step,
+and the noisy state is what the next step starts from, so its error accumulates as a mismatched
+simulator's would.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from robopolicy.errors import ConfigError
+from robopolicy.semantics.data import RealEpisodes
+
+
+def propagate(sim_env, s0: np.ndarray, actions: np.ndarray, transition_noise_std: float = 0.0,
+              rng: np.random.Generator | None = None) -> np.ndarray:
+    """s0: (D,), actions: (L, A) -> (L + 1, D) float32 semantics s0, T(s0, a0), ... through ``sim_env``."""
+    sim = sim_env.unwrapped
+    out = [np.asarray(s0, dtype=np.float32)]
+    for a in np.asarray(actions):
+        s = out[-1]
+        if transition_noise_std > 0:
+            s = s + (rng or np.random.default_rng(0)).normal(0.0, transition_noise_std, size=s.shape).astype(np.float32)
+        sim.set_semantics(s)
+        sim.step(a)
+        out.append(sim.get_semantics())
+    return np.stack(out).astype(np.float32)
+
+
+class LabelSet:
+    """Labels of the offline frames: from annotations and from pair augmentation.
+
+    ``labels`` (N, D) float32 and ``age`` (N,) int: steps since the annotation a label comes from
+    (0 = annotated, -1 = unlabeled). A frame covered twice keeps the label of its nearest annotation.
+    """
+
+    def __init__(self, data: RealEpisodes, dim: int):
+        self.data = data
+        self.labels = np.zeros((data.n_frames, dim), np.float32)
+        self.age = np.full(data.n_frames, -1, dtype=int)
+        self.annotated: list[int] = []
+
+    @property
+    def labeled(self) -> np.ndarray:
+        return np.flatnonzero(self.age >= 0)
+
+    def add(self, frame: int, semantics: np.ndarray, sim_env=None, segment_length: int = 1,
+            transition_noise_std: float = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
+        """Record an annotation of ``frame``; with ``segment_length`` L > 1 label up to L - 1 following frames.
+
+        Returns the ids of the frames labelled by this call.
+        """
+        if segment_length < 1:
+            raise ConfigError(f"segment_length={segment_length} must be at least 1; set semantics.segment_length.")
+        if segment_length > 1 and sim_env is None:
+            raise ConfigError("Pair augmentation needs the simulator; pass sim_env or use segment_length=1.")
+        e, t = int(self.data.episode_of[frame]), int(self.data.t_of[frame])
+        acts = self.data.actions[e][t : t + segment_length - 1]
+        seq = propagate(sim_env, semantics, acts, transition_noise_std, rng) if len(acts) else np.asarray(semantics, np.float32)[None]
+        ids = frame + np.arange(len(seq))
+        for k, (i, s) in enumerate(zip(ids, seq)):
+            if self.age[i] < 0 or k < self.age[i]:
+                self.labels[i] = s
+                self.age[i] = k
+        self.annotated.append(int(frame))
+        return ids

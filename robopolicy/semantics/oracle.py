@@ -1,0 +1,50 @@
+"""The annotation oracle: a person who writes down the true semantics of a frame they are shown.
+
+Every request counts against the budget, including repeats (a person would be asked again);
+past the budget the oracle refuses with :class:`AnnotationBudgetError`. Optional Gaussian
+annotation noise (in metres) models imprecise annotations, as in Sato et al. (2023).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from robopolicy.errors import DataError
+
+
+class AnnotationBudgetError(DataError):
+    """More annotations were requested than the budget allows."""
+
+
+class AnnotationOracle:
+    """true_semantics: per episode an array (T_e + 1, D); frames are addressed as (episode, t)."""
+
+    def __init__(self, true_semantics: Sequence[np.ndarray], budget: int, noise_std: float = 0.0,
+                 rng: np.random.Generator | None = None):
+        if int(budget) < 0 or float(noise_std) < 0:
+            raise DataError(f"The annotation budget ({budget}) and noise ({noise_std}) must not be negative; fix semantics.budget / oracle.noise_std.")
+        self._true = [np.asarray(s, dtype=np.float32) for s in true_semantics]
+        self.budget = int(budget)
+        self.noise_std = float(noise_std)
+        self.rng = rng if rng is not None else np.random.default_rng(0)
+        self.requests = 0
+
+    @property
+    def remaining(self) -> int:
+        return self.budget - self.requests
+
+    def annotate(self, episode: int, t: int) -> np.ndarray:
+        """The (noisy) semantics (D,) float32 of frame ``t`` of ``episode``; costs one annotation."""
+        if self.requests >= self.budget:
+            raise AnnotationBudgetError(
+                f"The annotation budget of {self.budget} is spent; raise semantics.budget or ask for fewer frames."
+            )
+        if not (0 <= episode < len(self._true) and 0 <= t < len(self._true[episode])):
+            raise DataError(f"Frame ({episode}, {t}) does not exist in the offline data; ask for a frame inside it.")
+        self.requests += 1
+        s = self._true[episode][t]
+        if self.noise_std > 0:
+            s = s + self.rng.normal(0.0, self.noise_std, size=s.shape).astype(np.float32)
+        return s.astype(np.float32)

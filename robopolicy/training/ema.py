@@ -1,0 +1,66 @@
+"""Exponential moving average of weights with Diffusion Policy's warm-up (diffusers' EMAModel).
+
+decay(step) = min(max_decay, 1 - (1 + step) ** -power), power 0.75 by default, as Diffusion Policy
+uses. The averaged weights live in a separate copy of the model (``eval_model``) whose buffers
+(e.g. normalizer statistics) are copied from the trained model at every sync.
+EMA is refused for models with BatchNorm: averaged weights with running statistics from the raw
+model break the network ("EMA destroys performance when used with BatchNorm"; use GroupNorm).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from diffusers.training_utils import EMAModel
+from torch import nn
+
+from robopolicy.errors import ConfigError
+
+
+def check_no_batchnorm(model: nn.Module) -> None:
+    """Raise ConfigError when ``model`` contains a BatchNorm layer."""
+    for name, m in model.named_modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            raise ConfigError(
+                f"EMA of weights is not supported for a model with BatchNorm (found {type(m).__name__} at "
+                f"{name or 'the root'!r}); use GroupNorm in the network or set ema.enabled=false."
+            )
+
+
+class WeightEMA:
+    """EMA of ``model``'s trainable parameters plus a ready-to-use averaged copy of the model."""
+
+    def __init__(self, model: nn.Module, power: float = 0.75, max_decay: float = 0.9999):
+        check_no_batchnorm(model)
+        self.model = model
+        self.params = [p for p in model.parameters()]
+        self.ema = EMAModel(self.params, decay=float(max_decay), min_decay=0.0, use_ema_warmup=True, inv_gamma=1.0, power=float(power))
+        self.eval_model = copy.deepcopy(model).eval()
+        self.eval_model.requires_grad_(False)
+
+    @property
+    def decay(self) -> float:
+        return float(getattr(self.ema, "cur_decay_value", None) or 0.0)
+
+    def step(self) -> None:
+        self.ema.step(self.params)
+
+    @torch.no_grad()
+    def synced_model(self) -> nn.Module:
+        """The averaged model: EMA parameters and the trained model's current buffers."""
+        self.ema.copy_to(self.eval_model.parameters())
+        for b_ema, b in zip(self.eval_model.buffers(), self.model.buffers()):
+            b_ema.copy_(b)
+        return self.eval_model
+
+    def state_dict(self) -> dict:
+        sd = dict(self.ema.state_dict())
+        sd["shadow_params"] = [p.detach().cpu().clone() for p in sd["shadow_params"]]
+        return sd
+
+    def load_state_dict(self, sd: dict) -> None:
+        sd = dict(sd)
+        sd["min_decay"] = float(sd["min_decay"])
+        self.ema.load_state_dict(sd)
+        self.ema.to(device=self.params[0].device if self.params else None)

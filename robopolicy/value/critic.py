@@ -1,0 +1,174 @@
+"""Offline critic Q(s, a): an ensemble of Q networks (min for scoring), a V network for IQL,
+Polyak-averaged target copies, a scalar or HL-Gauss head, optional goal conditioning.
+
+The critic owns its preprocessing like a policy does: observations and actions come in raw
+environment units and are normalised with the critic's own :class:`Normalizer` (saved in its
+safetensors). The learning rule is a separate object (``algo``: :class:`~robopolicy.value.offline_rl.IQL`
+or :class:`~robopolicy.value.offline_rl.CalQL`) so the same network trains with either.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from robopolicy.envs.spec import EnvSpec
+from robopolicy.errors import ConfigError, DataError
+from robopolicy.nets.encoders import ObsEncoder
+from robopolicy.nets.mlp import mlp
+from robopolicy.value import losses
+
+ACTION_MODES = ("first", "chunk")
+
+
+class ValueHead(nn.Module):
+    """Maps network outputs to values and trains them. ``kind``: ``scalar`` (MSE) or ``hl_gauss``
+    (categorical over ``num_bins`` bins on [v_min, v_max], cross-entropy, sigma = sigma_ratio x bin width)."""
+
+    def __init__(self, kind: str = "scalar", v_min: float = 0.0, v_max: float = 3.0, num_bins: int = 51, sigma_ratio: float = 0.75):
+        super().__init__()
+        if kind not in ("scalar", "hl_gauss"):
+            raise ConfigError(f"Unknown critic head {kind!r}; use critic.head.kind=scalar or hl_gauss.")
+        if kind == "hl_gauss" and not v_max > v_min:
+            raise ConfigError(f"HL-Gauss support needs v_max > v_min, got [{v_min}, {v_max}]; fix critic.head.v_min/v_max.")
+        self.kind = kind
+        self.out_dim = 1 if kind == "scalar" else int(num_bins)
+        self.register_buffer("edges", losses.hl_gauss_edges(v_min, v_max, self.out_dim), persistent=False)
+        self.sigma = float(sigma_ratio) * (float(v_max) - float(v_min)) / self.out_dim
+
+    def value(self, out: Tensor) -> Tensor:
+        """out: (..., out_dim) -> (...) scalar values."""
+        return out.squeeze(-1) if self.kind == "scalar" else losses.hl_gauss_expectation(out, self.edges)
+
+    def loss(self, out: Tensor, target: Tensor) -> Tensor:
+        """out: (E, B, out_dim), target: (B,) -> scalar."""
+        if self.kind == "scalar":
+            return losses.q_regression_loss(out.squeeze(-1), target)
+        return losses.hl_gauss_loss(out, target, self.edges, self.sigma)
+
+
+class Critic(nn.Module):
+    """Q(s, a) ensemble over the first action (``action_mode="first"``) or the first ``chunk_len``
+    actions of a chunk (``"chunk"``), with V(s) when the algorithm needs it.
+
+    spec: the task's EnvSpec; normalizer: a fitted Normalizer with the obs keys and ``action``;
+    algo: the learning rule (has ``compute_loss(critic, batch)``, ``needs_value``, ``polyak``).
+    """
+
+    def __init__(self, spec: EnvSpec, normalizer: nn.Module, algo: Any, obs_keys: Sequence[str] | None = None,
+                 obs_horizon: int = 2, action_mode: str = "first", chunk_len: int = 1, ensemble: int = 2,
+                 hidden_dims: Sequence[int] = (256, 256), head: Mapping[str, Any] | None = None,
+                 goal_keys: Sequence[str] | None = None, encoder: Mapping[str, Any] | None = None):
+        super().__init__()
+        if action_mode not in ACTION_MODES:
+            raise ConfigError(f"Unknown critic action_mode {action_mode!r}; use 'first' or 'chunk'.")
+        if ensemble < 1:
+            raise ConfigError(f"critic.ensemble must be at least 1, got {ensemble}.")
+        self.spec = spec
+        self.algo = algo
+        self.obs_keys = list(obs_keys) if obs_keys else list(spec.obs)
+        self.goal_keys = list(goal_keys) if goal_keys else []
+        self.obs_horizon = int(obs_horizon)
+        self.action_mode = action_mode
+        self.chunk_len = 1 if action_mode == "first" else int(chunk_len)
+        self.normalizer = normalizer
+        enc = dict(encoder or {})
+        self.obs_encoder = ObsEncoder(spec, self.obs_keys, self.obs_horizon, **enc)
+        self.goal_encoder = ObsEncoder(spec, self.goal_keys, 1, **enc) if self.goal_keys else None
+        feat_dim = self.obs_encoder.out_dim + (self.goal_encoder.out_dim if self.goal_encoder else 0)
+        self.head = ValueHead(**dict(head or {}))
+        in_dim = feat_dim + self.chunk_len * spec.action_dim
+        self.q_nets = nn.ModuleList(mlp(in_dim, hidden_dims, self.head.out_dim) for _ in range(int(ensemble)))
+        self.target_q_nets = copy.deepcopy(self.q_nets).requires_grad_(False)
+        self.v_net = mlp(feat_dim, hidden_dims, 1) if getattr(algo, "needs_value", False) else None
+
+    # -- preprocessing --------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _prep(self, obs: Mapping[str, Any], keys: list[str], horizon: int | None) -> dict[str, Tensor]:
+        """Raw {key: (B, To', ...)} (or (B, ...) for goals, horizon None) -> normalised (B, To, ...) tensors."""
+        out = {}
+        for k in keys:
+            if k not in obs:
+                raise DataError(f"The critic needs observation key {k!r} but got {sorted(obs)}; use the task the critic was trained on.")
+            x = obs[k] if isinstance(obs[k], Tensor) else torch.as_tensor(np.asarray(obs[k]))
+            x = x.to(self.device)
+            if horizon is None:
+                x = x.unsqueeze(1)
+            elif x.shape[1] < horizon:
+                raise DataError(f"The critic needs {horizon} observation steps of {k!r} but got {x.shape[1]}; give a longer history.")
+            else:
+                x = x[:, x.shape[1] - horizon:]
+            if self.spec.obs[k].kind == "rgb":
+                x = x.permute(0, 1, 4, 2, 3).float() / 255.0
+            else:
+                x = self.normalizer.normalize(k, x.float())
+            out[k] = x
+        return out
+
+    def encode(self, obs: Mapping[str, Any], goal: Mapping[str, Any] | None = None) -> Tensor:
+        """obs: {key: (B, To', ...)} raw (the last To steps are used) -> features (B, F)."""
+        feat = self.obs_encoder(self._prep(obs, self.obs_keys, self.obs_horizon))
+        if self.goal_encoder is not None:
+            if goal is None:
+                raise DataError(f"This critic is goal-conditioned on {self.goal_keys}; pass a goal.")
+            feat = torch.cat([feat, self.goal_encoder(self._prep(goal, self.goal_keys, None))], dim=-1)
+        return feat
+
+    def prep_actions(self, actions: Tensor) -> Tensor:
+        """actions: (..., T, A) env units -> (..., chunk_len * A) normalised (first ``chunk_len`` steps)."""
+        actions = torch.as_tensor(actions).to(self.device).float()
+        if actions.shape[-2] < self.chunk_len:
+            raise DataError(f"The critic scores {self.chunk_len} actions per chunk but got chunks of {actions.shape[-2]}; "
+                            "lower critic.chunk_len or sample longer chunks.")
+        a = self.normalizer.normalize("action", actions[..., : self.chunk_len, :])
+        return a.flatten(-2)
+
+    # -- networks on features -------------------------------------------------------------------
+    def q_out(self, feat: Tensor, act: Tensor, target: bool = False) -> Tensor:
+        """feat: (B, F), act: (B, N, C) prepared actions -> (E, B, N, out_dim)."""
+        x = torch.cat([feat.unsqueeze(1).expand(-1, act.shape[1], -1), act], dim=-1)
+        nets = self.target_q_nets if target else self.q_nets
+        return torch.stack([net(x) for net in nets])
+
+    def q_value(self, feat: Tensor, act: Tensor, target: bool = False) -> Tensor:
+        """feat: (B, F), act: (B, N, C) -> (E, B, N) values."""
+        return self.head.value(self.q_out(feat, act, target))
+
+    def v_value(self, feat: Tensor) -> Tensor:
+        """feat: (B, F) -> (B,)."""
+        if self.v_net is None:
+            raise ConfigError("This critic has no V network; its algorithm does not train one.")
+        return self.v_net(feat).squeeze(-1)
+
+    # -- public API -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def score(self, obs: Mapping[str, Any], actions: Tensor, goal: Mapping[str, Any] | None = None) -> Tensor:
+        """obs: {key: (B, To, ...)}, actions: (B, K, T, A) env units -> (B, K), min over the ensemble.
+
+        One batched network call for all B x K chunks.
+        """
+        feat = self.encode(obs, goal)
+        return self.q_value(feat, self.prep_actions(actions)).min(dim=0).values
+
+    def compute_loss(self, batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, float]]:
+        """batch: see :class:`~robopolicy.value.dataset.TransitionDataset` -> (loss, metrics)."""
+        if self.training and torch.is_grad_enabled() and not getattr(self, "_hook_updates_target", False):
+            # The Trainer has no post-optimizer-step hook (yet), so the target networks are moved
+            # toward the online ones here, once per training step, before the loss. This lags the
+            # textbook order (update after the step) by one step, which is immaterial at polyak ~ 0.005.
+            self.update_target()
+        return self.algo.compute_loss(self, batch)
+
+    @torch.no_grad()
+    def update_target(self, polyak: float | None = None) -> None:
+        """target <- (1 - polyak) * target + polyak * online."""
+        p = float(self.algo.polyak if polyak is None else polyak)
+        for t, s in zip(self.target_q_nets.parameters(), self.q_nets.parameters()):
+            t.lerp_(s, p)

@@ -1,0 +1,59 @@
+"""Train an offline critic on an episode store with the one Trainer (``robopolicy-train-critic``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from robopolicy.data.normalize import fit_normalizer
+from robopolicy.data.store import EpisodeStore
+from robopolicy.errors import ConfigError, DataError
+from robopolicy.value.build import build_critic, critic_keys, lowdim_norm_keys
+from robopolicy.value.dataset import TransitionDataset
+
+
+def split_train_val(n_episodes: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """A seeded random split of episode indices; at least one training episode."""
+    order = np.random.default_rng(seed).permutation(n_episodes)
+    n_val = min(int(round(val_fraction * n_episodes)), n_episodes - 1)
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+def transition_dataset(cfg: DictConfig, store: EpisodeStore, episodes: list[int]) -> TransitionDataset:
+    obs_keys, goal_keys = critic_keys(cfg, store.spec)
+    chunk = 1 if cfg.critic.action_mode == "first" else int(cfg.critic.chunk_len)
+    return TransitionDataset(store, obs_keys, int(cfg.critic.obs_horizon), chunk, int(cfg.n_step), int(cfg.reward.horizon),
+                             str(cfg.reward.scheme), float(cfg.gamma), episodes, goal_keys or None)
+
+
+def train_critic(cfg: DictConfig) -> dict:
+    """Fit the normalizer, build the critic from ``cfg.critic``, train it; returns the trainer summary."""
+    from robopolicy.training.trainer import Trainer
+
+    if cfg.get("dataset") in (None, "", "???") or cfg.get("run_dir") in (None, "", "???"):
+        raise ConfigError("robopolicy-train-critic needs dataset=PATH.zarr and run_dir=DIR.")
+    path = Path(str(cfg.dataset))
+    if not path.exists():
+        raise DataError(f"Dataset {str(path)!r} does not exist; make one with robopolicy-collect out={path}.")
+    store = EpisodeStore.open(path)
+    train_idx, val_idx = split_train_val(store.n_episodes, float(cfg.val_fraction), int(cfg.seed))
+    train_set = transition_dataset(cfg, store, train_idx)
+    if train_set.n_success_episodes == 0:
+        raise DataError(f"No training episode of {str(path)!r} succeeds, so every sparse reward is zero; "
+                        "collect some successful episodes (lower noise or fail_fraction).")
+    val_set = transition_dataset(cfg, store, val_idx) if val_idx else None
+    normalizer = fit_normalizer(store, lowdim_norm_keys(cfg, store.spec), mode=str(cfg.norm.obs), action_mode=str(cfg.norm.action),
+                                episodes=train_idx)
+    critic = build_critic(cfg, store.spec, normalizer)
+    val_loader = None
+    if val_set is not None:
+        import torch
+
+        val_loader = torch.utils.data.DataLoader(val_set, batch_size=int(cfg.batch_size), shuffle=False)
+    trainer = Trainer(critic, train_set, cfg, cfg.run_dir, val_loader=val_loader,
+                      checkpoint_extra={"config": OmegaConf.to_container(cfg, resolve=True), "spec": store.spec,
+                                        "kind": "critic", "dataset": str(path),
+                                        "n_train_transitions": len(train_set), "n_success_episodes": train_set.n_success_episodes})
+    return trainer.fit()

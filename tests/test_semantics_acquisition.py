@@ -1,0 +1,73 @@
+"""Acquisition functions on tiny hand-made cases."""
+
+import numpy as np
+
+from robopolicy.semantics import acquisition as acq
+
+
+def test_segment_cover_stays_in_episode():
+    episode_of = np.array([0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(acq.segment_cover(1, episode_of, 4), [1, 2])
+    np.testing.assert_array_equal(acq.segment_cover(3, episode_of, 1), [3])
+
+
+def test_random_frames_distinct_and_from_candidates():
+    rng = np.random.default_rng(0)
+    cand = np.array([2, 5, 7, 9])
+    got = acq.random_frames(cand, 3, rng)
+    assert len(set(got)) == 3 and set(got) <= set(cand)
+    assert len(acq.random_frames(cand, 10, rng)) == 4
+
+
+def test_random_episodes_prefers_new_episodes_and_fitting_starts():
+    episode_of = np.repeat([0, 1, 2], 5)
+    t_of = np.tile(np.arange(5), 3)
+    got = acq.random_episodes(episode_of, t_of, np.array([0, 2]), 1, segment_length=4, rng=np.random.default_rng(0))
+    assert episode_of[got[0]] == 1 and t_of[got[0]] in (0, 1)
+
+
+def test_diversity_picks_the_far_cluster_first():
+    # Episodes 0 and 1 sit near the origin (episode 0 labelled), episode 2 far away.
+    latents = np.array([[0, 0], [0.1, 0], [0.2, 0], [0, 0.5], [0.1, 0.5], [0.2, 0.5], [5, 5], [5, 5.1], [5, 5.4]], float)
+    episode_of = np.repeat([0, 1, 2], 3)
+    labeled = np.array([1, 1, 1, 0, 0, 0, 0, 0, 0], bool)
+    got = acq.diversity_episodes(latents, episode_of, labeled, k=2, segment_length=2)
+    assert episode_of[got[0]] == 2
+    # Within episode 2 the widest segment of length 2 is frames 7-8 ((5, 5.1) -> (5, 5.4)).
+    assert got[0] == 7
+    # Then the farthest remaining episode: episode 1 (0.5 away), not frame 6 (0.1 from frame 7).
+    assert episode_of[got[1]] == 1
+
+
+def test_widest_segment():
+    lat = np.array([[0.0], [0.1], [0.2], [3.0], [0.0]])
+    assert acq.widest_segment(lat, 2) in (2, 3)
+    assert acq.widest_segment(lat, 10) == 0
+
+
+def test_variance_picks_the_disputed_point():
+    # 3 members agree on frames 0, 2, 3 and disagree on frame 1.
+    preds = np.zeros((3, 4, 2))
+    preds[:, 1, 0] = [-1.0, 0.0, 1.0]
+    preds[:, 3, 1] = [0.1, 0.0, -0.1]
+    var = acq.ensemble_variance(preds)
+    assert var.shape == (4,) and np.argmax(var) == 1
+    episode_of = np.array([0, 0, 1, 1])
+    got = acq.top_scores(var, episode_of, labeled=np.zeros(4, bool), k=2, segment_length=2)
+    # Frame 1's segment (1 only, the episode ends) is covered; the next pick is the mildly disputed frame 3.
+    np.testing.assert_array_equal(got, [1, 3])
+    # A labelled frame is never picked again.
+    assert acq.top_scores(var, episode_of, np.array([0, 1, 0, 0], bool), 1, 1)[0] == 3
+
+
+def test_hybrid_trades_uncertainty_for_diversity():
+    latents = np.array([[0.0], [0.1], [10.0], [0.2]])
+    variance = np.array([0.0, 1.0, 0.2, 0.0])
+    episode_of = np.arange(4)
+    labeled = np.array([1, 0, 0, 0], bool)
+    assert acq.hybrid(variance, latents, episode_of, labeled, 1, 1, weight=0.0)[0] == 1  # pure uncertainty
+    assert acq.hybrid(variance, latents, episode_of, labeled, 1, 1, weight=1.0)[0] == 2  # pure diversity
+    # A frame that is both far and somewhat uncertain beats a near, very uncertain one at w = 0.5.
+    assert acq.hybrid(variance, latents, episode_of, labeled, 1, 1, weight=0.5)[0] == 2
+    # Greedy: after the far frame the disputed one comes next.
+    np.testing.assert_array_equal(acq.hybrid(variance, latents, episode_of, labeled, 2, 1, weight=0.5), [2, 1])
