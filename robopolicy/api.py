@@ -12,9 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import torch
 from omegaconf import DictConfig, OmegaConf
-from safetensors.torch import load_file
 
 from robopolicy.envs.spec import EnvSpec
 from robopolicy.errors import CheckpointError, ConfigError
@@ -50,13 +48,12 @@ def read_checkpoint_config(folder: Path) -> tuple[DictConfig, EnvSpec]:
     return cfg, spec
 
 
-def _load_normalizer_first(policy: torch.nn.Module, normalizer: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Fill the (empty) normalizer from its slice of ``state`` so that the strict check sees its buffers."""
-    prefix = next((name for name, m in policy.named_modules() if m is normalizer), None)
-    if prefix is None:
-        return
-    prefix = f"{prefix}." if prefix else ""
-    normalizer.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, strict=False)
+def normalizer_keys(cfg: DictConfig, spec: EnvSpec) -> list[str]:
+    """Low-dim observation keys the policy normalises: its obs keys (all of the spec's when
+    ``policy.obs_keys`` is null) and its goal keys. ``action`` is added by the Normalizer helpers."""
+    pol = cfg.get("policy") or {}
+    keys = list(pol.get("obs_keys") or spec.obs) + list(pol.get("goal_keys") or [])
+    return [k for k in dict.fromkeys(keys) if k in spec.obs and spec.obs[k].kind == "lowdim"]
 
 
 def load(run_dir: str | os.PathLike, checkpoint: str = "last", device: str = "auto",
@@ -73,11 +70,9 @@ def load(run_dir: str | os.PathLike, checkpoint: str = "last", device: str = "au
     folder = find_checkpoint(run_dir, str(checkpoint))
     cfg, spec = read_checkpoint_config(folder)
     cfg = apply_overrides(cfg, overrides)
-    normalizer = Normalizer()
+    normalizer = Normalizer.empty_for_spec(spec, normalizer_keys(cfg, spec))  # statistics come with the weights
     policy = build_policy(cfg, spec, normalizer)
-    state = load_file(str(folder / "model.safetensors"))
-    _load_normalizer_first(policy, normalizer, state)
-    load_weights(policy, folder / "model.safetensors", what="policy built from the config", state=state)
-    if overrides and "policy" in cfg and "sampler" in cfg.policy and hasattr(policy, "set_sampler"):
+    load_weights(policy, folder / "model.safetensors", what="policy built from the config")
+    if overrides and "sampler" in (cfg.get("policy") or {}) and hasattr(policy, "set_sampler"):
         policy.set_sampler(cfg.policy.sampler)
     return policy.to(resolve_device(device)).eval()

@@ -108,7 +108,6 @@ def test_cli_multimodal_and_bad_input(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "modes" in r.stdout and EpisodeStore.open(tmp_path / "mm.zarr").n_episodes == 4
     for args, words in [
-        (["task=multimodal", "episodes=1", "out=mm.zarr"], "overwrite=true"),
         (["task=nosuchtask", "out=z.zarr"], "metaworld"),
         (["task.env_name=pusj-v3", "out=z.zarr"], "push-v3"),
         (["task=multimodal", "episodes=1"], "out="),

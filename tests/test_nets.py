@@ -58,16 +58,16 @@ def test_image_encoder_on_uint8_history_without_batchnorm():
     from robopolicy.policies.bc import BCPolicy
 
     torch.manual_seed(0)
-    spec = EnvSpec(obs={"cam": ObsKeySpec((36, 36, 3), "uint8", "rgb"), "state": ObsKeySpec((4,))}, action_dim=2,
+    spec = EnvSpec(obs={"cam": ObsKeySpec((72, 72, 3), "uint8", "rgb"), "state": ObsKeySpec((4,))}, action_dim=2,
                    action_low=(-1.0,) * 2, action_high=(1.0,) * 2, max_episode_steps=10)
     rng = np.random.default_rng(0)
     norm = Normalizer.fit({"state": rng.normal(size=(50, 4)).astype(np.float32),
                            "action": rng.uniform(-1, 1, size=(50, 2)).astype(np.float32)}, {"state": "meanstd", "action": "minmax"})
     policy = BCPolicy(spec, norm, hidden_dims=[32], obs_horizon=2, action_horizon=4, exec_horizon=2,
-                      encoder={"rgb_feature_dim": 16, "num_kp": 8, "crop_shape": [32, 32]})
+                      encoder={"rgb_feature_dim": 16, "num_kp": 8, "crop_shape": [64, 64]})
     assert not has_batchnorm(policy)
     assert any(isinstance(m, torch.nn.GroupNorm) for m in policy.obs_encoder.modules())
-    obs = {"cam": rng.integers(0, 256, size=(3, 2, 36, 36, 3), dtype=np.uint8), "state": rng.normal(size=(3, 2, 4)).astype(np.float32)}
+    obs = {"cam": rng.integers(0, 256, size=(3, 2, 72, 72, 3), dtype=np.uint8), "state": rng.normal(size=(3, 2, 4)).astype(np.float32)}
     feats = policy.obs_encoder(policy._preprocess(obs, policy.obs_keys, 2, "observation"))
     assert feats.shape == (3, 2 * (16 + 4))
     batch = {"obs": {k: torch.as_tensor(v) for k, v in obs.items()}, "action": torch.rand(3, 4, 2) * 2 - 1}
@@ -78,9 +78,11 @@ def test_image_encoder_on_uint8_history_without_batchnorm():
     out = policy.sample(obs, n=2)
     assert out.shape == (3, 2, 3, 2) and torch.isfinite(out).all()
     # a bright blob moved across the image moves the spatial-softmax keypoints: the camera is used
-    left, right = np.zeros((1, 2, 36, 36, 3), np.uint8), np.zeros((1, 2, 36, 36, 3), np.uint8)
-    left[..., 8:16, 4:12, :], right[..., 20:28, 24:32, :] = 255, 255
+    left, right = np.zeros((1, 2, 72, 72, 3), np.uint8), np.zeros((1, 2, 72, 72, 3), np.uint8)
+    left[..., 8:24, 8:24, :], right[..., 44:60, 44:60, :] = 255, 255
     state = obs["state"][:1]
     f_left = policy.obs_encoder(policy._preprocess({"cam": left, "state": state}, policy.obs_keys, 2, "observation"))
     f_right = policy.obs_encoder(policy._preprocess({"cam": right, "state": state}, policy.obs_keys, 2, "observation"))
     assert (f_left - f_right).abs().max().item() > 1e-4
+    with pytest.raises(ConfigError, match="at least 64x64"):
+        BCPolicy(spec, norm, obs_horizon=2, action_horizon=4, exec_horizon=2, encoder={"crop_shape": [28, 28]})

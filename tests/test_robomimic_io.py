@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from robopolicy.data import EpisodeStore, export_robomimic, import_robomimic
+from robopolicy.envs.spec import EnvSpec, ObsKeySpec
 from robopolicy.errors import DataError
 
 ENV_ARGS = {"env_name": "Lift", "type": 1, "env_kwargs": {"control_freq": 20, "robots": ["Panda"]}}
@@ -87,16 +88,20 @@ def test_round_trip_hdf5_store_hdf5(tmp_path):
 
 
 def test_export_of_a_native_store(tmp_path):
-    from test_store import SPEC, make_episode
-
-    store = EpisodeStore.create(tmp_path / "s.zarr", SPEC)
-    for i in range(2):
-        store.append_episode(make_episode(i))
+    spec = EnvSpec(obs={"cam": ObsKeySpec((4, 4, 3), "uint8", "rgb")}, action_dim=2, action_low=(-1.0, -1.0),
+                   action_high=(1.0, 1.0), max_episode_steps=9, name="toy")
+    rng = np.random.default_rng(0)
+    episodes = [{"cam": rng.integers(0, 256, (T, 4, 4, 3), dtype=np.uint8), "action": rng.normal(size=(T, 2)).astype(np.float32),
+                 "reward": np.zeros(T, np.float32), "success": np.zeros(T, bool), "done": np.arange(T) == T - 1} for T in (3, 5)]
+    store = EpisodeStore.create(tmp_path / "s.zarr", spec)
+    for ep in episodes:
+        store.append_episode(ep)
     export_robomimic(tmp_path / "s.zarr", tmp_path / "out.hdf5")
     with h5py.File(tmp_path / "out.hdf5", "r") as f:
-        assert sorted(f["data"].keys()) == ["demo_0", "demo_1"] and f["data"].attrs["total"] == store.n_steps
+        assert sorted(f["data"].keys()) == ["demo_0", "demo_1"] and f["data"].attrs["total"] == store.n_steps == 8
         assert json.loads(f["data"].attrs["env_args"])["env_name"] == "toy"
-        np.testing.assert_array_equal(f["data/demo_1/obs/cam"][()], make_episode(1)["cam"])
+        np.testing.assert_array_equal(f["data/demo_1/obs/cam"][()], episodes[1]["cam"])
+        np.testing.assert_array_equal(f["data/demo_1/dones"][()], [0, 0, 0, 0, 1])
     with pytest.raises(DataError, match="already exists"):
         export_robomimic(store, tmp_path / "out.hdf5")
 

@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from robopolicy.collect import collect  # noqa: E402
+import robopolicy.data.store  # noqa: E402,F401  (import cost stays out of the timings)
 from robopolicy.envs import make_task  # noqa: E402
 
 

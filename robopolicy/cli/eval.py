@@ -61,7 +61,7 @@ def _steer(cfg: DictConfig, policy):
 
 def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
     """Everything ``robopolicy-eval`` does, callable from Python with a composed config."""
-    import robopolicy
+    from robopolicy.api import load as load_policy
     from robopolicy.envs import make_task
     from robopolicy.evaluation import evaluate_policy
     from robopolicy.training.checkpoint import find_checkpoint
@@ -80,7 +80,7 @@ def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
     task_cfg = cfg.task if _task_chosen() else OmegaConf.merge(saved.task, cfg.get("task") or {})
     sampler_over = (_plain(cfg.policy.get("sampler")) or {}) if cfg.get("policy") else {}
     overrides = {"policy": {"sampler": sampler_over}} if sampler_over else None
-    policy = robopolicy.load(run_dir, checkpoint=str(folder), device=str(cfg.device), overrides=overrides)
+    policy = load_policy(run_dir, checkpoint=str(folder), device=str(cfg.device), overrides=overrides)
 
     task = make_task(task_cfg)
     policy.spec.check_compatible(task.spec, keys=list(policy.obs_keys), what=f"checkpoint {folder.name}")

@@ -108,7 +108,7 @@ class EpisodeStore:
                 raise DataError(f"{path} already exists; pass overwrite=True or choose another output path.")
             if path.is_file() or (any(path.iterdir()) and not (path / "zarr.json").exists()):
                 raise DataError(f"{path} exists and is not a zarr store, so it will not be overwritten; choose another output path.")
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            shutil.rmtree(path)
         root_attrs = {"env_spec": spec.to_dict(), "provenance": dict(attrs or {}), "committed": {"n_episodes": 0, "n_steps": 0}}
         group = zarr.open_group(store=DurableLocalStore(path, fsync=fsync), mode="w", attributes=root_attrs)
         group.create_group("data")
@@ -288,6 +288,10 @@ class EpisodeStore:
     def _discard_uncommitted(self) -> None:
         """Truncate rows and episode_ends entries past the commit and remove stale temp files."""
         remove_stale_temp_files(self.path)
+        if self.n_episodes == 0:  # extra keys made by a killed first append are not part of the store yet
+            for k in set(self._arrays) - set(expected_arrays(self.spec)):
+                del self._group[f"data/{k}"]
+                del self._arrays[k]
         for arr in self._arrays.values():
             if arr.shape[0] > self.n_steps:
                 arr.resize((self.n_steps, *arr.shape[1:]))

@@ -147,7 +147,8 @@ def evaluate_policy(policy, task, episodes: int, seed: int = 0, num_envs: int = 
     Returns success_rate, ci95 [lo, hi] (Wilson), episodes, n_success, mean_return, returns,
     episode_lengths, latency_ms {p50, p90, mean, n} of batched chunk inference, successes, seeds,
     modes {mode: count} (only when info carries "mode"), episode_modes, videos, env_steps,
-    wall_s, env_steps_per_s, num_envs, vector.
+    wall_s, env_setup_s (making the environments), env_steps_per_s (policy inference included,
+    environment set-up excluded), num_envs, vector.
     """
     episodes, num_envs, seed = int(episodes), int(num_envs), int(seed)
     if episodes < 1:
@@ -173,6 +174,7 @@ def evaluate_policy(policy, task, episodes: int, seed: int = 0, num_envs: int = 
     out = {"success": [], "returns": [], "lengths": [], "modes": [], "latencies_s": [], "steps": 0}
     videos: list[str] = []
     t0 = time.perf_counter()
+    setup_s = 0.0  # making the environments (subprocess start-up for async), not part of the rollout rate
     from tqdm.auto import tqdm
 
     bar = tqdm(total=episodes, disable=not progress, desc=f"eval {getattr(task, 'name', '') or spec.name}", unit="ep")
@@ -184,7 +186,9 @@ def evaluate_policy(policy, task, episodes: int, seed: int = 0, num_envs: int = 
             batch_seeds = batch + [seeds[-1] + 1 + j for j in range(num_envs - n_real)]
             render = True if (render_for_video and start < recorder.n_episodes) else None
             if render not in envs:
+                t_make = time.perf_counter()
                 envs[render] = make_vector_env(task, num_envs, vector, render=render)
+                setup_s += time.perf_counter() - t_make
             with torch.random.fork_rng(devices=rng_devices):
                 torch.manual_seed(batch[0])
                 res = _run_batch(policy, envs[render], batch_seeds, n_real, max_steps, goal, recorder, start, spec.rgb_keys)
@@ -229,7 +233,8 @@ def evaluate_policy(policy, task, episodes: int, seed: int = 0, num_envs: int = 
         "vector": vector,
         "env_steps": int(out["steps"]),
         "wall_s": wall_s,
-        "env_steps_per_s": out["steps"] / wall_s if wall_s > 0 else None,
+        "env_setup_s": setup_s,
+        "env_steps_per_s": out["steps"] / (wall_s - setup_s) if wall_s > setup_s else None,
         "videos": videos,
     }
     if any(m is not None for m in out["modes"]):

@@ -69,6 +69,11 @@ class ImageEncoder(nn.Module):
             h, w = ch, cw
         self.backbone = replace_batchnorm_with_groupnorm(ResNet18Conv(input_channel=c, pretrained=False), channels_per_group)
         feat_shape = self.backbone.output_shape([c, h, w])
+        if feat_shape[1] * feat_shape[2] < 4:
+            raise ConfigError(
+                f"Images of {h}x{w} (after cropping) leave a {feat_shape[1]}x{feat_shape[2]} ResNet-18 feature map, too small "
+                "for spatial-softmax keypoints; use images of at least 64x64 pixels."
+            )
         self.pool = SpatialSoftmax(feat_shape, num_kp=num_kp)
         self.proj = nn.Linear(int(torch.tensor(self.pool.output_shape(feat_shape)).prod()), feature_dim)
         self.out_dim = int(feature_dim)

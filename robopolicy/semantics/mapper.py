@@ -27,6 +27,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from torch import nn
 
+# Imported at module load on purpose: the Trainer pulls in triton (through diffusers and torch._dynamo),
+# and importing triton after an EGL context exists segfaults (seen on CPU with Mesa EGL).
+from robopolicy.training import Trainer  # noqa: E402
 from robopolicy.errors import ConfigError, DataError
 
 
@@ -143,16 +146,32 @@ def build_mapper(mapper_cfg: Any, image_shape: Sequence[int], low: Sequence[floa
     """mapper_cfg: the ``semantics.mapper`` config (members, n_frames, encoder, ...)."""
     cfg = OmegaConf.to_container(OmegaConf.create(mapper_cfg), resolve=True)
     cfg = {k: v for k, v in cfg.items() if k not in ("bootstrap",)}
-    return MapperEnsemble(image_shape=image_shape, semantics_low=low, semantics_high=high, **cfg)
+    model = MapperEnsemble(image_shape=image_shape, semantics_low=low, semantics_high=high, **cfg)
+    # What load_mapper needs to rebuild the model: written as the checkpoint's config.yaml.
+    model.build_config = {"mapper": cfg, "image_shape": [int(x) for x in image_shape],
+                          "semantics_low": [float(x) for x in low], "semantics_high": [float(x) for x in high]}
+    return model
+
+
+def load_mapper(run_dir: str | Path, checkpoint: str = "last", device: str = "cpu") -> MapperEnsemble:
+    """Rebuild a mapper from ``run_dir/checkpoints`` (config.yaml + model.safetensors; no pickle)."""
+    from robopolicy.training import find_checkpoint, load_weights
+
+    folder = find_checkpoint(run_dir, checkpoint)
+    c = OmegaConf.load(folder / "config.yaml")
+    if "mapper" not in c:
+        raise ConfigError(f"{str(folder)!r} is not a mapper checkpoint (its config has no mapper section); point mapper_dir at a mapper run.")
+    model = build_mapper(c.mapper, c.image_shape, c.semantics_low, c.semantics_high)
+    load_weights(model, folder / "model.safetensors", what="mapper")
+    return model.to(device).eval()
 
 
 def train_mapper(model: MapperEnsemble, images: np.ndarray, semantics: np.ndarray, trainer_cfg: Any, run_dir: str | Path,
                  seed: int = 0, bootstrap: bool = True) -> MapperEnsemble:
     """Fit ``model`` on labelled frames with the Trainer; returns the weights to use (EMA if on)."""
-    from robopolicy.training import Trainer
-
     data = LabeledFrames(images, semantics, len(model.members), seed=seed, bootstrap=bootstrap)
     cfg = OmegaConf.merge(OmegaConf.create(trainer_cfg), {"seed": int(seed)})
-    trainer = Trainer(model, data, cfg, run_dir)
+    extra = {"config": getattr(model, "build_config", None)} if getattr(model, "build_config", None) else None
+    trainer = Trainer(model, data, cfg, run_dir, checkpoint_extra=extra)
     trainer.fit()
     return trainer.eval_model().eval()

@@ -15,6 +15,9 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+# Imported at module load on purpose: the Trainer pulls in triton (through diffusers and torch._dynamo),
+# and importing triton after an EGL context exists segfaults (seen on CPU with Mesa EGL).
+from robopolicy.training import Trainer  # noqa: E402
 from robopolicy.errors import ConfigError
 
 
@@ -77,8 +80,6 @@ class _Frames(torch.utils.data.Dataset):
 
 def train_vae(images: np.ndarray, vae_cfg: Any, trainer_cfg: Any, run_dir: str | Path, seed: int = 0) -> ConvVAE:
     """Fit a :class:`ConvVAE` (``vae_cfg``: image_size, latent_dim, channels, beta) on (N, H, W, 3) frames."""
-    from robopolicy.training import Trainer
-
     vae = ConvVAE(**OmegaConf.to_container(OmegaConf.create(vae_cfg), resolve=True))
     trainer = Trainer(vae, _Frames(images), OmegaConf.merge(OmegaConf.create(trainer_cfg), {"seed": int(seed)}), run_dir)
     trainer.fit()

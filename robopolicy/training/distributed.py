@@ -80,6 +80,25 @@ class LossModule(nn.Module):
         return self.model.compute_loss(batch)
 
 
+class EpochIndexed(torch.utils.data.Dataset):
+    """Wraps a dataset so items are fetched by ``(epoch, index)``: datasets with ``set_epoch`` (e.g.
+    WindowDataset's goal draws) see the epoch of each item, also inside DataLoader workers."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self._epoch = None
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, i = key
+        if epoch != self._epoch and hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        self._epoch = epoch
+        return self.dataset[i]
+
+
 class StepBatchSampler(torch.utils.data.Sampler[list[int]]):
     """Infinite batch sampler whose batch at step ``k`` is a pure function of ``(seed, k)``.
 
@@ -115,16 +134,13 @@ class StepBatchSampler(torch.utils.data.Sampler[list[int]]):
         p = step * self.batch_size
         return {"epoch": p // self.n, "index": p % self.n}
 
-    def batch_indices(self, step: int) -> list[int]:
-        """This rank's dataset indices for global step ``step``."""
+    def batch_indices(self, step: int) -> list[tuple[int, int]]:
+        """This rank's ``(epoch, dataset index)`` pairs for global step ``step``."""
         per_rank = self.batch_size // self.world_size
         start = step * self.batch_size + self.rank * per_rank
-        out = []
-        for p in range(start, start + per_rank):
-            out.append(int(self._permutation(p // self.n)[p % self.n]))
-        return out
+        return [(p // self.n, int(self._permutation(p // self.n)[p % self.n])) for p in range(start, start + per_rank)]
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         step = self.start_step
         while True:
             yield self.batch_indices(step)

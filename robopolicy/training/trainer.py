@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from robopolicy.errors import ConfigError
 from robopolicy.training import checkpoint as ckpt
-from robopolicy.training.distributed import LossModule, StepBatchSampler, barrier, mean_across_ranks, setup_distributed
+from robopolicy.training.distributed import EpochIndexed, LossModule, StepBatchSampler, barrier, mean_across_ranks, setup_distributed
 from robopolicy.training.ema import WeightEMA
 from robopolicy.training.logging import RunLogger
 from robopolicy.utils import atomic_write_json, seed_everything
@@ -104,7 +104,7 @@ class Trainer:
         # Own generator: worker seeds must not draw from (and shift) the global torch RNG stream.
         gen = torch.Generator().manual_seed(int(cfg.seed) * 7919 + self.dist.rank * 104729 + self.step)
         kw = {"collate_fn": self.collate_fn} if self.collate_fn is not None else {}
-        loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=int(cfg.num_workers),
+        loader = torch.utils.data.DataLoader(EpochIndexed(self.dataset), batch_sampler=self.sampler, num_workers=int(cfg.num_workers),
                                              pin_memory=self.device.type == "cuda", generator=gen, **kw)
         return iter(loader)
 

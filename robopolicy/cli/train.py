@@ -1,0 +1,129 @@
+"""``robopolicy-train``: fit a policy on an episode store with the one Trainer.
+
+    robopolicy-train task=metaworld task.env_name=push-v3 policy=beso dataset=data/push.zarr steps=20000 run_dir=runs/push_beso
+
+Configuration: ``conf/train.yaml`` (+ ``conf/trainer/default.yaml``). Under ``torchrun`` it trains
+with DDP. Rerunning with the same ``run_dir`` resumes from the latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from robopolicy.cli._hydra import hydra_command
+from robopolicy.envs.spec import EnvSpec
+from robopolicy.errors import ConfigError, DataError
+
+
+def require(cfg: DictConfig, key: str, example: str) -> str:
+    if OmegaConf.is_missing(cfg, key) or cfg.get(key) in (None, ""):
+        raise ConfigError(f"{key} is required; add {key}={example} to the command.")
+    return str(cfg[key])
+
+
+def check_dataset_spec(data_spec: EnvSpec, task_spec: EnvSpec, keys: list[str], dataset: str) -> None:
+    """The store must hold the policy's observation keys with the task's shapes and its action size."""
+    if data_spec.action_dim != task_spec.action_dim:
+        raise DataError(f"The dataset {dataset} has {data_spec.action_dim}-dimensional actions but the task has "
+                        f"{task_spec.action_dim}; collect data for this task or pick the task the data came from.")
+    for k in keys:
+        if k not in data_spec.obs:
+            raise DataError(f"The dataset {dataset} has no observation {k!r} (it has {sorted(data_spec.obs)}); collect it with "
+                            "the same task settings (e.g. task.image.enabled) or set policy.obs_keys.")
+        if tuple(data_spec.obs[k].shape) != tuple(task_spec.obs[k].shape):
+            raise DataError(f"Observation {k!r} has shape {tuple(data_spec.obs[k].shape)} in {dataset} but "
+                            f"{tuple(task_spec.obs[k].shape)} in the task; use the task settings the data was collected with.")
+
+
+def train(cfg: DictConfig) -> dict:
+    """Open the store, check it against the task, fit the normalizer, build the policy, train, evaluate."""
+    from robopolicy.api import normalizer_keys
+    from robopolicy.data import EpisodeStore, WindowDataset, fit_normalizer, split_episodes
+    from robopolicy.envs import make_task
+    from robopolicy.policies.build import build_policy
+    from robopolicy.training import Trainer
+
+    run_dir = require(cfg, "run_dir", "runs/<name>")
+    dataset = require(cfg, "dataset", "data/<task>.zarr")
+    if not Path(dataset).exists():
+        raise DataError(f"The dataset {dataset} does not exist; make one with robopolicy-collect out={dataset}.")
+    OmegaConf.resolve(cfg)
+    store = EpisodeStore.open(dataset)
+    task = make_task(cfg.task)
+    spec = task.spec
+    obs_keys = list(cfg.policy.get("obs_keys") or spec.obs)
+    goal_keys = list(cfg.goal["keys"] or [])
+    check_dataset_spec(store.spec, spec, list(dict.fromkeys(obs_keys + goal_keys)), dataset)
+
+    train_idx, val_idx = split_episodes(store.n_episodes, float(cfg.val_fraction), int(cfg.seed))
+    normalizer = fit_normalizer(store, normalizer_keys(cfg, spec), mode=cfg.norm.obs, action_mode=cfg.norm.action, episodes=train_idx)
+    torch.manual_seed(int(cfg.seed))  # network initialisation
+    policy = build_policy(cfg, spec, normalizer)
+    window = dict(obs_keys=obs_keys, obs_horizon=policy.obs_horizon, action_horizon=policy.action_horizon,
+                  goal_keys=goal_keys or None, goal_horizon=tuple(cfg.goal.horizon), seed=int(cfg.seed))
+    train_set = WindowDataset(store, episodes=train_idx, **window)
+    val_loader = None
+    if len(val_idx):
+        val_loader = torch.utils.data.DataLoader(WindowDataset(store, episodes=val_idx, **window), batch_size=int(cfg.batch_size))
+
+    def rollouts(section: DictConfig):
+        def run(model, step):
+            from robopolicy.evaluation import evaluate_policy  # lazy: pulls in the simulators
+
+            return evaluate_policy(model, task, int(section.episodes), seed=int(section.seed), num_envs=int(section.num_envs), progress=False)
+
+        return run
+
+    trainer = Trainer(
+        policy, train_set, cfg, run_dir, val_loader=val_loader,
+        evaluate_fn=rollouts(cfg.eval) if int(cfg.eval.every) > 0 else None,
+        final_evaluate_fn=rollouts(cfg.final_eval) if int(cfg.final_eval.episodes) > 0 else None,
+        checkpoint_extra={"config": cfg, "spec": spec, "dataset": dataset, "task": task.name,
+                          "episodes": {"train": len(train_idx), "val": len(val_idx)}},
+    )
+    summary = trainer.fit()
+    if trainer.dist.is_main:
+        print(format_summary(summary, run_dir))
+    return summary
+
+
+def format_summary(s: dict, run_dir: str) -> str:
+    rows = [("run_dir", run_dir), ("steps", f"{s['step']}/{s['steps']}"), ("train time", f"{s['train_time_s']:.1f} s")]
+    for key, label in (("train/loss", "train loss"), ("val/loss", "val loss")):
+        if key in s:
+            rows.append((label, f"{s[key]:.4f}"))
+    if "eval/success_rate_max" in s:
+        rows.append(("eval success (periodic)", f"max {s['eval/success_rate_max']:.3f}, last-10 mean "
+                     f"{s['eval/success_rate_last10_mean']:.3f} over {s['eval/n_evals']} evals"))
+    if s.get("final"):
+        f = s["final"]
+        ci = f.get("ci95", [float("nan")] * 2)
+        rows.append(("final success", f"{f['success_rate']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}] over {f.get('episodes')} episodes"))
+    if s.get("best_checkpoint"):
+        b = s["best_checkpoint"]
+        rows.append(("best checkpoint", f"{b['name']} ({b['metric']} {b['value']:.4f})"))
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+@hydra_command("train")
+def _main(cfg: DictConfig) -> dict:
+    return train(cfg)
+
+
+def main() -> None:
+    from robopolicy.cli.collect import check_group_choices
+
+    problem = check_group_choices(sys.argv[1:], groups=("task", "policy", "net"))
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
+    _main()
+
+
+if __name__ == "__main__":
+    main()

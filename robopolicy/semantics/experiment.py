@@ -1,0 +1,126 @@
+"""The three ``robopolicy-semantics`` modes over one config: ``train``, ``active``, ``transfer``.
+
+``active`` collects the offline real data once, trains the VAE once, then for each strategy runs
+the active-learning loop to the budget (a fresh oracle each), evaluating after every round the
+offline semantics error on held-out real episodes and the transferred success of the controller.
+Results go to ``<run_dir>/results.json`` and ``<run_dir>/curves.png``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from robopolicy.envs import make_task
+from robopolicy.envs.planar_push import PlanarPushTask
+from robopolicy.errors import ConfigError, TaskError
+from robopolicy.semantics.active import run_active
+from robopolicy.semantics.data import collect_real_episodes
+from robopolicy.semantics.mapper import load_mapper
+from robopolicy.semantics.oracle import AnnotationOracle
+from robopolicy.semantics.plots import plot_curves
+from robopolicy.semantics.transfer import ExpertController, PolicyController, evaluate_transfer, offline_semantics_error
+from robopolicy.semantics.vae import train_vae
+from robopolicy.utils import atomic_write_json, seed_everything
+
+
+def _task(cfg: DictConfig) -> PlanarPushTask:
+    task = make_task(cfg.task)
+    if not isinstance(task, PlanarPushTask):
+        raise TaskError(f"robopolicy-semantics needs a task whose semantics set the simulator; use task=planar_push, not {task.name!r}.")
+    return task
+
+
+def _controller(cfg: DictConfig, task: PlanarPushTask):
+    if cfg.transfer.policy_run_dir:
+        return PolicyController(str(cfg.transfer.policy_run_dir), device=str(cfg.device))
+    return ExpertController(task)
+
+
+def _with_bounds(cfg: DictConfig, task: PlanarPushTask) -> DictConfig:
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))  # unlocked copy
+    cfg = OmegaConf.merge(cfg, {"semantics_low": task.spec.extra["semantics_low"], "semantics_high": task.spec.extra["semantics_high"]})
+    return cfg
+
+
+def run_active_experiment(cfg: DictConfig, strategies: list[str] | None = None, per_round: int | None = None) -> dict:
+    seed_everything(int(cfg.seed))
+    task = _task(cfg)
+    cfg = _with_bounds(cfg, task)
+    if per_round is not None:
+        cfg.per_round = int(per_round)
+    run_dir = Path(cfg.run_dir)
+    real = OmegaConf.to_container(cfg.real_env, resolve=True)
+    names = list(strategies if strategies is not None else cfg.run_strategies)
+    unknown = [n for n in names if n not in cfg.strategies]
+    if unknown:
+        raise ConfigError(f"Unknown strategies {unknown}; pick from {sorted(cfg.strategies)} in run_strategies.")
+    d = cfg.data
+    data, truths = collect_real_episodes(task, real, int(d.episodes), int(d.seed), float(d.behaviour_noise))
+    test, test_truths = collect_real_episodes(task, real, int(d.test_episodes), int(d.test_seed), float(d.behaviour_noise))
+    test_ids = np.arange(test.n_frames)
+    test_images, test_truth = test.stacked(test_ids, int(cfg.mapper.n_frames)), np.concatenate(test_truths)
+    sim = task.make_env(render=False)
+    sim.reset(seed=int(cfg.seed))
+    controller = _controller(cfg, task)
+    reference = evaluate_transfer(None, controller, task, real, int(cfg.transfer.episodes), int(cfg.transfer.seed))
+    latents = None
+    if any(getattr(instantiate(cfg.strategies[n]), "needs_latents", False) for n in names):
+        frames = np.concatenate(data.images)
+        latents = train_vae(frames, cfg.vae, cfg.vae_trainer, run_dir / "vae", seed=int(cfg.seed)).latents(frames)
+
+    curves: dict[str, list[dict]] = {}
+    for name in names:
+        strategy = instantiate(cfg.strategies[name])
+        oracle = AnnotationOracle(truths, int(cfg.budget), float(cfg.oracle.noise_std), np.random.default_rng(int(cfg.seed) + 1))
+
+        def on_round(mapper, labels, annotations, _oracle=oracle):
+            rec = offline_semantics_error(mapper, test_images, test_truth)
+            labeled = labels.labeled
+            rec["label_error_m"] = float(np.abs(labels.labels[labeled] - np.concatenate(truths)[labeled]).mean())
+            if cfg.transfer.every_round or _oracle.remaining == 0:
+                rec.update(evaluate_transfer(mapper, controller, task, real, int(cfg.transfer.episodes), int(cfg.transfer.seed),
+                                             int(cfg.mapper.n_frames)))
+            print(f"[{name}] annotations={annotations} labeled={len(labeled)} "
+                  f"err={100 * rec['offline_error_m']:.2f}cm success={rec.get('success_rate', float('nan')):.2f}", flush=True)
+            return rec
+
+        curves[name] = run_active(strategy, data, oracle, sim, cfg, run_dir / name, latents, on_round, seed=int(cfg.seed))
+    sim.close()
+    results = {"reference_true_semantics": reference, "curves": curves, "budget": int(cfg.budget),
+               "offline_frames": data.n_frames, "config": OmegaConf.to_container(cfg, resolve=True)}
+    atomic_write_json(run_dir / "results.json", results)
+    plottable = {n: [r for r in rs if "success_rate" in r] for n, rs in curves.items()}
+    plot_curves(plottable, run_dir / "curves.png", reference,
+                title=f"planar push, {cfg.transfer.episodes} episodes/point, segment {cfg.segment_length}")
+    return results
+
+
+def run_train(cfg: DictConfig) -> dict:
+    """One strategy, one round up to the budget: a mapper on that annotated set (``run_dir/<strategy>/round_00``)."""
+    return run_active_experiment(OmegaConf.merge(cfg, {"transfer": {"every_round": True}}), [str(cfg.train.strategy)],
+                                 per_round=int(cfg.budget))
+
+
+def run_transfer(cfg: DictConfig) -> dict:
+    if not cfg.mapper_dir:
+        raise ConfigError("mode=transfer needs mapper_dir=<a mapper run folder, e.g. runs/sem/diversity/round_04>.")
+    task = _task(cfg)
+    mapper = load_mapper(str(cfg.mapper_dir))
+    real = OmegaConf.to_container(cfg.real_env, resolve=True)
+    controller = _controller(cfg, task)
+    out = {"mapper": evaluate_transfer(mapper, controller, task, real, int(cfg.transfer.episodes), int(cfg.transfer.seed), mapper.n_frames),
+           "true_semantics": evaluate_transfer(None, controller, task, real, int(cfg.transfer.episodes), int(cfg.transfer.seed))}
+    atomic_write_json(Path(cfg.run_dir) / "transfer.json", out)
+    return out
+
+
+def main_modes(cfg: Any) -> dict:
+    modes = {"active": run_active_experiment, "train": run_train, "transfer": run_transfer}
+    if cfg.mode not in modes:
+        raise ConfigError(f"Unknown mode {cfg.mode!r}; use mode=train, active or transfer.")
+    return modes[cfg.mode](cfg)
