@@ -14,7 +14,7 @@ from robopolicy.runtime.wire import WireError, decode, encode
 class FakeTime:
     """A clock that advances only when slept on (plus a fixed cost per read)."""
 
-    def __init__(self, read_cost=0.0):
+    def __init__(self, read_cost=1e-7):
         self.t = 100.0
         self.read_cost = read_cost
 
@@ -43,7 +43,7 @@ def test_clock_absolute_schedule_no_drift():
 
 
 def test_clock_overrun_counted_not_absorbed():
-    ft = FakeTime()
+    ft = FakeTime(read_cost=1e-7)
     clock = FixedRateClock(100.0, time_fn=ft, sleep=ft.sleep)
     clock.start()
     clock.wait()  # tick 0
@@ -51,9 +51,9 @@ def test_clock_overrun_counted_not_absorbed():
     tick = clock.wait()
     assert tick.skipped == 2 and clock.overruns == 2  # ticks 1, 2 skipped; tick 3 runs late
     assert tick.index == 3
-    assert tick.error_s == pytest.approx(0.005, abs=1e-9)
+    assert tick.error_s == pytest.approx(0.005, abs=1e-5)
     nxt = clock.wait()
-    assert nxt.index == 4 and nxt.target_s == pytest.approx(clock.t0 + 0.04)  # back on the grid
+    assert nxt.index == 4 and nxt.target_s == pytest.approx(clock.t0 + 0.04, abs=1e-9)  # back on the grid
 
 
 def test_clock_real_time_keeps_rate():
@@ -115,10 +115,7 @@ def test_merge_latest_average_ensemble():
 def test_coarse_policy_dt_spans_several_ticks():
     b = _buf("latest")
     b.add(_chunk(0.0, [1, 2], seq=1, dt=0.3))  # each action covers 3 ticks of 0.1 s
-    assert [b.pop(k)[0] for k in range(7)] == [1, 1, 1, 2, 2, 2, None] if False else True
-    b2 = _buf("latest")
-    b2.add(_chunk(0.0, [1, 2], seq=1, dt=0.3))
-    out = [b2.pop(k) for k in range(7)]
+    out = [b.pop(k) for k in range(7)]
     assert [None if a is None else a[0] for a in out] == [1, 1, 1, 2, 2, 2, None]
 
 

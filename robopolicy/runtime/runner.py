@@ -90,6 +90,7 @@ class RunStats:
     tick_error_s: list = field(default_factory=list)
     tick_sent_s: list = field(default_factory=list)  # send completed, relative to the target
     held: int = 0
+    held_at_s: list = field(default_factory=list)  # due times of the ticks that sent the hold action
     starved: int = 0  # ticks with no planned action although the watchdog was OK
     deadline_misses: int = 0
     overruns: int = 0
@@ -203,6 +204,7 @@ class Runner:
                 if state is WatchState.OK:
                     st.starved += 1
                 st.held += 1
+                st.held_at_s.append(tick.target_s)
                 self.safety.count("hold")
                 planned = None
             hold = robot.hold_action(self.safety.last_safe)

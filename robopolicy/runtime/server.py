@@ -29,7 +29,8 @@ DEFAULT_BIND = "tcp://127.0.0.1:5555"
 class PolicyServer:
     def __init__(self, policy, bind: str = DEFAULT_BIND, token: str | None = None, torch_threads: int | None = None,
                  context: zmq.Context | None = None):
-        self.predictor = policy if isinstance(policy, LocalPredictor) else LocalPredictor(policy, torch_threads=torch_threads)
+        # A Policy (has .sample) is wrapped; anything else is taken as a ready predictor.
+        self.predictor = LocalPredictor(policy, torch_threads=torch_threads) if hasattr(policy, "sample") else policy
         self.token = token or None
         self._ctx = context or zmq.Context.instance()
         self._sock = self._ctx.socket(zmq.ROUTER)
@@ -101,3 +102,57 @@ def serve_in_thread(policy, bind: str = DEFAULT_BIND, token: str | None = None) 
     th = threading.Thread(target=server.serve_forever, name="policy-server", daemon=True)
     th.start()
     return server, th
+
+
+class ServerProcess:
+    """A policy server in a child process (``runner.inference=process``, tests, benchmarks).
+
+    ``factory(**factory_kwargs)`` runs in the child and returns a Policy or a predictor; it must be
+    importable by name (multiprocessing "spawn": only the factory's name and kwargs are pickled to
+    start the child, nothing travels that way afterwards). ``bind`` may use port 0: the endpoint
+    actually bound is sent back.
+    """
+
+    def __init__(self, factory, factory_kwargs: dict | None = None, bind: str = "tcp://127.0.0.1:0",
+                 token: str | None = None, torch_threads: int | None = None, start_timeout_s: float = 120.0):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe()
+        self.process = ctx.Process(target=_serve_child, args=(factory, dict(factory_kwargs or {}), bind, token, torch_threads, child),
+                                   daemon=True, name="policy-server")
+        self.process.start()
+        child.close()
+        if not parent.poll(start_timeout_s):
+            self.kill()
+            raise ConfigError(f"The policy server process did not start within {start_timeout_s:g} s; check its log.")
+        ok, msg = parent.recv()
+        if not ok:
+            self.kill()
+            raise ConfigError(f"The policy server process failed to start: {msg}")
+        self.endpoint: str = msg
+
+    def kill(self) -> None:
+        """SIGKILL (a crash, as far as clients can tell)."""
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join(5)
+
+
+def _serve_child(factory, factory_kwargs, bind, token, torch_threads, conn) -> None:
+    import signal as _signal
+
+    _signal.signal(_signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(0)))
+    try:
+        server = PolicyServer(factory(**factory_kwargs), bind=bind, token=token, torch_threads=torch_threads)
+    except Exception as e:  # noqa: BLE001 - reported to the parent as one line
+        conn.send((False, f"{type(e).__name__}: {e}"))
+        return
+    conn.send((True, server.endpoint))
+    conn.close()
+    server.serve_forever()
