@@ -155,8 +155,6 @@ def collect(
     """
     from tqdm.auto import tqdm
 
-    from robopolicy.data.store import EpisodeStore
-
     path = _check_args(episodes, noise, fail_fraction, stop_after_success, out, overwrite)
     task = make_task(task)
     episodes, noise = int(episodes), float(noise)
@@ -183,6 +181,9 @@ def collect(
             "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **dict(provenance or {}),
         }
+        # Imported here, after every check: robopolicy.data pulls in torch, seconds of start-up.
+        from robopolicy.data.store import EpisodeStore
+
         store = EpisodeStore.create(path, spec, attrs=prov, overwrite=overwrite)
         results = []
         t0 = time.perf_counter()

@@ -131,18 +131,33 @@ def test_estop_stops_within_one_period(tmp_path, source):
     assert robot.sent[-1][0] - fired["t"] <= PERIOD + SLACK
 
 
-def test_rtc_passes_committed_actions_or_freezes():
-    pred = ConstantPredictor(horizon=20)
-    runner, _ = make(pred, duration_s=0.6, rtc=True)
+def test_rtc_passes_committed_actions_to_the_policy():
+    pred = ConstantPredictor(horizon=20)  # supports_prefix = True
+    runner, robot = make(pred, duration_s=0.6, rtc=True)
     runner.run()
-    assert any(p is not None and len(p) >= 1 for p in runner.worker.predictor.__dict__.get("seen", [None])) or True
-    # The predictor itself records nothing; check through a non-inpainting predictor instead.
-    pred2 = GoToGoal(horizon=20)  # supports_prefix = False -> committed actions are frozen
-    runner2, _ = make(pred2, duration_s=0.6, rtc=True)
-    runner2.run()
-    prefixes = [p for p in pred2.seen_prefix if p is not None]
+    prefixes = [p for p in pred.seen_prefix if p is not None]
     assert prefixes, "real-time chunking never passed the committed actions"
-    assert runner2.buffer.stale_executed == 0
+    # Committed actions come from earlier chunks: action i of chunk c is [c, i] / 100.
+    for p in prefixes:
+        assert p.shape[1] == 2 and np.all(p[:, 0] * 100 < pred.calls + 0.5)
+    assert runner.buffer.stale_executed == 0
+
+
+def test_rtc_fallback_freezes_committed_actions():
+    from robopolicy.runtime.worker import InferenceWorker
+
+    pred = GoToGoal(horizon=6)  # supports_prefix = False
+    worker = InferenceWorker(pred, dt_s=PERIOD)
+    try:
+        worker.observe({"pos": np.zeros(2, np.float32)}, now())
+        prefix = np.array([[0.1, -0.1], [0.2, -0.2]], np.float32)
+        worker.request(prefix)
+        assert worker.wait_for_chunk(10.0)
+        chunk = worker.collect()[0]
+        assert np.array_equal(chunk.actions[:2], prefix)  # frozen, not replaced by the new plan
+        assert np.allclose(chunk.actions[2:], chunk.actions[2])  # the rest is the policy's
+    finally:
+        worker.close()
 
 
 def test_runner_counts_episodes_and_successes():

@@ -33,15 +33,24 @@ CASES = [  # (label, policy config, sampler)
 ]
 
 
-def median_ms(fn, reps: int, warmup: int = 2) -> float:
+def paired_ms(sample_fn, net_fn, evals: int, reps: int, warmup: int = 2) -> tuple[float, float, float]:
+    """Alternate one full ``sample_fn`` call and ``evals`` bare ``net_fn`` calls per repetition, so both
+    see the same machine load. -> (median chunk ms, median net-only ms per forward, median outside share)."""
     for _ in range(warmup):
-        fn()
-    times = []
+        sample_fn()
+        net_fn()
+    totals, nets, shares = [], [], []
     for _ in range(reps):
         t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+        sample_fn()
+        t1 = time.perf_counter()
+        for _ in range(evals):
+            net_fn()
+        t2 = time.perf_counter()
+        totals.append((t1 - t0) * 1e3)
+        nets.append((t2 - t1) * 1e3 / evals)
+        shares.append(1.0 - (t2 - t1) / (t1 - t0))
+    return statistics.median(totals), statistics.median(nets), statistics.median(shares)
 
 
 def main() -> None:
@@ -83,14 +92,13 @@ def main() -> None:
             x = torch.randn(b, args.action_horizon, a_dim)
             t = torch.full((b,), 10.0)
             cond = torch.randn(b, p.cond_dim)
-            with torch.no_grad():
-                total = median_ms(lambda: p.sample(obs, n=1), args.reps)
-                net_ms = median_ms(lambda: p.net(x, t, cond), args.reps * 3)
             evals = p.sampler.n_evals
-            rows.append((label, b, total, net_ms, evals, 1.0 - net_ms * evals / total))
+            with torch.no_grad():
+                total, net_ms, over = paired_ms(lambda: p.sample(obs, n=1), lambda: p.net(x, t, cond), evals, args.reps)
+            rows.append((label, b, total, net_ms, evals, over))
     n_params = {k: sum(q.numel() for q in v.net.parameters()) for k, v in policies.items()}
     print(f"net={args.net} ({', '.join(f'{k}: {v / 1e6:.2f} M params' for k, v in n_params.items())}), obs {o_dim} x To={args.obs_horizon}, "
-          f"action {a_dim} x Tp={args.action_horizon}, torch threads={torch.get_num_threads()}, median of {args.reps}\n")
+          f"action {a_dim} x Tp={args.action_horizon}, torch threads={torch.get_num_threads()}, median of {args.reps} paired repetitions\n")
     print("| sampler | batch | chunk ms | net forward ms | evals | net x evals ms | outside net |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for label, b, total, net_ms, evals, over in rows:

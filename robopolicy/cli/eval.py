@@ -53,7 +53,7 @@ def _steer(cfg: DictConfig, policy):
         return policy, None
     missing = sorted(OmegaConf.missing_keys(steer))
     if missing:
-        raise ConfigError(f"steer needs {', '.join('steer.' + m for m in missing)}; add it to the command (e.g. steer.critic=RUN_DIR).")
+        raise ConfigError(f"steer needs {', '.join(m if m.startswith('steer.') else 'steer.' + m for m in missing)}; add it to the command (e.g. steer.critic=RUN_DIR).")
     from hydra.utils import instantiate
 
     return instantiate(steer, policy=policy, _convert_="all"), _plain(steer)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from robopolicy.cli._hydra import hydra_command
@@ -41,6 +40,8 @@ def check_dataset_spec(data_spec: EnvSpec, task_spec: EnvSpec, keys: list[str], 
 
 def train(cfg: DictConfig) -> dict:
     """Open the store, check it against the task, fit the normalizer, build the policy, train, evaluate."""
+    import torch
+
     from robopolicy.api import normalizer_keys
     from robopolicy.data import EpisodeStore, WindowDataset, fit_normalizer, split_episodes
     from robopolicy.envs import make_task

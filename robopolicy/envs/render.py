@@ -26,6 +26,20 @@ _FLAGS_OFF = (
 )
 
 
+def _load_triton_before_gl() -> None:
+    """Import triton (if installed) before the first GL context is made.
+
+    Mesa's software EGL (llvmpipe) and triton each carry their own LLVM; importing triton *after*
+    an EGL context exists crashes the process with a segfault (measured here with torch 2.14.1's
+    triton 3.8). diffusers and the trainer import triton through ``torch._dynamo``, so we load it
+    first whenever a renderer is about to be created. The other order is safe.
+    """
+    try:
+        import triton  # noqa: F401
+    except Exception:  # not installed (CPU wheels) or unusable: nothing can clash then
+        pass
+
+
 class CameraRenderer:
     """Renders one named camera of ``model`` to uint8 images ``(height, width, 3)``.
 
@@ -44,6 +58,7 @@ class CameraRenderer:
         model.vis.global_.offwidth = max(int(model.vis.global_.offwidth), int(width))
         model.vis.global_.offheight = max(int(model.vis.global_.offheight), int(height))
         model.vis.quality.offsamples = 0
+        _load_triton_before_gl()
         try:
             self._renderer = mujoco.Renderer(model, int(height), int(width))
         except Exception as e:  # no usable GL backend: say which variable to set

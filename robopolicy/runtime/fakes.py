@@ -90,7 +90,9 @@ class ConstantPredictor:
 
     def __init__(self, horizon: int = 4, obs_horizon: int = 1):
         self.horizon, self.obs_horizon, self.calls = horizon, obs_horizon, 0
+        self.seen_prefix: list = []
 
     def __call__(self, obs, prefix=None):
         self.calls += 1
+        self.seen_prefix.append(None if prefix is None else np.array(prefix))
         return np.stack([np.array([self.calls, i], np.float32) for i in range(self.horizon)]) * 0.01

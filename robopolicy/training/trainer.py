@@ -227,7 +227,7 @@ class Trainer:
         bar = tqdm(total=total, initial=self.step, disable=not (main and cfg.progress), dynamic_ncols=True, desc="train")
         it = self._batches() if self.step < total else None
         window: dict[str, float] = {}
-        n_window, t_window = 0, time.perf_counter()
+        n_window, t_window = 0, 0.0
         try:
             while self.step < total:
                 t0 = time.perf_counter()
@@ -247,7 +247,9 @@ class Trainer:
                 for k, v in (metrics or {}).items():
                     window[f"train/{k}"] = window.get(f"train/{k}", 0.0) + float(v)
                 n_window += 1
-                self.train_time_s += time.perf_counter() - t0
+                dt_step = time.perf_counter() - t0
+                self.train_time_s += dt_step
+                t_window += dt_step
                 bar.update(1)
                 done = self.step == total
                 logs: dict[str, Any] = {}
@@ -256,14 +258,14 @@ class Trainer:
                     logs = {k: mean_across_ranks(float(v) / n_window, self.dist) for k, v in window.items()}
                     if not math.isfinite(logs["train/loss"]):
                         raise ConfigError(f"The training loss became {logs['train/loss']} by step {self.step}; lower optim.lr or check the dataset for NaN/inf values.")
-                    dt = time.perf_counter() - t_window
+                    dt = max(t_window, 1e-9)  # data + step time only (not validation, rollouts, checkpoints)
                     logs.update({"train/lr": self.scheduler.get_last_lr()[0], "train/steps_per_s": n_window / dt,
                                  "train/samples_per_s": n_window * int(cfg.batch_size) / dt})
                     if self.ema is not None:
                         logs["train/ema_decay"] = self.ema.decay
                     self.last["train/loss"] = logs["train/loss"]
                     bar.set_postfix(loss=f"{logs['train/loss']:.4f}")
-                    window, n_window, t_window = {}, 0, time.perf_counter()
+                    window, n_window, t_window = {}, 0, 0.0
 
                 score = None
                 if main and self.val_loader is not None and int(cfg.val_every) > 0 and (self.step % int(cfg.val_every) == 0 or done):
