@@ -103,3 +103,79 @@ def test_missing_success_flag_is_a_task_error():
 
     with pytest.raises(TaskError):
         evaluate_policy(GreedyPolicy(NoFlag().spec), NoFlag(), episodes=1, progress=False)
+
+
+# -- robopolicy-eval command ----------------------------------------------------------------------
+import json  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _eval_cli(*args, cwd=None):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MUJOCO_GL": "egl", "WANDB_MODE": "disabled"}
+    return subprocess.run([sys.executable, "-m", "robopolicy.cli.eval", "wandb.mode=disabled", "progress=false", *args],
+                          cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from _eval_toys import make_untrained_run
+
+    return make_untrained_run(tmp_path_factory.mktemp("run"), "multimodal", step=7)
+
+
+def test_eval_cli_no_checkpoint_is_one_line_exit_2(tmp_path):
+    run = tmp_path / "empty_run"
+    run.mkdir()
+    p = _eval_cli(f"run_dir={run}")
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "no checkpoint" in lines[0]
+    assert list(run.iterdir()) == []  # nothing half-done written
+
+
+def test_eval_cli_writes_eval_json(tiny_run, tmp_path):
+    out = tmp_path / "e" / "eval.json"
+    p = _eval_cli(f"run_dir={tiny_run}", "episodes=2", "num_envs=2", "seed=3", "policy.sampler.steps=1",
+                  "video_episodes=1", f"out={out}")
+    assert p.returncode == 0, p.stderr
+    r = json.loads(out.read_text())
+    assert r["episodes"] == 2 and r["seeds"] == [3, 4] and len(r["ci95"]) == 2
+    assert r["ci95"] == pytest.approx(list(wilson_interval(r["n_success"], 2)))
+    assert r["latency_ms"]["p50"] > 0 and r["latency_ms"]["p90"] >= r["latency_ms"]["p50"]
+    assert r["sampler"]["steps"] == 1 and r["sampler"]["name"] == "ddim"  # override applied, name from the checkpoint
+    assert r["checkpoint"]["step"] == 7 and r["checkpoint"]["name"] == "step_7"
+    assert r["task"]["name"] == "multimodal" and r["steer"] is None
+    assert "++policy.sampler.steps=1" in r["overrides"]
+    assert len(r["episode_lengths"]) == 2 and r["env_steps"] == sum(r["episode_lengths"])
+    assert [Path(v).parent for v in r["videos"]] == [out.parent / "videos"] and Path(r["videos"][0]).stat().st_size > 0
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["policy.sampler.name=nope"], "sampler"),
+    (["task=planar_push"], "observation 'state'"),
+    (["steer=vgps"], "steer.critic"),
+])
+def test_eval_cli_bad_input_exit_2(tiny_run, args, needle):
+    p = _eval_cli(f"run_dir={tiny_run}", "episodes=1", *args)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0]
+
+
+@pytest.mark.slow
+def test_multirun_sweep_then_report(tiny_run, tmp_path, capsys):
+    from robopolicy.cli.report import run as report_run
+
+    sweep = tmp_path / "sweep"
+    p = _eval_cli("--multirun", f"run_dir={tiny_run}", "episodes=2", "seed=0,1", "policy.sampler.steps=1,2",
+                  f"sweep_dir={sweep}", "hydra.launcher.n_jobs=2")
+    assert p.returncode == 0, p.stderr
+    assert len(list(sweep.glob("*/eval.json"))) == 4
+    res = report_run([str(sweep)])
+    assert res["group_by"] == ["policy.sampler.steps"]
+    assert [(r["policy.sampler.steps"], r["n_jobs"], r["episodes"]) for r in res["rows"]] == [("1", 2, 4), ("2", 2, 4)]
+    assert (sweep / "report.md").is_file() and (sweep / "report.png").is_file()
