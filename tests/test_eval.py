@@ -116,7 +116,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _eval_cli(*args, cwd=None):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MUJOCO_GL": "egl", "WANDB_MODE": "disabled"}
-    return subprocess.run([sys.executable, "-m", "robopolicy.cli.eval", "wandb.mode=disabled", "progress=false", *args],
+    flags = [a for a in args if a.startswith("--")]
+    overrides = [a for a in args if not a.startswith("--")]
+    return subprocess.run([sys.executable, "-m", "robopolicy.cli.eval", *flags, "wandb.mode=disabled", "progress=false", *overrides],
                           cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=300)
 
 

@@ -199,3 +199,35 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, one_thread):
     assert torch.equal(ref_st["rng"]["torch"], res_st["rng"]["torch"])
     steps = [json.loads(line)["step"] for line in (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(steps) and len(steps) == len(set(steps))  # no duplicated lines after resume
+
+
+def test_step_batch_sampler_epochs_shards_and_resume():
+    from robopolicy.training.distributed import StepBatchSampler
+
+    full = StepBatchSampler(n=10, global_batch_size=4, seed=3)
+    stream = [pair for step in range(5) for pair in full.batch_indices(step)]  # 20 samples = 2 epochs
+    assert [e for e, _ in stream] == [0] * 10 + [1] * 10
+    assert sorted(i for e, i in stream if e == 0) == list(range(10)) == sorted(i for e, i in stream if e == 1)
+    assert [i for e, i in stream if e == 0] != [i for e, i in stream if e == 1]  # reshuffled per epoch
+    ranks = [StepBatchSampler(10, 4, 3, rank=r, world_size=2) for r in range(2)]
+    assert ranks[0].batch_indices(3) + ranks[1].batch_indices(3) == full.batch_indices(3)
+    resumed = iter(StepBatchSampler(10, 4, 3, start_step=3))
+    assert next(resumed) == full.batch_indices(3) and next(resumed) == full.batch_indices(4)
+    with pytest.raises(ConfigError, match="not divisible"):
+        StepBatchSampler(10, 5, 0, world_size=2)
+
+
+def test_datasets_with_set_epoch_see_each_items_epoch(tmp_path):
+    class Recording(ToyData):
+        epoch = 0
+        seen: list = []
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+        def __getitem__(self, i):
+            Recording.seen.append(self.epoch)
+            return super().__getitem__(i)
+
+    Trainer(ToyModel(), Recording(32), toy_cfg(steps=5, batch_size=16, val_every=0), tmp_path).fit()
+    assert Recording.seen == [0] * 32 + [1] * 32 + [2] * 16

@@ -1,0 +1,111 @@
+"""``robopolicy-deploy``: a trained policy on a robot at a fixed rate, with a timing report.
+
+Loads the policy (``robopolicy.load``) and the task from the run's saved config, builds the robot
+from ``conf/robot/<name>.yaml`` (``robot=sim``: the task's simulator against the wall clock), runs
+the real-time runner and writes ``timing.json`` + ``timing.png`` into ``<run_dir>/deploy/<stamp>/``
+(or ``out=``). The policy runs in a worker thread, in a local policy-server process
+(``runner.inference=process``) or on a remote server (``server=tcp://host:port``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from robopolicy.cli._hydra import hydra_command
+from robopolicy.errors import ConfigError
+
+log = logging.getLogger("robopolicy.deploy")
+
+
+def load_run_task(run_dir: str, checkpoint: str, task_overrides: dict):
+    """The task the run was trained on (its saved config), with ``task.*`` overrides merged in."""
+    from robopolicy.api import read_checkpoint_config
+    from robopolicy.envs import make_task
+    from robopolicy.training.checkpoint import find_checkpoint
+
+    cfg, _ = read_checkpoint_config(find_checkpoint(run_dir, str(checkpoint)))
+    if "task" not in cfg or cfg.task is None:
+        raise ConfigError(f"The run {run_dir} has no task in its saved config; pass the task with task=<name>.")
+    task_cfg = OmegaConf.merge(cfg.task, OmegaConf.create(task_overrides or {}))
+    return make_task(task_cfg), task_cfg
+
+
+def build_predictor(cfg: DictConfig, runner_cfg: dict):
+    """(predictor, closer): in-process policy, local server process, or remote server client."""
+    from robopolicy.cli.policy_server import load_for_serving
+    from robopolicy.runtime.client import PolicyClient
+    from robopolicy.runtime.server import ServerProcess
+    from robopolicy.runtime.worker import LocalPredictor
+
+    sampler = OmegaConf.to_container(cfg.policy.sampler, resolve=True) if cfg.get("policy") else {}
+    mode = runner_cfg.pop("inference", "thread")
+    timeout_s = float(runner_cfg.pop("server_timeout_s", 1.0))
+    if cfg.server:
+        client = PolicyClient(cfg.server, token=cfg.token, timeout_s=timeout_s)
+        return client, client.close
+    if mode == "thread":
+        policy = load_for_serving(cfg.run_dir, cfg.checkpoint, cfg.device, sampler)
+        return LocalPredictor(policy, torch_threads=runner_cfg.get("torch_threads")), (lambda: None)
+    if mode == "process":
+        proc = ServerProcess(load_for_serving, {"run_dir": cfg.run_dir, "checkpoint": cfg.checkpoint, "device": cfg.device,
+                                                "sampler": sampler}, token=cfg.token, torch_threads=runner_cfg.get("torch_threads"))
+        client = PolicyClient(proc.endpoint, token=cfg.token, timeout_s=timeout_s)
+
+        def close():
+            client.close()
+            proc.stop()
+
+        return client, close
+    raise ConfigError(f"Unknown runner.inference={mode!r}; use thread or process (or server=tcp://host:port).")
+
+
+@hydra_command("deploy")
+def main(cfg: DictConfig) -> dict:
+    from hydra.utils import instantiate
+
+    from robopolicy.runtime.recorder import EpisodeRecorder
+    from robopolicy.runtime.report import write_report
+    from robopolicy.runtime.runner import Runner, RunnerConfig
+    from robopolicy.runtime.watchdog import EStop
+
+    logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not Path(cfg.run_dir).is_dir():
+        raise ConfigError(f"run_dir={cfg.run_dir} does not exist; point it at a training run folder.")
+    task, task_cfg = load_run_task(cfg.run_dir, cfg.checkpoint, OmegaConf.to_container(cfg.task, resolve=True))
+    runner_dict = OmegaConf.to_container(cfg.runner, resolve=True)
+    predictor, close_predictor = build_predictor(cfg, runner_dict)
+    if runner_dict.get("action_dt_s") is None:
+        runner_dict["action_dt_s"] = 1.0 / float(cfg.robot.get("control_hz") or task.spec.control_hz)
+    runner_cfg = RunnerConfig.from_mapping(runner_dict)
+    robot = instantiate(cfg.robot, task=task, _convert_="all")
+    out = Path(cfg.out) if cfg.out else Path(cfg.run_dir) / "deploy" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    estop = EStop(signal_name=cfg.estop_signal, file_path=cfg.estop_file, key=cfg.estop_key)
+    recorder = EpisodeRecorder(cfg.record, robot.obs_spec, provenance={"run_dir": str(cfg.run_dir)}) if cfg.record else None
+    robot.connect()
+    try:
+        runner = Runner(robot, predictor, runner_cfg, estop=estop, recorder=recorder)
+        log.info("running at %.1f Hz for %s s (episodes: %s); e-stop: kill -%s %d%s", runner_cfg.rate_hz,
+                 runner_cfg.duration_s or "unlimited", runner_cfg.episodes or "unlimited", cfg.estop_signal,
+                 __import__("os").getpid(), f", or create {cfg.estop_file}" if cfg.estop_file else "")
+        runner.run()
+    finally:
+        robot.disconnect()
+        estop.close()
+        close_predictor()
+    rep = write_report(runner, out, extra={"run_dir": str(cfg.run_dir), "task": str(task_cfg.get("name", "")),
+                                           "robot": cfg.robot.get("_target_"), "server": cfg.server,
+                                           "inference": cfg.runner.get("inference", "thread")}, plot=cfg.plot)
+    pe = rep["period_error_ms"]
+    print(f"period error ms p50 {pe['p50']:.3f} p99 {pe['p99']:.3f} p99.9 {pe['p99.9']:.3f} max {pe['max']:.3f}; "
+          f"deadline misses {rep['deadline_misses']}; stale executed {rep['stale_actions_executed']}; "
+          f"watchdog trips {rep['watchdog_trips']}; episodes {rep['episodes']} successes {rep['successes']}; "
+          f"stop: {rep['stop_reason']}; report {out / 'timing.json'}")
+    return rep
+
+
+if __name__ == "__main__":
+    main()

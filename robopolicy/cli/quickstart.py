@@ -1,0 +1,133 @@
+"""``robopolicy-quickstart``: the main job on the embedded default, end to end.
+
+Collects scripted-expert demonstrations on the default task, trains BESO, evaluates the final
+checkpoint over a fixed set of episodes, prints a results table and saves a plot of success and
+loss over training (``<out_dir>/training.png``). Configuration: ``conf/quickstart.yaml``.
+Running it again reuses the collected demos and resumes (or reuses) the finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from robopolicy.cli._hydra import hydra_command
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a run's metrics.jsonl (one JSON object per line; a torn last line is skipped)."""
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def plot_training(metrics: list[dict], out_png: Path, title: str) -> None:
+    """Loss (train, validation) and periodic evaluation success against the training step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def series(key):
+        pts = [(r["step"], r[key]) for r in metrics if key in r and r.get(key) is not None]
+        return ([p[0] for p in pts], [p[1] for p in pts]) if pts else ([], [])
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for key, label in (("train/loss", "train"), ("val/loss", "validation")):
+        x, y = series(key)
+        if x:
+            ax1.plot(x, y, label=label)
+    ax1.set_yscale("log")
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("loss")
+    ax1.legend()
+    evals = [r for r in metrics if r.get("eval/success_rate") is not None]
+    if evals:
+        from robopolicy.evaluation import wilson_interval
+
+        x = [r["step"] for r in evals]
+        y = [r["eval/success_rate"] for r in evals]
+        ax2.plot(x, y, marker="o")
+        if all("eval/episodes" in r for r in evals):
+            ci = [wilson_interval(round(r["eval/success_rate"] * r["eval/episodes"]), int(r["eval/episodes"])) for r in evals]
+            ax2.fill_between(x, [c[0] for c in ci], [c[1] for c in ci], alpha=0.2, label="95% Wilson interval")
+            ax2.legend()
+    ax2.set_ylim(-0.02, 1.02)
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("success rate (periodic eval)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+
+
+def results_table(rows: list[tuple[str, str]]) -> str:
+    width = max(len(k) for k, _ in rows)
+    line = "-" * (width + 2 + max(len(v) for _, v in rows))
+    return "\n".join([line] + [f"{k:<{width}}  {v}" for k, v in rows] + [line])
+
+
+@hydra_command("quickstart")
+def main(cfg: DictConfig) -> dict:
+    from robopolicy.cli.train import train
+    from robopolicy.collect import collect
+    from robopolicy.envs import make_task
+
+    t0 = time.perf_counter()
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    task = make_task(cfg.task)
+    name = f"{cfg.task.name}/{cfg.task.get('env_name', '')}".rstrip("/")
+
+    print(f"[1/3] collecting {cfg.demos} expert demonstrations on {name} -> {cfg.dataset}")
+    if Path(cfg.dataset).exists():
+        from robopolicy.data import EpisodeStore
+
+        store = EpisodeStore.open(cfg.dataset)
+        demo = store.attrs.get("summary") or {"episodes": store.n_episodes, "steps": store.n_steps}
+        print(f"      reusing {store.n_episodes} episodes already in {cfg.dataset}")
+    else:
+        demo = collect(task, int(cfg.demos), noise=float(cfg.noise), out=cfg.dataset, seed=int(cfg.seed),
+                       stop_after_success=cfg.task.get("demo", {}).get("stop_after_success", 5))
+    t_collect = time.perf_counter() - t0
+
+    print(f"[2/3] training {cfg.policy._target_.rsplit('.', 1)[-1]} for {cfg.steps} steps -> {cfg.run_dir}")
+    t1 = time.perf_counter()
+    summary = train(cfg)
+    t_train = time.perf_counter() - t1
+
+    print("[3/3] results")
+    final = summary.get("final") or {}
+    ci = final.get("ci95", [float("nan"), float("nan")])
+    lat = final.get("latency_ms", {})
+    sampler = cfg.policy.get("sampler", {})
+    rows = [
+        ("task", name),
+        ("demonstrations", f"{demo.get('episodes', '?')} episodes, {demo.get('steps', '?')} steps, expert success {demo.get('success_rate', float('nan')):.2f}"),
+        ("policy", f"{cfg.policy._target_.rsplit('.', 1)[-1]} ({sampler.get('name', '-')}, {sampler.get('steps', '-')} steps), net {cfg.net._target_.rsplit('.', 1)[-1]}"),
+        ("training", f"{summary.get('step')} steps in {summary.get('train_time_s', t_train):.0f} s"),
+        ("success rate", f"{final.get('success_rate', float('nan')):.3f}  95% CI [{ci[0]:.3f}, {ci[1]:.3f}]  ({final.get('episodes', 0)} episodes)"),
+    ]
+    if "eval/success_rate_max" in summary:
+        rows.append(("periodic eval", f"max {summary['eval/success_rate_max']:.2f}, mean of last 10 {summary['eval/success_rate_last10_mean']:.2f}"))
+    if lat:
+        rows.append(("latency per chunk", f"p50 {lat.get('p50', float('nan')):.1f} ms, p90 {lat.get('p90', float('nan')):.1f} ms"))
+    rows.append(("wall time", f"{time.perf_counter() - t0:.0f} s (collect {t_collect:.0f} s)"))
+    png = out_dir / "training.png"
+    plot_training(read_metrics(Path(cfg.run_dir) / "metrics.jsonl"), png, f"BESO on {name}")
+    rows.append(("plot", str(png)))
+    print(results_table(rows))
+    (out_dir / "results.json").write_text(json.dumps({"rows": dict(rows), "final": final}, indent=2, default=str))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
