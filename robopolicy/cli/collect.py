@@ -11,25 +11,7 @@ import sys
 
 from omegaconf import DictConfig, OmegaConf
 
-from robopolicy.cli._hydra import CONF_DIR, hydra_command
-
-
-def check_group_choices(argv: list[str], groups: tuple[str, ...] = ("task",)) -> str | None:
-    """The error sentence for a ``group=name`` override naming no file in ``conf/<group>/``, else None.
-
-    Hydra reports an unknown config-group choice itself, over several lines with exit status 1;
-    this check runs first so the user gets one sentence and exit status 2 like every other error.
-    """
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        key = key.lstrip("+~")
-        if not sep or key not in groups or not value or "," in value:
-            continue
-        folder = CONF_DIR / key
-        if not (folder / f"{value}.yaml").is_file():
-            names = sorted(p.stem for p in folder.glob("*.yaml"))
-            return f"Unknown {key} {value!r}; pick one of {', '.join(names)} ({key}=<name>)."
-    return None
+from robopolicy.cli._hydra import check_group_choices, hydra_command  # noqa: F401  (check_group_choices re-exported)
 
 
 @hydra_command("collect")
@@ -56,11 +38,7 @@ def _main(cfg: DictConfig) -> dict:
 
 
 def main() -> None:
-    problem = check_group_choices(sys.argv[1:])
-    if problem is not None:
-        print(f"error: {problem}", file=sys.stderr)
-        sys.exit(2)
-    _main()
+    _main()  # hydra_command checks group choices (task=...) before Hydra starts
 
 
 if __name__ == "__main__":
