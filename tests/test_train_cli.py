@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,11 +14,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from robopolicy.cli._hydra import CONF_DIR, REPO_ROOT
+from robopolicy.cli._hydra import CONF_DIR
 from robopolicy.cli.train import train
 from robopolicy.data import EpisodeStore
 from robopolicy.envs import make_task
-from robopolicy.errors import CheckpointError, ConfigError, DataError
+from robopolicy.errors import CheckpointError, DataError
 
 TINY = ["task=multimodal", "policy=beso", "net=mlp", "net.hidden_dims=[32,32]", "batch_size=8", "steps=6",
         "val_fraction=0.25", "val_every=3", "ckpt_every=3", "log_every=2", "progress=false", "device=cpu",

@@ -72,6 +72,9 @@ def test_critic_with_another_spec_is_refused():
     other_obs = EnvSpec(obs={"state": ObsKeySpec((5,))}, action_dim=2, action_low=(-1, -1), action_high=(1, 1), max_episode_steps=8)
     with pytest.raises(CheckpointError, match="shape"):
         ValueGuidedPolicy(policy, StubCritic(spec=other_obs), k=2)
+    other_task = EnvSpec(obs=SPEC.obs, action_dim=2, action_low=(-1, -1), action_high=(1, 1), max_episode_steps=8, name="push-v3")
+    with pytest.raises(CheckpointError, match="trained on task 'push-v3'"):
+        ValueGuidedPolicy(policy, StubCritic(spec=other_task), k=2)
     with pytest.raises(CheckpointError, match="observation steps"):
         ValueGuidedPolicy(policy, StubCritic(obs_horizon=5), k=2)
     with pytest.raises(CheckpointError, match="chunks of 9"):

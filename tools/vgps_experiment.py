@@ -156,7 +156,29 @@ def main() -> None:
                 evaluate(run, evals / task / policy / f"random_k{k}" / "eval.json",
                          {**base, "critic": "random", "steer.k": k, "steer.random": True},
                          ["steer=vgps", f"steer.critic={a.out / 'runs' / f'{task}_{a.critics[0]}'}", f"steer.k={k}", "steer.random=true"], a)
-    print(f"done: aggregate with  robopolicy-report {evals}")
+    print(latency_table(evals))
+    print(f"done: aggregate success with  robopolicy-report {evals}")
+
+
+def latency_table(evals: Path) -> str:
+    """Per-chunk latency p50 of every evaluation and its ratio to the base policy's (same task/policy);
+    written to ``evals/latency.md``. Evaluation latency includes the simulator's load on the CPU:
+    tools/bench_vgps.py gives the clean figure."""
+    from robopolicy.utils import atomic_write_text
+
+    rows = ["| task | policy | condition | success | 95% CI | latency p50 (ms) | overhead vs base |", "|---|---|---|---:|---:|---:|---:|"]
+    for task_dir in sorted(p for p in evals.iterdir() if p.is_dir()):
+        for pol_dir in sorted(p for p in task_dir.iterdir() if p.is_dir()):
+            res = {d.name: json.loads((d / "eval.json").read_text()) for d in sorted(pol_dir.iterdir()) if (d / "eval.json").is_file()}
+            base = res.get("base", {}).get("latency_ms", {}).get("p50")
+            for cond, r in res.items():
+                lat = r["latency_ms"]["p50"]
+                ratio = f"{lat / base:.2f}x" if base and lat is not None else "-"
+                rows.append(f"| {task_dir.name} | {pol_dir.name} | {cond} | {r['success_rate']:.3f} | "
+                            f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] | {lat:.2f} | {ratio} |")
+    text = "\n".join(rows) + "\n"
+    atomic_write_text(evals / "latency.md", text)
+    return text
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ def train(cfg: DictConfig) -> dict:
     from robopolicy.envs import make_task
     from robopolicy.policies.build import build_policy
     from robopolicy.training import Trainer
+    from robopolicy.training.distributed import cleanup_distributed
 
     run_dir = require(cfg, "run_dir", "runs/<name>")
     dataset = require(cfg, "dataset", "data/<task>.zarr")
@@ -86,7 +87,10 @@ def train(cfg: DictConfig) -> dict:
         checkpoint_extra={"config": cfg, "spec": spec, "dataset": dataset, "task": task.name,
                           "episodes": {"train": len(train_idx), "val": len(val_idx)}},
     )
-    summary = trainer.fit()
+    try:
+        summary = trainer.fit()
+    finally:
+        cleanup_distributed()  # no-op outside torchrun
     if trainer.dist.is_main:
         print(format_summary(summary, run_dir))
     return summary

@@ -84,7 +84,7 @@ class PolicyServer:
         if op == "info":
             return encode({"ok": True, "id": rid, "info": self.info()})
         if op == "infer":
-            obs = {k[4:]: a for k, a in arrays.items() if k.startswith("obs/")}
+            obs = {k[4:]: np.array(a) for k, a in arrays.items() if k.startswith("obs/")}  # writable copies for torch
             prefix = arrays.get("prefix")
             t0 = time.perf_counter()
             try:

@@ -36,6 +36,10 @@ def select_chunks(scores: Tensor, beta: float = 0.0, random: bool = False, gener
 def check_critic_matches(policy: Policy, critic: Critic) -> None:
     """Raise CheckpointError unless the critic reads what the policy sees and scores what it emits."""
     critic.spec.check_compatible(policy.spec, keys=critic.obs_keys, what="critic")
+    if critic.spec.name and policy.spec.name and critic.spec.name != policy.spec.name:
+        # Meta-World tasks share one observation/action layout, so shapes alone cannot tell them apart.
+        raise CheckpointError(f"The critic was trained on task {critic.spec.name!r} but the policy on {policy.spec.name!r}; "
+                              "train a critic on data of the policy's task.")
     missing = [k for k in critic.obs_keys if k not in policy.obs_keys]
     if missing:
         raise CheckpointError(f"The critic reads observation keys {missing} that the policy does not use (it uses "
@@ -75,6 +79,8 @@ class ValueGuidedPolicy(Policy):
     def sample(self, obs: ObsDict, n: int = 1, goal: ObsDict | None = None) -> Tensor:
         """obs: {key: (B, To, ...)} -> (B, n, Tp-To+1, A): per output, the chosen one of ``k`` base samples."""
         chunks = self.policy.sample(obs, n * self.k, goal=goal)  # (B, n*k, T, A): one batched call
+        if self.k == 1:  # nothing to rank
+            return chunks
         b, _, t, a = chunks.shape
         scores = self.critic.score(obs, chunks, goal=goal if self.critic.goal_keys else None)  # (B, n*k): one call
         scores = scores.view(b, n, self.k)
