@@ -29,6 +29,8 @@ def test_argmax_picks_the_best_known_score_with_one_batched_call_each():
     assert out.shape == (3, 1, 3, 2)
     assert torch.all(out[:, 0, 0, 0] == 0.9) and torch.all(out[:, 0, 1, 1] == 1)
     assert policy.calls == [4] and critic.calls == 1  # K samples from ONE sample call, ONE score call
+    ValueGuidedPolicy(policy, critic, k=1).sample(obs(3))
+    assert policy.calls == [4, 1] and critic.calls == 1  # K=1: nothing to rank, no critic call
 
 
 def test_n_outputs_each_choose_among_their_own_k():

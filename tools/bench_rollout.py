@@ -103,12 +103,14 @@ def main(argv: list[str] | None = None) -> dict:
                          "setup_s": r["env_setup_s"],
                          "steps_per_s": r["env_steps_per_s"], "chunk_ms_p50": r["latency_ms"]["p50"]})
             print(f"  {vector:5s} x{w}: {r['env_steps_per_s']:8.1f} steps/s", file=sys.stderr)
-    # Images on (rendered every step, the policy still reads the state): the cost of the camera.
-    img = evaluate_policy(policy, make_task(OmegaConf.merge(task_cfg, {"image": {"enabled": True}})), episodes=1,
-                          num_envs=1, progress=False)
-    rows.append({"vector": "sync", "envs": 1, "images": True, "env_steps": img["env_steps"], "wall_s": img["wall_s"],
-                 "setup_s": img["env_setup_s"],
-                 "steps_per_s": img["env_steps_per_s"], "chunk_ms_p50": img["latency_ms"]["p50"]})
+    # Images on (rendered every step, the policy still reads the state): the cost of the camera, and
+    # whether subprocess workers pay off once a step is expensive.
+    img_task = make_task(OmegaConf.merge(task_cfg, {"image": {"enabled": True}}))
+    for vector, w in (("sync", 1), ("sync", 2), ("async", 2)):
+        img = evaluate_policy(policy, img_task, episodes=w, num_envs=w, vector=vector, progress=False)
+        rows.append({"vector": vector, "envs": w, "images": True, "env_steps": img["env_steps"], "wall_s": img["wall_s"],
+                     "setup_s": img["env_setup_s"], "steps_per_s": img["env_steps_per_s"], "chunk_ms_p50": img["latency_ms"]["p50"]})
+        print(f"  {vector:5s} x{w} images: {img['env_steps_per_s']:8.1f} steps/s", file=sys.stderr)
 
     n = max(50, args.steps)
     parts = {

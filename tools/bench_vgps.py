@@ -42,17 +42,19 @@ def build(net: str, steps: int, device: torch.device):
     return policy, critic
 
 
-def time_ms(fn, iters: int, device: torch.device) -> list[float]:
-    out = []
+def time_interleaved(fns: dict, iters: int, device: torch.device) -> dict[str, list[float]]:
+    """Time every fn once per round, rounds interleaved, so load drift on a shared machine hits all alike."""
+    out: dict[str, list[float]] = {name: [] for name in fns}
     for i in range(iters + 3):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= 3:  # warm-up
-            out.append((time.perf_counter() - t0) * 1e3)
+        for name, fn in fns.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i >= 3:  # warm-up rounds
+                out[name].append((time.perf_counter() - t0) * 1e3)
     return out
 
 
@@ -74,15 +76,18 @@ def main() -> None:
     policy, critic = build(args.net, args.steps, device)
     obs = {"state": torch.as_tensor(np.random.default_rng(0).uniform(-1, 1, (1, 2, 39)), dtype=torch.float32, device=device)}
     with torch.no_grad():
-        base = time_ms(lambda: policy.sample(obs, 1), args.iters, device)
-        rows = {"base": {"p50_ms": statistics.median(base), "p90_ms": float(np.percentile(base, 90))}}
+        fns = {"base": lambda: policy.sample(obs, 1)}
         for k in args.ks:
             vg = ValueGuidedPolicy(policy, critic, k=k)
-            t = time_ms(lambda: vg.sample(obs, 1), args.iters, device)
             chunks = policy.sample(obs, k)
-            score = time_ms(lambda: critic.score(obs, chunks), args.iters, device)
-            rows[f"k{k}"] = {"p50_ms": statistics.median(t), "p90_ms": float(np.percentile(t, 90)),
-                             "critic_p50_ms": statistics.median(score), "overhead": statistics.median(t) / rows["base"]["p50_ms"]}
+            fns[f"k{k}"] = lambda vg=vg: vg.sample(obs, 1)
+            fns[f"score{k}"] = lambda chunks=chunks: critic.score(obs, chunks)
+        t = time_interleaved(fns, args.iters, device)
+        rows = {"base": {"p50_ms": statistics.median(t["base"]), "p90_ms": float(np.percentile(t["base"], 90))}}
+        for k in args.ks:
+            p50 = statistics.median(t[f"k{k}"])
+            rows[f"k{k}"] = {"p50_ms": p50, "p90_ms": float(np.percentile(t[f"k{k}"], 90)),
+                             "critic_p50_ms": statistics.median(t[f"score{k}"]), "overhead": p50 / rows["base"]["p50_ms"]}
     result = {"device": str(device), "threads": torch.get_num_threads(), "net": args.net, "sampler_steps": args.steps,
               "iters": args.iters, "results": rows}
     print(f"device {device} ({torch.get_num_threads()} threads), BESO {args.net} {args.steps} steps, B=1, per chunk:")

@@ -145,8 +145,13 @@ def _main(cfg: DictConfig) -> None:
     evaluate_run(cfg)
 
 
+def add_plus(overrides: list[str]) -> list[str]:
+    """``task.x=1`` -> ``++task.x=1`` (also ``policy.*``): keys the checkpoint, not conf/eval.yaml, defines."""
+    return [f"++{a}" if _FREE_SECTIONS.match(a) else a for a in overrides]
+
+
 def main() -> None:
-    sys.argv = [sys.argv[0]] + [f"++{a}" if _FREE_SECTIONS.match(a) else a for a in sys.argv[1:]]
+    sys.argv = [sys.argv[0]] + add_plus(sys.argv[1:])
     _main()
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 

@@ -9,7 +9,6 @@ the critic, not the extra samples, does the work.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
 
 import torch
 from torch import Tensor
