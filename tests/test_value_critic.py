@@ -60,18 +60,18 @@ def test_score_shape_min_of_ensemble_and_chunk_mode():
         _critic(IQL(), action_mode="all")
 
 
-def test_target_networks_move_by_polyak_once_per_training_loss(store):
+def test_target_networks_move_by_polyak_once_per_optimizer_step(store):
     c = _critic(IQL(polyak=0.5))
     with torch.no_grad():
         for p in c.q_nets.parameters():
             p.add_(1.0)
     before = [t.clone() for t in c.target_q_nets.parameters()]
     batch = torch.utils.data.default_collate([TransitionDataset(store, ["state"])[i] for i in range(8)])
-    c.eval()
-    c.compute_loss(batch)  # validation: no update
-    assert all(torch.equal(a, b) for a, b in zip(before, c.target_q_nets.parameters()))
-    c.train()
-    c.compute_loss(batch)
+    for mode in (c.eval, c.train):  # a loss alone (validation or training) never moves the targets
+        mode()
+        c.compute_loss(batch)
+        assert all(torch.equal(a, b) for a, b in zip(before, c.target_q_nets.parameters()))
+    c.after_step()  # the Trainer calls this once after every optimizer step
     for b, t, s in zip(before, c.target_q_nets.parameters(), c.q_nets.parameters()):
         torch.testing.assert_close(t, 0.5 * b + 0.5 * s)
 
@@ -90,6 +90,7 @@ def test_tiny_critic_ranks_successful_actions_above_failing_ones(store, algo, he
             opt.zero_grad()
             loss.backward()
             opt.step()
+            c.after_step()
     assert np.isfinite(loss.item())
     obs = {"state": torch.rand(64, 2, 2) * 2 - 1}
     good = torch.tensor([0.8, 0.0]).expand(64, 1, 1, 2)

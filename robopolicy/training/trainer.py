@@ -84,6 +84,8 @@ class Trainer:
         self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, int(o.warmup_steps), int(cfg.steps))
         self.trainable = decay + no_decay
         self.loss_module: nn.Module = LossModule(model)
+        # Optional model hook run after every optimizer step (critics move their target networks here).
+        self.after_step = getattr(model, "after_step", None) if callable(getattr(model, "after_step", None)) else None
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.loss_module = DistributedDataParallel(self.loss_module, device_ids=ids, find_unused_parameters=bool(cfg.ddp_find_unused_parameters))
@@ -240,6 +242,8 @@ class Trainer:
                     window["train/grad_norm"] = window.get("train/grad_norm", 0.0) + gnorm.detach()
                 self.optimizer.step()
                 self.scheduler.step()
+                if self.after_step is not None:  # e.g. a critic's target-network update
+                    self.after_step()
                 if self.ema is not None:
                     self.ema.step()
                 self.step += 1

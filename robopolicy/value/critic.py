@@ -159,12 +159,11 @@ class Critic(nn.Module):
 
     def compute_loss(self, batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, float]]:
         """batch: see :class:`~robopolicy.value.dataset.TransitionDataset` -> (loss, metrics)."""
-        if self.training and torch.is_grad_enabled() and not getattr(self, "_hook_updates_target", False):
-            # The Trainer has no post-optimizer-step hook (yet), so the target networks are moved
-            # toward the online ones here, once per training step, before the loss. This lags the
-            # textbook order (update after the step) by one step, which is immaterial at polyak ~ 0.005.
-            self.update_target()
         return self.algo.compute_loss(self, batch)
+
+    def after_step(self) -> None:
+        """Called by the Trainer after every optimizer step: Polyak-update the target networks."""
+        self.update_target()
 
     @torch.no_grad()
     def update_target(self, polyak: float | None = None) -> None:
