@@ -23,7 +23,7 @@ from omegaconf import OmegaConf
 REPO = Path(__file__).resolve().parents[1]
 
 
-def build(net: str, steps: int, device: torch.device):
+def build(net: str, steps: int, device: torch.device, hidden_dims: list[int] | None = None):
     from robopolicy.data.normalize import Normalizer
     from robopolicy.envs.spec import EnvSpec, ObsKeySpec
     from robopolicy.policies.build import build_policy
@@ -36,6 +36,8 @@ def build(net: str, steps: int, device: torch.device):
                             "net": OmegaConf.load(REPO / f"conf/net/{net}.yaml"),
                             "critic": OmegaConf.load(REPO / "conf/critic/iql.yaml")})
     cfg.policy.sampler.steps = steps
+    if hidden_dims:
+        cfg.net.hidden_dims = list(hidden_dims)
     norm = lambda: Normalizer.empty_for_spec(spec, ["state"])  # noqa: E731
     policy = build_policy(cfg, spec, norm()).to(device).eval()
     critic = build_critic(cfg, spec, norm()).to(device).eval()
@@ -64,6 +66,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="denoising steps of the BESO sampler")
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 4, 10, 32])
     ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--hidden-dims", type=int, nargs="+", default=None, help="override the denoiser's hidden_dims (mlp)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
@@ -73,7 +76,7 @@ def main() -> None:
 
     device = resolve_device(args.device)
     torch.manual_seed(0)
-    policy, critic = build(args.net, args.steps, device)
+    policy, critic = build(args.net, args.steps, device, args.hidden_dims)
     obs = {"state": torch.as_tensor(np.random.default_rng(0).uniform(-1, 1, (1, 2, 39)), dtype=torch.float32, device=device)}
     with torch.no_grad():
         fns = {"base": lambda: policy.sample(obs, 1)}
@@ -88,7 +91,8 @@ def main() -> None:
             p50 = statistics.median(t[f"k{k}"])
             rows[f"k{k}"] = {"p50_ms": p50, "p90_ms": float(np.percentile(t[f"k{k}"], 90)),
                              "critic_p50_ms": statistics.median(t[f"score{k}"]), "overhead": p50 / rows["base"]["p50_ms"]}
-    result = {"device": str(device), "threads": torch.get_num_threads(), "net": args.net, "sampler_steps": args.steps,
+    result = {"device": str(device), "threads": torch.get_num_threads(), "net": args.net, "hidden_dims": args.hidden_dims,
+              "sampler_steps": args.steps,
               "iters": args.iters, "results": rows}
     print(f"device {device} ({torch.get_num_threads()} threads), BESO {args.net} {args.steps} steps, B=1, per chunk:")
     print(f"  base        p50 {rows['base']['p50_ms']:7.2f} ms  p90 {rows['base']['p90_ms']:7.2f} ms")

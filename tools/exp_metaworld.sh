@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Meta-World push-v3 / door-open-v3 / pick-place-v3, state obs, 50 expert demos each:
+# BESO (DDIM, 3 steps) vs Diffusion Policy (DDIM-10), same MLP denoiser and the same number of steps;
+# then the sampler x seed sweep over the three BESO runs (issue 4) and a fresh-positions check.
+# Machine used: 2-core CPU, shared, OMP_NUM_THREADS=1.
+#   bash tools/exp_metaworld.sh [STEPS] [TASKS...]       (outputs under experiments/mw/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. .venv/bin/activate
+export OMP_NUM_THREADS=1 MUJOCO_GL=egl
+STEPS=${1:-3000}; shift || true
+TASKS=${*:-push-v3 door-open-v3 pick-place-v3}
+E=experiments/mw
+mkdir -p $E
+COMMON="progress=false wandb.mode=disabled final_eval.episodes=0"
+for T in $TASKS; do
+  [ -d $E/$T.zarr ] || robopolicy-collect task=metaworld task.env_name=$T episodes=50 noise=0.0 out=$E/$T.zarr progress=false 2>&1 | tee $E/$T.collect.log
+  for P in beso diffusion; do
+    robopolicy-train task=metaworld task.env_name=$T policy=$P net=mlp 'net.hidden_dims=[512,512,512]' \
+      dataset=$E/$T.zarr steps=$STEPS run_dir=$E/${T}_$P $COMMON 2>&1 | tee $E/${T}_$P.train.log
+    # policy defaults: beso sampler ddim/3 steps, diffusion sampler ddim/10 steps (conf/policy/*.yaml)
+    robopolicy-eval run_dir=$E/${T}_$P episodes=100 progress=false wandb.mode=disabled 2>&1 | tee $E/${T}_$P.eval.log
+  done
+done
