@@ -60,8 +60,13 @@ def test_clock_real_time_keeps_rate():
     clock = FixedRateClock(200.0)
     clock.start()
     ticks = [clock.wait() for _ in range(60)]
-    assert [t.index for t in ticks] == list(range(60)) or clock.overruns > 0
-    assert ticks[-1].target_s - ticks[0].target_s == pytest.approx(59 / 200.0)
+    idx = [t.index for t in ticks]
+    # On a loaded machine some ticks may be missed; they are skipped and counted, never absorbed:
+    # every tick stays on the absolute schedule start + index / rate.
+    assert all(b > a for a, b in zip(idx, idx[1:]))
+    assert clock.overruns >= idx[-1] - idx[0] - 59
+    for t in ticks:
+        assert t.target_s - ticks[0].target_s == pytest.approx((t.index - idx[0]) / 200.0, abs=1e-9)
     assert all(t.error_s >= 0 for t in ticks)
 
 

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from zarr.core.buffer import Buffer
 from zarr.storage import LocalStore
+
+from robopolicy.utils.io import atomic_write_bytes
 
 
 # Chunking: low-dim arrays are chunked along time; images get a few frames per chunk so a window
@@ -26,19 +27,7 @@ def _atomic_put(path: Path, data: memoryview, exclusive: bool, fsync: bool) -> N
     """Write one store file as temp (+ fsync) + rename, so it is either the old or the new file."""
     if exclusive and path.exists():
         raise FileExistsError(str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, data, fsync=fsync)
 
 
 class DurableLocalStore(LocalStore):

@@ -46,7 +46,7 @@ def _check_env_name(env_name: str) -> str:
     raise TaskError(f"Unknown Meta-World task {env_name!r}; set task.env_name to a v3 name such as push-v3 ({hint})")
 
 
-class MetaWorldEnv(gym.Env):
+class MetaWorldEnv(_render.CameraEnvMixin, gym.Env):
     """Gymnasium environment around one Meta-World Sawyer task.
 
     Observations: ``{"state": (39,) float32}`` plus ``{"image": (H, W, 3) uint8}`` when a camera is
@@ -131,13 +131,11 @@ class MetaWorldEnv(gym.Env):
         truncated = self._t >= self.max_episode_steps
         return self._obs(state), float(reward), False, truncated, info
 
-    def render(self):
-        return None if self._camera is None else self._camera.render(self._mw.data)
+    def _render_data(self):
+        return self._mw.data
 
     def close(self):
-        if self._camera is not None:
-            self._camera.close()
-            self._camera = None
+        super().close()  # the camera
         self._mw.close()
 
 

@@ -40,7 +40,7 @@ def _resolve_scene(scene: str) -> Path:
     return path
 
 
-class MultimodalEnv(gym.Env):
+class MultimodalEnv(_render.CameraEnvMixin, gym.Env):
     """Gymnasium environment for the scene; see the module docstring for observations and actions."""
 
     metadata = {"render_modes": ["rgb_array"]}
@@ -123,13 +123,6 @@ class MultimodalEnv(gym.Env):
         truncated = self._t >= self.max_episode_steps
         return self._obs(), float(success), False, truncated, {"success": success, "mode": self.mode}
 
-    def render(self):
-        return None if self._camera is None else self._camera.render(self.data)
-
-    def close(self):
-        if self._camera is not None:
-            self._camera.close()
-            self._camera = None
 
 
 def obstacle_box(model: mujoco.MjModel) -> tuple[float, float, float, float]:

@@ -35,7 +35,7 @@ PUSHER_RADIUS = 0.025
 PUCK_RADIUS = 0.04
 
 
-class PlanarPushEnv(gym.Env):
+class PlanarPushEnv(_render.CameraEnvMixin, gym.Env):
     """Gymnasium environment of the planar push scene; see the module docstring."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -125,13 +125,6 @@ class PlanarPushEnv(gym.Env):
         info = {"success": dist < self.success_radius, "puck_to_target": dist}
         return self._obs(), float(reward), False, self._t >= self.max_episode_steps, info
 
-    def render(self):
-        return None if self._camera is None else self._camera.render(self.data)
-
-    def close(self):
-        if self._camera is not None:
-            self._camera.close()
-            self._camera = None
 
 
 class PlanarPushExpert(Expert):

@@ -83,3 +83,24 @@ class CameraRenderer:
         renderer, self._renderer = getattr(self, "_renderer", None), None
         if renderer is not None:
             renderer.close()
+
+
+class CameraEnvMixin:
+    """``render()`` and ``close()`` for environments holding an optional :class:`CameraRenderer`.
+
+    The environment sets ``self._camera`` (or leaves it None) and renders ``self.data`` unless it
+    overrides :meth:`_render_data`.
+    """
+
+    _camera: CameraRenderer | None = None
+
+    def _render_data(self) -> mujoco.MjData:
+        return self.data
+
+    def render(self):
+        return None if self._camera is None else self._camera.render(self._render_data())
+
+    def close(self):
+        if self._camera is not None:
+            self._camera.close()
+            self._camera = None

@@ -16,17 +16,7 @@ import numpy as np
 
 from robopolicy.utils import atomic_write_json
 
-try:  # the evaluation part owns this; fall back to a local copy if it is absent
-    from robopolicy.evaluation import wilson_interval
-except ImportError:  # pragma: no cover - TODO(lead): drop once robopolicy.evaluation is always present
-    def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-        if n == 0:
-            return (0.0, 1.0)
-        p = successes / n
-        d = 1 + z * z / n
-        c = (p + z * z / (2 * n)) / d
-        h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-        return (max(0.0, c - h), min(1.0, c + h))
+from robopolicy.evaluation.stats import wilson_interval
 
 
 def percentiles_ms(values_s, qs=(50, 99, 99.9)) -> dict[str, float | None]:
