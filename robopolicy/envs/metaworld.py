@@ -215,7 +215,8 @@ class MetaWorldTask(Task):
             max_episode_steps=self.max_episode_steps,
             control_hz=self.control_hz,
             name=self.env_name,
-            extra={"suite": "metaworld", "fresh_positions": self.fresh_positions, "variation_seed": self.variation_seed},
+            extra={"hold": ["zero", "zero", "zero", "last"],  # xyz deltas stop, the gripper keeps its command
+                   "suite": "metaworld", "fresh_positions": self.fresh_positions, "variation_seed": self.variation_seed},
         )
 
     @property

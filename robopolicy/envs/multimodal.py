@@ -237,7 +237,8 @@ class MultimodalTask(Task):
             obs["image"] = ObsKeySpec((s, s, 3), "uint8", "rgb")
         return EnvSpec(obs=obs, action_dim=ACTION_DIM, action_low=(-1.0,) * ACTION_DIM, action_high=(1.0,) * ACTION_DIM,
                        max_episode_steps=self.max_episode_steps, control_hz=self.control_hz, name=self.name,
-                       extra={"suite": "multimodal", "modes": ["left", "right"]})
+                       # velocity commands: holding still is a zero command
+                       extra={"hold": "zero", "suite": "multimodal", "modes": ["left", "right"]})
 
     def make_env(self, render: bool | None = None) -> MultimodalEnv:
         with_image = bool(self.image["enabled"]) if render is None else bool(render)

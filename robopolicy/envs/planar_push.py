@@ -208,7 +208,8 @@ class PlanarPushTask(Task):
             obs["image"] = ObsKeySpec((n, n, 3), "uint8", "rgb")
         return EnvSpec(obs=obs, action_dim=ACTION_DIM, action_low=(-1.0,) * ACTION_DIM, action_high=(1.0,) * ACTION_DIM,
                        max_episode_steps=self.env_kwargs["max_episode_steps"], control_hz=self.control_hz, name=self.name,
-                       extra={"suite": "planar_push", "semantics_low": [-0.3] * SEMANTICS_DIM,
+                       # velocity commands: holding still is a zero command
+                       extra={"hold": "zero", "suite": "planar_push", "semantics_low": [-0.3] * SEMANTICS_DIM,
                               "semantics_high": [0.3] * SEMANTICS_DIM, "target_xy": list(self.target_xy)})
 
     @property
