@@ -18,3 +18,12 @@ for P in beso diffusion bc; do
 done
 # issue 7: the same BESO run through the real-time runner on the simulated robot (task control_hz = 10)
 robopolicy-deploy run_dir=$E/beso runner=eval_match rate_hz=10 duration_s=0 runner.episodes=50 out=$E/beso_deploy plot=false 2>&1 | tee $E/beso.deploy.log
+
+# The one fix tried for BESO (0.09 at 5,000 steps): continue the same run to 10,000 steps (resume in a copy;
+# the cosine schedule is recomputed for the new total), then evaluate again.
+if [ "${FIX:-1}" = 1 ]; then
+  mkdir -p $E/beso_10k && cp -rn $E/beso/checkpoints $E/beso_10k/
+  robopolicy-train task=multimodal policy=beso net=mlp 'net.hidden_dims=[512,512,512]' dataset=$E/demos.zarr \
+    steps=10000 run_dir=$E/beso_10k $COMMON 2>&1 | tee $E/beso_10k.train.log
+  robopolicy-eval run_dir=$E/beso_10k episodes=100 progress=false wandb.mode=disabled 2>&1 | tee $E/beso_10k.eval.log
+fi
