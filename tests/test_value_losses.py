@@ -89,8 +89,9 @@ def test_calql_lifts_policy_q_below_the_mc_return():
     plain = losses.cql_regularizer(q_data, q_rand, q_pi, alpha=1.0)
     cal = losses.cql_regularizer(q_data, q_rand, q_pi, alpha=1.0, mc_return=mc)
     lse = lambda *v: math.log(sum(math.exp(x) for x in v))  # noqa: E731
-    assert math.isclose(plain.item(), lse(-10, -3, 0.5) - 1.0, rel_tol=1e-5)
-    assert math.isclose(cal.item(), lse(-10, 2.0, 2.0) - 1.0, rel_tol=1e-5)  # random ones are not lifted
+    # the data action (Q = 1.0) is part of the logsumexp
+    assert math.isclose(plain.item(), lse(-10, -3, 0.5, 1.0) - 1.0, rel_tol=1e-5)
+    assert math.isclose(cal.item(), lse(-10, 2.0, 2.0, 1.0) - 1.0, rel_tol=1e-5)  # random ones are not lifted
     # a lifted Q-value gets no gradient from the regulariser: it is not pushed further down
     q_pi_g = q_pi.clone().requires_grad_(True)
     losses.cql_regularizer(q_data, q_rand, q_pi_g, 1.0, mc_return=mc).backward()
@@ -98,6 +99,22 @@ def test_calql_lifts_policy_q_below_the_mc_return():
     # above the bound nothing changes
     high = torch.tensor([[[3.0, 4.0]]])
     assert torch.isclose(losses.cql_regularizer(q_data, q_rand, high, 2.0, mc), losses.cql_regularizer(q_data, q_rand, high, 2.0))
+
+
+def test_cql_push_on_data_q_fades_once_it_dominates():
+    """Cal-QL must not push Q(data) up forever: the regulariser is >= 0 and its gradient on q_data
+    goes to 0 as q_data rises above the (lifted) sampled actions."""
+    q_rand = torch.tensor([[[-1.0, 0.0]]])
+    q_pi = torch.tensor([[[0.0]]])
+    mc = torch.tensor([0.5])
+    grads = []
+    for level in (0.0, 2.0, 8.0):
+        q_data = torch.tensor([[level]], requires_grad=True)
+        reg = losses.cql_regularizer(q_data, q_rand, q_pi, 1.0, mc_return=mc)
+        assert reg.item() >= 0.0
+        reg.backward()
+        grads.append(-q_data.grad.item())  # the upward push on q_data
+    assert grads[0] > grads[1] > grads[2] and grads[2] < 1e-2
 
 
 # -- HL-Gauss ---------------------------------------------------------------------------------------

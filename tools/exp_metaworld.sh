@@ -22,3 +22,9 @@ for T in $TASKS; do
     robopolicy-eval run_dir=$E/${T}_$P episodes=100 progress=false wandb.mode=disabled 2>&1 | tee $E/${T}_$P.eval.log
   done
 done
+# Fresh object/goal positions instead of the 50 standard MT1 variations (one task)
+for P in beso diffusion; do
+  robopolicy-eval run_dir=$E/door-open-v3_$P episodes=50 task.fresh_positions=true progress=false wandb.mode=disabled \
+    out=$E/door-open-v3_$P/eval_fresh.json
+done
+# The sweep over the three BESO runs: bash tools/exp_sweep.sh 50

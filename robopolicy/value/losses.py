@@ -67,13 +67,19 @@ def cql_regularizer(q_data: Tensor, q_rand: Tensor, q_pi: Tensor, alpha: float, 
 
     q_data: (E, B) Q of the data actions; q_rand: (E, B, Nr) Q of uniform random actions;
     q_pi: (E, B, Np) Q of proposal ("policy") actions; mc_return: (B,) or None.
-    Returns the scalar ``alpha * mean(T * logsumexp([q_rand, q_pi] / T) - q_data)``, summed over the
-    ensemble members. Importance weights of the proposals are constants (uniform densities) and are
-    dropped: they shift every logsumexp equally and do not change the gradient.
+    Returns the scalar ``alpha * mean(T * logsumexp([q_rand, q_pi, q_data] / T) - q_data)``, summed
+    over the ensemble members. Importance weights of the proposals are constants (uniform densities)
+    and are dropped: they shift every logsumexp equally and do not change the gradient.
+
+    The data action is part of the logsumexp, so the term is >= 0 and its push on ``q_data`` fades
+    once ``q_data`` dominates the sampled actions. Without it, calibration (proposals lifted to a
+    constant) leaves a constant -alpha gradient on ``q_data`` that a squared TD loss balances only
+    alpha/2 above its target, and bootstrapping compounds that bias until Q diverges (measured on
+    Meta-World mixed data: Q of data actions past any possible return, still rising).
     """
     if mc_return is not None:
         q_pi = calibrate(q_pi, mc_return)
-    q_ood = torch.cat([q_rand, q_pi], dim=-1)
+    q_ood = torch.cat([q_rand, q_pi, q_data.unsqueeze(-1)], dim=-1)
     soft_max = temperature * torch.logsumexp(q_ood / temperature, dim=-1)  # (E, B)
     return alpha * (soft_max - q_data).mean(dim=-1).sum()
 
