@@ -19,12 +19,13 @@ def _episodes(r):
 
 def test_same_seeds_same_episodes_and_fields():
     task = PointTask()
-    a = evaluate_policy(GreedyPolicy(task.spec, gain=0.3, noise=0.02), task, episodes=6, seed=5, num_envs=2, progress=False)
-    b = evaluate_policy(GreedyPolicy(task.spec, gain=0.3, noise=0.02), task, episodes=6, seed=5, num_envs=2, progress=False)
+    a = evaluate_policy(GreedyPolicy(task.spec, gain=0.3, noise=0.02), task, episodes=6, seed=1, num_envs=2, progress=False)
+    b = evaluate_policy(GreedyPolicy(task.spec, gain=0.3, noise=0.02), task, episodes=6, seed=1, num_envs=2, progress=False)
     assert _episodes(a) == _episodes(b)
-    assert a["seeds"] == [5, 6, 7, 8, 9, 10]
-    # A different seed list gives different episodes.
-    c = evaluate_policy(GreedyPolicy(task.spec, gain=0.3, noise=0.02), task, episodes=6, seed=50, num_envs=2, progress=False)
+    assert a["seeds"] == [10000, 10001, 10002, 10003, 10004, 10005]
+    # Another seed is another block of episodes: none shared (seed + i blocks would overlap).
+    c = evaluate_policy(GreedyPolicy(task.spec, gain=0.3, noise=0.02), task, episodes=6, seed=2, num_envs=2, progress=False)
+    assert not set(a["seeds"]) & set(c["seeds"])
     assert _episodes(a) != _episodes(c)
     # Summary fields agree with the per-episode lists.
     k = sum(a["successes"])
@@ -145,7 +146,7 @@ def test_eval_cli_writes_eval_json(tiny_run, tmp_path):
                   "video_episodes=1", f"out={out}")
     assert p.returncode == 0, p.stderr
     r = json.loads(out.read_text())
-    assert r["episodes"] == 2 and r["seeds"] == [3, 4] and len(r["ci95"]) == 2
+    assert r["episodes"] == 2 and r["seeds"] == [30000, 30001] and len(r["ci95"]) == 2
     assert r["ci95"] == pytest.approx(list(wilson_interval(r["n_success"], 2)))
     assert r["latency_ms"]["p50"] > 0 and r["latency_ms"]["p90"] >= r["latency_ms"]["p50"]
     assert r["sampler"]["steps"] == 1 and r["sampler"]["name"] == "ddim"  # override applied, name from the checkpoint

@@ -39,6 +39,29 @@ def test_diversity_picks_the_far_cluster_first():
     assert episode_of[got[1]] == 1
 
 
+def test_diversity_never_annotates_a_labelled_frame_twice():
+    # One far episode that stays the farthest after its widest segment is labelled: the next picks
+    # in it must start on unlabelled frames, and an exhausted episode is skipped.
+    rng = np.random.default_rng(0)
+    latents = np.concatenate([rng.normal(0, 0.1, (10, 2)), rng.normal(0, 0.1, (10, 2)), 5 + rng.normal(0, 1.0, (10, 2))])
+    episode_of = np.repeat([0, 1, 2], 10)
+    labeled = np.zeros(30, bool)
+    labeled[0] = True
+    got = acq.diversity_episodes(latents, episode_of, labeled, k=12, segment_length=3)
+    assert len(got) == len(set(got.tolist())) and not labeled[got].any()
+    covered = labeled.copy()
+    for f in got:  # each pick starts outside every segment picked before it
+        assert not covered[f]
+        covered[acq.segment_cover(int(f), episode_of, 3)] = True
+    assert episode_of[got[0]] == 2 and episode_of[got[1]] == 2
+
+
+def test_widest_segment_skips_labelled_starts():
+    lat = np.array([[0.0], [0.1], [0.2], [3.0], [0.0]])
+    assert acq.widest_segment(lat, 2, labeled=np.array([0, 0, 1, 1, 0], bool)) in (0, 1)
+    assert acq.widest_segment(lat, 2, labeled=np.ones(5, bool)) is None
+
+
 def test_widest_segment():
     lat = np.array([[0.0], [0.1], [0.2], [3.0], [0.0]])
     assert acq.widest_segment(lat, 2) in (2, 3)

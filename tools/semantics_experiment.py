@@ -30,13 +30,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="tiny scale: checks the pipeline in about a minute on CPU")
     ap.add_argument("--out", default="runs/semantics_experiment")
     ap.add_argument("--merge", nargs="+", metavar="RUN_DIR", help="merge the results.json of these runs into --out (no training)")
-    ap.add_argument("--diversity-no-repeat", action="store_true",
-                    help="workaround, this run only: the diversity acquisition never re-picks an annotated frame "
-                         "(the library's widest_segment ignores labelled frames, so diversity can re-annotate the same frame)")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of conf/semantics.yaml")
     args = ap.parse_args()
-    if args.diversity_no_repeat:
-        _patch_diversity()
     if args.merge:
         merge(args.merge, args.out)
         return
@@ -59,43 +54,6 @@ def main() -> None:
     print(f"\ncommand: python tools/semantics_experiment.py {' '.join(sys.argv[1:])}")
     print_table(res)
     print(f"wall time {time.perf_counter() - t0:.0f} s; wrote {args.out}/results.json and {args.out}/curves.png")
-
-
-def _patch_diversity() -> None:
-    """Replace acquisition.diversity_episodes by a version whose widest segment starts on an unlabelled frame."""
-    import numpy as np
-
-    from robopolicy.semantics import acquisition as acq
-
-    def diversity_episodes(latents, episode_of, labeled, k, segment_length):
-        labeled = np.asarray(labeled, bool).copy()
-        episodes = np.unique(episode_of)
-        out = []
-        for _ in range(int(k)):
-            ref = latents[labeled] if labeled.any() else latents.mean(0, keepdims=True)
-            d = acq.min_distances(latents, ref)
-            score = np.array([d[(episode_of == e) & ~labeled].mean() if ((episode_of == e) & ~labeled).any() else -np.inf
-                              for e in episodes])
-            if not np.isfinite(score).any():
-                break
-            frames = np.flatnonzero(episode_of == episodes[int(np.argmax(score))])
-            lat = latents[frames]
-            starts = np.arange(max(1, len(frames) - segment_length + 1))
-            spread = np.array([lat[s : s + segment_length].var(0).sum() for s in starts])
-            # The fix: among the starts whose segment holds the fewest already labelled frames (none if
-            # possible), and that are not labelled themselves, the widest segment.
-            overlap = np.array([labeled[frames[s : s + segment_length]].sum() for s in starts])
-            ok = ~labeled[frames[starts]]
-            ok &= overlap == overlap[ok].min() if ok.any() else ok
-            if not ok.any():
-                break
-            spread[~ok] = -np.inf
-            frame = int(frames[starts[int(np.argmax(spread))]])
-            out.append(frame)
-            labeled[acq.segment_cover(frame, episode_of, segment_length)] = True
-        return np.asarray(out, dtype=int)
-
-    acq.diversity_episodes = diversity_episodes
 
 
 def print_table(res: dict) -> None:

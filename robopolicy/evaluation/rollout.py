@@ -1,6 +1,6 @@
 """Closed-loop evaluation of a policy on a task in gymnasium vector environments.
 
-Episode ``i`` is reset with seed ``seed + i``. Episodes run in batches of ``num_envs``
+Episode ``i`` of replicate ``seed`` is reset with ``seed * SEED_BLOCK + i`` (see :func:`episode_seeds`). Episodes run in batches of ``num_envs``
 environments (``gymnasium.vector.SyncVectorEnv`` or ``AsyncVectorEnv`` with one subprocess per
 environment); one batched ``policy.sample`` call serves every environment of a batch through
 :class:`~robopolicy.policies.base.RecedingHorizonController`.
@@ -131,6 +131,23 @@ def _run_batch(policy, venv, seeds: list[int], n_real: int, max_steps: int, goal
     }
 
 
+SEED_BLOCK = 10_000  # episodes per seed replicate: seeds s and s+1 never share an episode
+
+
+def episode_seeds(seed: int, episodes: int) -> list[int]:
+    """Environment seeds of an evaluation: episode i of replicate ``seed`` uses ``seed * SEED_BLOCK + i``.
+
+    Replicates are disjoint blocks, so a sweep over seed=0,1,2 evaluates different episodes (a plain
+    ``seed + i`` would make seed=1 replay seed=0 shifted by one). Block 0 is where collection starts,
+    training uses blocks 1 (periodic evaluations) and 2 (the final score).
+    """
+    if not 1 <= episodes <= SEED_BLOCK:
+        raise ConfigError(f"episodes={episodes} must be between 1 and {SEED_BLOCK} per seed; use several seeds for more.")
+    if seed < 0 or seed * SEED_BLOCK >= 2**32 - SEED_BLOCK:
+        raise ConfigError(f"seed={seed} must be between 0 and {2**32 // SEED_BLOCK - 2}.")
+    return [seed * SEED_BLOCK + i for i in range(episodes)]
+
+
 def evaluate_policy(policy, task, episodes: int, seed: int = 0, num_envs: int = 1, vector: str = "sync",
                     video_dir: str | Path | None = None, video_episodes: int = 0, goal: Mapping[str, Any] | None = None,
                     progress: bool = True, max_episode_steps: int | None = None) -> dict[str, Any]:
@@ -160,7 +177,7 @@ def evaluate_policy(policy, task, episodes: int, seed: int = 0, num_envs: int = 
     num_envs = min(num_envs, episodes)
     spec = task.spec
     max_steps = int(max_episode_steps or spec.max_episode_steps)
-    seeds = [seed + i for i in range(episodes)]
+    seeds = episode_seeds(seed, episodes)
     recorder = EpisodeRecorder(video_dir, min(int(video_episodes), episodes) if video_dir else 0)
     # Film from a camera observation when the task has one; otherwise ask the task for camera
     # images (render=True) only in the batches that contain filmed episodes.

@@ -8,7 +8,7 @@ One tick (all on the control thread, none of it waits for the policy)::
     -> watchdog (fresh chunks?) -> action for this tick from the buffer (or hold)
     -> safety layer -> robot.send_action -> record
 
-Episodes: ``robot.reset(seed + i)``, then the first chunk is awaited with the robot at rest (its
+Episodes: ``robot.reset(seed * 10000 + i)`` (the evaluation's seed blocks, so ``seed=s`` runs the episodes ``robopolicy-eval seed=s`` runs), then the first chunk is awaited with the robot at rest (its
 reset observation stays current, so that chunk is re-timed to start at the first tick), then the
 clock starts. Reset and the first inference are outside the timed loop and not counted as misses.
 """
@@ -26,6 +26,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from robopolicy.errors import ConfigError
+from robopolicy.evaluation.rollout import SEED_BLOCK
 from robopolicy.runtime.chunks import ActionBuffer
 from robopolicy.runtime.clock import FixedRateClock, now
 from robopolicy.runtime.recorder import EpisodeRecorder
@@ -53,8 +54,8 @@ class RunnerConfig:
     replan_every: int = 0
     wait_for_chunk_s: float = 0.0
     rtc: bool = False
-    hold_after_s: float = 0.2
-    stop_after_s: float = 1.0
+    hold_after_s: float | None = 0.2
+    stop_after_s: float | None = 1.0
     first_chunk_timeout_s: float = 60.0
     spin_s: float = 0.0005
     deadline_frac: float = 0.5
@@ -76,8 +77,19 @@ class RunnerConfig:
             raise ConfigError("rate_hz must be positive and duration_s / episodes non-negative (0 = no limit).")
         if cfg.duration_s == 0 and cfg.episodes == 0:
             raise ConfigError("Give duration_s or runner.episodes (or both); with neither the runner would never stop.")
+        replan_s = cfg.replan_every / cfg.rate_hz if cfg.replan_every > 0 else 0.0
+        # null deadlines follow the re-plan period: a chunk only arrives every replan_every ticks,
+        # so a watchdog shorter than that would hold between two healthy chunks.
+        if cfg.hold_after_s is None:
+            cfg.hold_after_s = max(0.2, 1.5 * replan_s)
+        if cfg.stop_after_s is None:
+            cfg.stop_after_s = max(1.0, 3.0 * replan_s)
         if not 0 < cfg.hold_after_s <= cfg.stop_after_s:
             raise ConfigError("runner.hold_after_s must be positive and at most runner.stop_after_s.")
+        if cfg.hold_after_s <= replan_s:
+            raise ConfigError(f"runner.hold_after_s={cfg.hold_after_s} s is not longer than the re-plan period "
+                              f"{replan_s:.3f} s (replan_every / rate_hz), so the watchdog would hold between chunks; "
+                              "raise it or set runner.hold_after_s=null to derive it.")
         return cfg
 
 
@@ -135,7 +147,7 @@ class Runner:
         set_realtime(self.cfg.realtime_priority)
         try:
             while self.cfg.episodes == 0 or i < self.cfg.episodes:
-                if not self._episode(self.cfg.seed + i, t_end):
+                if not self._episode(self.cfg.seed * SEED_BLOCK + i, t_end):
                     break
                 i += 1
             else:

@@ -56,15 +56,21 @@ def min_distances(points: np.ndarray, selected: np.ndarray) -> np.ndarray:
     return np.sqrt(d2.min(1))
 
 
-def widest_segment(latents: np.ndarray, segment_length: int) -> int:
+def widest_segment(latents: np.ndarray, segment_length: int, labeled: np.ndarray | None = None) -> int | None:
     """latents: (T, Z) of one episode -> start t whose segment t..t+L-1 has the largest spread.
 
     Spread = mean squared distance of the segment's latents from their mean (trace of covariance).
+    labeled: (T,) bool or None. Only unlabelled frames may start a segment, and segments covering
+    the most unlabelled frames come first (spread breaks the tie), so a frame is never annotated
+    twice; None when every possible start is labelled. With nothing labelled this is the paper's rule.
     """
     n = len(latents)
-    starts = np.arange(max(1, n - segment_length + 1))
-    spread = [latents[s : s + segment_length].var(0).sum() for s in starts]
-    return int(starts[int(np.argmax(spread))])
+    free = np.ones(n, bool) if labeled is None else ~np.asarray(labeled, bool)
+    starts = [s for s in range(max(1, n - segment_length + 1)) if free[s]]
+    if not starts:
+        return None
+    key = [(int(free[s : s + segment_length].sum()), float(latents[s : s + segment_length].var(0).sum())) for s in starts]
+    return int(starts[max(range(len(starts)), key=key.__getitem__)])
 
 
 def diversity_episodes(latents: np.ndarray, episode_of: np.ndarray, labeled: np.ndarray, k: int,
@@ -84,10 +90,15 @@ def diversity_episodes(latents: np.ndarray, episode_of: np.ndarray, labeled: np.
         d = min_distances(latents, ref)
         score = np.array([d[(episode_of == e) & ~labeled].mean() if ((episode_of == e) & ~labeled).any() else -np.inf
                           for e in episodes])
-        if not np.isfinite(score).any():
+        start = None
+        while start is None and np.isfinite(score).any():
+            best = int(np.argmax(score))
+            frames = np.flatnonzero(episode_of == episodes[best])
+            start = widest_segment(latents[frames], segment_length, labeled[frames])
+            score[best] = -np.inf  # exhausted (every possible start labelled) if start is None
+        if start is None:
             break
-        frames = np.flatnonzero(episode_of == episodes[int(np.argmax(score))])
-        frame = int(frames[widest_segment(latents[frames], segment_length)])
+        frame = int(frames[start])
         out.append(frame)
         labeled[segment_cover(frame, episode_of, segment_length)] = True
     return np.asarray(out, dtype=int)
