@@ -167,3 +167,25 @@ def test_runner_counts_episodes_and_successes():
     assert len(eps) == 3 and all(e["success"] for e in eps)
     assert [e["seed"] for e in eps] == [0, 1, 2]
     assert runner.stats.stop_reason == "episodes"
+
+
+def test_failed_first_request_is_asked_again():
+    """A policy (or server) whose first call fails - e.g. a slow warm-up hitting the client timeout -
+    still starts the episode: the runner asks again while it waits for the first chunk."""
+
+    class FailsFirst(GoToGoal):
+        calls = 0
+
+        def __call__(self, obs, prefix=None):
+            FailsFirst.calls += 1
+            if FailsFirst.calls == 1:
+                raise TimeoutError("first call too slow")
+            return super().__call__(obs, prefix)
+
+    spec = point_spec(RATE, max_episode_steps=100000)
+    robot = SimRobot(lambda: PointEnv(spec), spec, stop_on_success=False)
+    robot.connect()
+    runner = Runner(robot, FailsFirst(horizon=8), RunnerConfig(rate_hz=RATE, duration_s=0.5, first_chunk_timeout_s=10.0))
+    runner.run()
+    assert runner.stats.stop_reason == "duration"
+    assert runner.worker.errors == 1 and FailsFirst.calls >= 2

@@ -54,14 +54,19 @@ def test_server_killed_mid_run_watchdog_then_resume():
     proc = ServerProcess(GoToGoal, {"horizon": 8}, bind=bind)
     client = PolicyClient(bind, timeout_s=0.3)
     spec = point_spec(50.0, max_episode_steps=100000)
-    robot = SimRobot(lambda: PointEnv(spec), spec)
+    # One long episode (no stop at the goal), so the kill lands mid-episode, where the watchdog runs.
+    robot = SimRobot(lambda: PointEnv(spec), spec, stop_on_success=False)
     robot.connect()
-    cfg = RunnerConfig(rate_hz=50.0, duration_s=6.0, hold_after_s=0.3, stop_after_s=20.0, first_chunk_timeout_s=30.0)
+    cfg = RunnerConfig(rate_hz=50.0, duration_s=10.0, hold_after_s=0.3, stop_after_s=20.0, first_chunk_timeout_s=30.0)
     runner = Runner(robot, client, cfg)
     marks = {}
 
     def chaos():
-        time.sleep(1.5)
+        # Kill only once the loop runs on served chunks (the server's start-up time varies with load).
+        t_give_up = now() + 60.0
+        while now() < t_give_up and not getattr(getattr(runner, "worker", None), "latencies", None):
+            time.sleep(0.05)
+        time.sleep(1.0)
         proc.kill()
         marks["killed"] = now()
         time.sleep(1.0)

@@ -239,7 +239,11 @@ class Runner:
         return keep_going
 
     def _await_first_chunk(self):
-        """Wait (robot at rest) for the episode's first chunk; polls the e-stop every period."""
+        """Wait (robot at rest) for the episode's first chunk; polls the e-stop every period.
+
+        A failed request (a policy error, a server that is slow on its first call or restarting)
+        is asked again as soon as the worker is idle, until first_chunk_timeout_s.
+        """
         deadline = now() + self.cfg.first_chunk_timeout_s
         while now() < deadline:
             if self.estop is not None and self.estop.triggered:
@@ -249,6 +253,8 @@ class Runner:
                 chunks = self.worker.collect()
                 if chunks:
                     return chunks[-1]
+            if not self.worker.busy:
+                self.worker.request()
         self.stats.stop_reason = "no first action (policy failed or too slow; see the log)"
         log.error("no action within first_chunk_timeout_s=%.1f s", self.cfg.first_chunk_timeout_s)
         return None
