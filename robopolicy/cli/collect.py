@@ -7,11 +7,10 @@ Configuration: ``conf/collect.yaml``; the task comes from the ``task`` group (``
 
 from __future__ import annotations
 
-import sys
 
 from omegaconf import DictConfig, OmegaConf
 
-from robopolicy.cli._hydra import check_group_choices, hydra_command  # noqa: F401  (check_group_choices re-exported)
+from robopolicy.cli._hydra import hydra_command
 
 
 @hydra_command("collect")

@@ -12,9 +12,10 @@ import json
 import time
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from robopolicy.cli._hydra import hydra_command
+from robopolicy.utils.plots import save_figure
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -64,9 +65,7 @@ def plot_training(metrics: list[dict], out_png: Path, title: str) -> None:
     ax2.set_xlabel("step")
     ax2.set_ylabel("success rate (periodic eval)")
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=120)
-    plt.close(fig)
+    save_figure(fig, out_png)
 
 
 def results_table(rows: list[tuple[str, str]]) -> str:

@@ -8,7 +8,6 @@ with DDP. Rerunning with the same ``run_dir`` resumes from the latest checkpoint
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -121,13 +120,7 @@ def _main(cfg: DictConfig) -> dict:
 
 
 def main() -> None:
-    from robopolicy.cli.collect import check_group_choices
-
-    problem = check_group_choices(sys.argv[1:], groups=("task", "policy", "net"))
-    if problem is not None:
-        print(f"error: {problem}", file=sys.stderr)
-        sys.exit(2)
-    _main()
+    _main()  # hydra_command checks group choices (task=, policy=, net=) before Hydra starts
 
 
 if __name__ == "__main__":

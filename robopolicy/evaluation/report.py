@@ -23,6 +23,7 @@ from typing import Any, Iterable, Sequence
 
 from robopolicy.errors import DataError
 from robopolicy.evaluation.stats import pooled_success
+from robopolicy.utils.plots import save_figure
 
 TRAIN_COLUMNS = ("train_eval_max", "train_eval_last10_mean", "train_final_score")
 # summary.json names: the ones in the issue and the ones the trainer writes.
@@ -240,9 +241,4 @@ def plot(group_by: Sequence[str], rows: Sequence[dict], path: str | Path, x: str
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from robopolicy.utils import atomic_write_json
-
 from robopolicy.evaluation.stats import wilson_interval
+from robopolicy.utils import atomic_write_json
+from robopolicy.utils.plots import save_figure
 
 
 def percentiles_ms(values_s, qs=(50, 99, 99.9)) -> dict[str, float | None]:
@@ -109,7 +109,4 @@ def save_plot(runner, path: str | Path) -> None:
     ax2.set_xlabel("time (s)")
     ax2.set_ylabel("inference latency (ms)")
     ax2.legend()
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import Any, Mapping, Protocol
+from typing import Mapping, Protocol
 
 import numpy as np
 

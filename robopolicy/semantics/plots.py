@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from robopolicy.utils.plots import save_figure  # noqa: E402
+
 
 def plot_curves(curves: Mapping[str, Sequence[dict]], out_path: str | Path, reference: dict | None = None,
                 title: str = "") -> Path:
@@ -37,9 +39,4 @@ def plot_curves(curves: Mapping[str, Sequence[dict]], out_path: str | Path, refe
     ax_e.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out_path)
