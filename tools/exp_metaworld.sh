@@ -8,7 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
 export OMP_NUM_THREADS=1 MUJOCO_GL=egl
-STEPS=${1:-3000}; shift || true
+STEPS=${1:-2000}
+# The recorded results use the U-Net; NET_ARGS="net=mlp net.hidden_dims=[512,512,512]" (3000/5000 steps) gives the MLP rows.
+NET_ARGS=${NET_ARGS:-"net=unet net.down_dims=[32,64,128] batch_size=128"}; shift || true
 TASKS=${*:-push-v3 door-open-v3 pick-place-v3}
 E=experiments/mw
 mkdir -p $E
@@ -16,7 +18,7 @@ COMMON="progress=false wandb.mode=disabled final_eval.episodes=0"
 for T in $TASKS; do
   [ -d $E/$T.zarr ] || robopolicy-collect task=metaworld task.env_name=$T episodes=50 noise=0.0 out=$E/$T.zarr progress=false 2>&1 | tee $E/$T.collect.log
   for P in beso diffusion; do
-    robopolicy-train task=metaworld task.env_name=$T policy=$P net=mlp 'net.hidden_dims=[512,512,512]' \
+    robopolicy-train task=metaworld task.env_name=$T policy=$P $NET_ARGS \
       dataset=$E/$T.zarr steps=$STEPS run_dir=$E/${T}_$P $COMMON 2>&1 | tee $E/${T}_$P.train.log
     # policy defaults: beso sampler ddim/3 steps, diffusion sampler ddim/10 steps (conf/policy/*.yaml)
     robopolicy-eval run_dir=$E/${T}_$P episodes=100 progress=false wandb.mode=disabled 2>&1 | tee $E/${T}_$P.eval.log

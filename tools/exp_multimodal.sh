@@ -6,13 +6,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
 export OMP_NUM_THREADS=1 MUJOCO_GL=egl
-STEPS=${1:-5000}
+STEPS=${1:-2000}
+# The recorded results use the U-Net; NET_ARGS="net=mlp net.hidden_dims=[512,512,512]" (3000/5000 steps) gives the MLP rows.
+NET_ARGS=${NET_ARGS:-"net=unet net.down_dims=[32,64,128] batch_size=128"}
 E=experiments/mm
 mkdir -p $E
 COMMON="progress=false wandb.mode=disabled final_eval.episodes=0"
 [ -d $E/demos.zarr ] || robopolicy-collect task=multimodal episodes=100 out=$E/demos.zarr progress=false
 for P in beso diffusion bc; do
-  robopolicy-train task=multimodal policy=$P net=mlp 'net.hidden_dims=[512,512,512]' dataset=$E/demos.zarr \
+  robopolicy-train task=multimodal policy=$P $NET_ARGS dataset=$E/demos.zarr \
     steps=$STEPS run_dir=$E/$P $COMMON 2>&1 | tee $E/$P.train.log
   robopolicy-eval run_dir=$E/$P episodes=100 progress=false wandb.mode=disabled 2>&1 | tee $E/$P.eval.log
 done
@@ -23,7 +25,7 @@ robopolicy-deploy run_dir=$E/beso runner=eval_match rate_hz=10 duration_s=0 runn
 # the cosine schedule is recomputed for the new total), then evaluate again.
 if [ "${FIX:-1}" = 1 ]; then
   mkdir -p $E/beso_10k && cp -rn $E/beso/checkpoints $E/beso_10k/
-  robopolicy-train task=multimodal policy=beso net=mlp 'net.hidden_dims=[512,512,512]' dataset=$E/demos.zarr \
+  robopolicy-train task=multimodal policy=beso $NET_ARGS dataset=$E/demos.zarr \
     steps=10000 run_dir=$E/beso_10k $COMMON 2>&1 | tee $E/beso_10k.train.log
   robopolicy-eval run_dir=$E/beso_10k episodes=100 progress=false wandb.mode=disabled 2>&1 | tee $E/beso_10k.eval.log
 fi
