@@ -15,19 +15,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from robopolicy.cli._hydra import hydra_command
+from robopolicy.training.logging import read_metrics
 from robopolicy.utils.plots import save_figure
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """The records of a run's metrics.jsonl (one JSON object per line; a torn last line is skipped)."""
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return rows
 
 
 def plot_training(metrics: list[dict], out_png: Path, title: str) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from robopolicy.errors import ConfigError, TaskError
-from robopolicy.evaluation.stats import wilson_interval
+from robopolicy.evaluation.stats import percentiles_ms, wilson_interval
 from robopolicy.evaluation.video import EpisodeRecorder
 from robopolicy.policies.base import RecedingHorizonController
 
@@ -229,7 +229,6 @@ def evaluate_policy(policy, task, episodes: int, seed: int = 0, num_envs: int = 
     wall_s = time.perf_counter() - t0
     n_success = int(np.sum(out["success"]))
     lo, hi = wilson_interval(n_success, episodes)
-    lat_ms = np.asarray(out["latencies_s"], dtype=np.float64) * 1e3
     result: dict[str, Any] = {
         "success_rate": n_success / episodes,
         "ci95": [lo, hi],
@@ -238,12 +237,7 @@ def evaluate_policy(policy, task, episodes: int, seed: int = 0, num_envs: int = 
         "mean_return": float(np.mean(out["returns"])),
         "returns": [float(r) for r in out["returns"]],
         "episode_lengths": [int(x) for x in out["lengths"]],
-        "latency_ms": {
-            "p50": float(np.percentile(lat_ms, 50)) if lat_ms.size else None,
-            "p90": float(np.percentile(lat_ms, 90)) if lat_ms.size else None,
-            "mean": float(lat_ms.mean()) if lat_ms.size else None,
-            "n": int(lat_ms.size),
-        },
+        "latency_ms": percentiles_ms(out["latencies_s"], (50, 90)),
         "successes": [bool(s) for s in out["success"]],
         "seeds": seeds,
         "num_envs": num_envs,

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
+
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion ``successes / n``.
@@ -43,3 +45,16 @@ def pooled_success(successes: Sequence[int], episodes: Sequence[int], z: float =
     std = math.sqrt(sum((r - mean) ** 2 for r in rates) / (len(rates) - 1)) if len(rates) > 1 else 0.0
     lo, hi = wilson_interval(sum(successes), sum(episodes), z)
     return {"mean": mean, "std": std, "ci95_lo": lo, "ci95_hi": hi, "pooled_rate": sum(successes) / max(1, sum(episodes))}
+
+
+def percentiles_ms(values_s, qs=(50, 99, 99.9)) -> dict[str, float | None]:
+    """Durations in seconds -> {"p50": .., "p99": .., "p99.9": .., "max": .., "mean": .., "n": ..} in ms (None when empty)."""
+    v = np.asarray(values_s, dtype=np.float64) * 1e3
+    keys = [f"p{q:g}" for q in qs] + ["max", "mean"]
+    if v.size == 0:
+        return {**{k: None for k in keys}, "n": 0}
+    out = {f"p{q:g}": float(np.percentile(v, q)) for q in qs}
+    out["max"] = float(v.max())
+    out["mean"] = float(v.mean())
+    out["n"] = int(v.size)
+    return out

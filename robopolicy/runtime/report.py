@@ -14,21 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from robopolicy.evaluation.stats import wilson_interval
+from robopolicy.evaluation.stats import percentiles_ms, wilson_interval
 from robopolicy.utils import atomic_write_json
 from robopolicy.utils.plots import save_figure
-
-
-def percentiles_ms(values_s, qs=(50, 99, 99.9)) -> dict[str, float | None]:
-    """{"p50": .., "p99": .., "p99.9": .., "max": .., "mean": ..} in ms (None when empty)."""
-    v = np.asarray(values_s, dtype=np.float64) * 1e3
-    keys = [f"p{q:g}" for q in qs] + ["max", "mean"]
-    if v.size == 0:
-        return {k: None for k in keys}
-    out = {f"p{q:g}": float(np.percentile(v, q)) for q in qs}
-    out["max"] = float(v.max())
-    out["mean"] = float(v.mean())
-    return out
 
 
 def build_report(runner, extra: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -29,6 +29,19 @@ def _clean(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """The records of a metrics.jsonl file, oldest first; a line cut by a kill is skipped."""
+    rows = []
+    path = Path(path)
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
 class RunLogger:
     """``log(metrics, step)`` to metrics.jsonl and W&B; ``summary(d)`` to the W&B run summary."""
 
@@ -51,17 +64,10 @@ class RunLogger:
             self._wandb_run = self._init_wandb(mode, wandb_cfg, config)
 
     def _truncate_after(self, step: int) -> None:
-        if not self.path.exists():
-            return
-        keep = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:  # a line cut by a kill
-                continue
-            if int(rec.get("step", 0)) <= step:
-                keep.append(line)
-        atomic_write_text(self.path, "".join(line + "\n" for line in keep))
+        """On resume: drop records past ``step`` (written after the checkpoint we resume from)."""
+        if self.path.exists():
+            keep = [rec for rec in read_metrics(self.path) if int(rec.get("step", 0)) <= step]
+            atomic_write_text(self.path, "".join(json.dumps(rec) + "\n" for rec in keep))
 
     def _init_wandb(self, mode: str, cfg: dict, config: dict | None):
         import wandb
