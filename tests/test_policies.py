@@ -202,3 +202,14 @@ def test_beso_learns_both_modes_of_a_bimodal_action_distribution():
     train(bc, batch, 150, lr=3e-3)
     bc_mean = bc.eval().sample({"state": np.zeros((1, TO, OBS), np.float32)}, n=1).mean().item()
     assert abs(bc_mean) < 0.4
+
+
+def test_few_step_mlp_denoiser_warns_and_unet_does_not():
+    import warnings
+
+    with pytest.warns(UserWarning, match="net=unet"):
+        make("beso", "mlp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make("beso", "unet")
+        make("beso", "mlp", **{"sampler.steps": 10})

@@ -26,6 +26,22 @@ def test_random_episodes_prefers_new_episodes_and_fitting_starts():
     assert episode_of[got[0]] == 1 and t_of[got[0]] in (0, 1)
 
 
+def test_random_episodes_label_the_first_frames_as_often_as_the_rest():
+    # One episode of 96 frames, segments of 20: the first frame must be labelled about as often as a
+    # middle one (a start uniform among fitting starts labelled frame 0 only from start 0: 1 in 77).
+    episode_of, t_of = np.zeros(96, int), np.arange(96)
+    rng = np.random.default_rng(0)
+    cover = np.zeros(96)
+    for _ in range(2000):
+        f = acq.random_episodes(episode_of, t_of, np.zeros(0, int), 1, 20, rng)[0]
+        cover[acq.segment_cover(f, episode_of, 20)] += 1
+    assert cover.min() > 0.15 * 2000 and cover[0] > 0.5 * cover[48]
+    for n in (5, 19, 20, 96, 101):
+        starts = acq.segment_starts(n, 20)
+        assert starts[0] == 0 and starts[-1] == max(0, n - 20)
+        assert all(sum(s <= t < s + 20 for s in starts) >= 1 for t in range(n))
+
+
 def test_diversity_picks_the_far_cluster_first():
     # Episodes 0 and 1 sit near the origin (episode 0 labelled), episode 2 far away.
     latents = np.array([[0, 0], [0.1, 0], [0.2, 0], [0, 0.5], [0.1, 0.5], [0.2, 0.5], [5, 5], [5, 5.1], [5, 5.4]], float)

@@ -147,15 +147,17 @@ def main() -> None:
             train_policy(task, policy, data, run, a)
             base = {"task.env_name": task, "policy": policy}
             evaluate(run, evals / task / policy / "base" / "eval.json", {**base, "critic": "none", "steer.k": 1, "steer.random": False}, [], a)
-            for critic in a.critics:
-                for k in a.ks:
+            # K in the order given (most informative first, so a run cut short still has whole comparisons):
+            # at each K every critic, then the random-pick control at that K.
+            for k in list(dict.fromkeys(list(a.ks) + list(a.random_ks))):
+                for critic in a.critics if k in a.ks else []:
                     evaluate(run, evals / task / policy / f"{critic}_k{k}" / "eval.json",
                              {**base, "critic": critic, "steer.k": k, "steer.random": False},
                              ["steer=vgps", f"steer.critic={a.out / 'runs' / f'{task}_{critic}'}", f"steer.k={k}", "steer.beta=0"], a)
-            for k in a.random_ks:
-                evaluate(run, evals / task / policy / f"random_k{k}" / "eval.json",
-                         {**base, "critic": "random", "steer.k": k, "steer.random": True},
-                         ["steer=vgps", f"steer.critic={a.out / 'runs' / f'{task}_{a.critics[0]}'}", f"steer.k={k}", "steer.random=true"], a)
+                if k in a.random_ks:
+                    evaluate(run, evals / task / policy / f"random_k{k}" / "eval.json",
+                             {**base, "critic": "random", "steer.k": k, "steer.random": True},
+                             ["steer=vgps", f"steer.critic={a.out / 'runs' / f'{task}_{a.critics[0]}'}", f"steer.k={k}", "steer.random=true"], a)
     print(latency_table(evals))
     print(f"done: aggregate success with  robopolicy-report {evals}")
 

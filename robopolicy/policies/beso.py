@@ -33,7 +33,7 @@ class BESOPolicy(DenoisingPolicy):
     # sinusoidal embedding resolves (comparable to DDPM step indices).
     t_scale = 100.0
 
-    def __init__(self, spec, normalizer, net_cfg, sigma_data: float = 0.5, sigma_min: float = 0.005, sigma_max: float = 1.0,
+    def __init__(self, spec, normalizer, net_cfg, sigma_data: float = 0.5, sigma_min: float = 0.001, sigma_max: float = 80.0,
                  noise_density: Mapping[str, Any] | None = None, **kwargs: Any):
         self.sigma_data, self.sigma_min, self.sigma_max = float(sigma_data), float(sigma_min), float(sigma_max)
         if not 0 < self.sigma_min < self.sigma_max:

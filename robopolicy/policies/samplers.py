@@ -83,7 +83,7 @@ class EDMSampler:
     (``karras`` | ``exponential``), rho (Karras schedule curvature).
     """
 
-    def __init__(self, steps: int = 3, sigma_min: float = 0.005, sigma_max: float = 1.0, sigma_data: float = 0.5,
+    def __init__(self, steps: int = 3, sigma_min: float = 0.001, sigma_max: float = 80.0, sigma_data: float = 0.5,
                  schedule: str = "exponential", rho: float = 7.0):
         if int(steps) < 1:
             raise ConfigError(f"sampler.steps={steps} must be at least 1.")

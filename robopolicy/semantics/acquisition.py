@@ -30,11 +30,28 @@ def random_frames(candidates: np.ndarray, k: int, rng: np.random.Generator) -> n
     return rng.choice(np.asarray(candidates), size=min(int(k), len(candidates)), replace=False)
 
 
+def segment_starts(n: int, segment_length: int) -> np.ndarray:
+    """Starts of ceil(n / L) segments of L frames, evenly spaced from 0 to n - L, that tile an episode of n frames.
+
+    Every frame lies in one or two segments, the first and the last frame included, and every segment fits.
+    """
+    L = max(1, int(segment_length))
+    if n <= L:
+        return np.zeros(1, dtype=int)
+    k = -(-n // L)
+    return np.round(np.linspace(0, n - L, k)).astype(int)
+
+
 def random_episodes(episode_of: np.ndarray, t_of: np.ndarray, chosen_episodes: np.ndarray, k: int,
                     segment_length: int, rng: np.random.Generator) -> np.ndarray:
-    """Random not-yet-chosen episodes, one frame each, uniform over starts whose segment fits.
+    """Random not-yet-chosen episodes, one segment each, drawn uniformly among the episode's tiling segments.
 
     episode_of, t_of: (N,); chosen_episodes: (S,) -> (≤ k,) frame ids.
+    The start comes from :func:`segment_starts`, so every frame is (about) equally likely to be
+    labelled. A start drawn uniformly among those whose segment fits would label frame t < L - 1 only
+    from the t + 1 starts <= t (frame 0 from start 0 alone): the first L - 1 frames, where a closed-loop
+    rollout begins (on planar push: the approach, with the pusher far from the puck), got up to L times
+    fewer labels than the rest.
     """
     episodes = np.setdiff1d(np.unique(episode_of), chosen_episodes)
     if len(episodes) == 0:  # every episode has an annotation: start over
@@ -43,8 +60,7 @@ def random_episodes(episode_of: np.ndarray, t_of: np.ndarray, chosen_episodes: n
     out = []
     for e in picks:
         frames = np.flatnonzero(episode_of == e)
-        last_start = max(0, len(frames) - segment_length)
-        out.append(frames[rng.integers(0, last_start + 1)])
+        out.append(frames[rng.choice(segment_starts(len(frames), segment_length))])
     return np.asarray(out, dtype=int)
 
 
