@@ -126,7 +126,7 @@ def main() -> None:
     ap.add_argument("--eval-episodes", type=int, default=100)
     ap.add_argument("--eval-seed", type=int, default=50_000, help="episode i of every evaluation resets with seed + i")
     ap.add_argument("--ks", type=int, nargs="+", default=[1, 4, 10, 32])
-    ap.add_argument("--random-ks", type=int, nargs="+", default=[10, 32])
+    ap.add_argument("--random-ks", type=int, nargs="*", default=[10, 32], help="K values of the random-pick control (none: skip it)")
     ap.add_argument("--max-steps", type=int, default=None, help="episode length cap for collection and evaluation")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
