@@ -33,9 +33,7 @@ def build_policy(cfg: DictConfig, spec: EnvSpec, normalizer) -> Policy:
 def _warn_few_step_mlp(net_cfg, policy_cfg) -> None:
     """The MLP denoiser underfits multimodal chunks at 1-3 sampling steps (measured: BESO-3 0.09 vs 1.00
     with the U-Net on the multimodal task, docs/results/multimodal.md); say so instead of failing silently."""
-    target = str((net_cfg or {}).get("_target_", ""))
-    sampler = policy_cfg.get("sampler") if hasattr(policy_cfg, "get") else None
-    steps = sampler.get("steps") if sampler is not None and hasattr(sampler, "get") else None
-    if target.endswith("MLPDenoiser") and steps is not None and int(steps) <= 3:
+    steps = OmegaConf.select(policy_cfg, "sampler.steps")
+    if str((net_cfg or {}).get("_target_", "")).endswith("MLPDenoiser") and steps is not None and int(steps) <= 3:
         warnings.warn(f"net=mlp with a {int(steps)}-step sampler underfits multimodal action chunks; "
                       "use net=unet for few-step sampling (or more sampler steps).", UserWarning, stacklevel=3)
