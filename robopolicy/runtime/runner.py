@@ -56,7 +56,7 @@ class RunnerConfig:
     rtc: bool = False
     hold_after_s: float | None = 0.2
     stop_after_s: float | None = 1.0
-    first_chunk_timeout_s: float = 60.0
+    first_chunk_timeout_s: float = 120.0
     spin_s: float = 0.0005
     deadline_frac: float = 0.5
     gil_switch_interval_s: float | None = 0.0005
