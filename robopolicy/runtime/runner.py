@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field, fields
@@ -32,6 +31,7 @@ from robopolicy.runtime.clock import FixedRateClock, now
 from robopolicy.runtime.recorder import EpisodeRecorder
 from robopolicy.runtime.robot import Robot
 from robopolicy.runtime.safety import SafetyLayer
+from robopolicy.runtime.threads import set_realtime, set_thread_cpu
 from robopolicy.runtime.watchdog import EStop, Watchdog, WatchState
 from robopolicy.runtime.worker import InferenceWorker, Predictor
 
@@ -286,22 +286,3 @@ class Runner:
             log.exception("could not send the final hold action")
         self.worker.close(timeout_s=0.5)
 
-
-def set_thread_cpu(cpu: int | None) -> None:
-    """Pin the calling thread to one CPU (Linux: affinity is per thread). Optional, best effort."""
-    if cpu is None or not hasattr(os, "sched_setaffinity"):
-        return
-    try:
-        os.sched_setaffinity(0, {int(cpu)})
-    except OSError as e:
-        log.warning("could not pin the thread to CPU %s: %s", cpu, e)
-
-
-def set_realtime(priority: int | None) -> None:
-    """SCHED_FIFO for the calling thread (needs CAP_SYS_NICE / rtprio limits). Optional, best effort."""
-    if not priority or not hasattr(os, "sched_setscheduler"):
-        return
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(int(priority)))
-    except OSError as e:
-        log.warning("could not switch to SCHED_FIFO priority %s: %s (run with CAP_SYS_NICE)", priority, e)
