@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1 MUJOCO_GL=egl
 STEPS=${1:-2000}
 # The recorded results use the U-Net; NET_ARGS="net=mlp net.hidden_dims=[512,512,512]" (3000/5000 steps) gives the MLP rows.
-NET_ARGS=${NET_ARGS:-"net=unet net.down_dims=[32,64,128] batch_size=128"}
+# The recorded multimodal results were trained at lr 1e-4 (then the default), 2,000 steps.
+NET_ARGS=${NET_ARGS:-"net=unet optim.lr=1e-4"}
 E=experiments/mm
 mkdir -p $E
 COMMON="progress=false wandb.mode=disabled final_eval.episodes=0"
