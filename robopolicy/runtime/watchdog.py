@@ -5,7 +5,8 @@
   ``stop_after_s`` it says ``STOP``. A dead policy server, a hung or raising policy all look the
   same from here: no fresh chunks. A chunk holding NaN or inf is a fault, not a fresh chunk
   (``feed(t, actions)`` returns False and counts it in ``nonfinite_chunks``): a policy that only
-  produces such chunks is held, then stopped, like a dead one.
+  produces such chunks is held, then stopped, like a dead one (the safety layer meanwhile replaces
+  each non-finite action by the hold action).
 * :class:`EStop`: latched stop request from a signal (SIGUSR1 by default), a key on stdin, or the
   existence of a file. The runner polls it at every tick, so it stops within one period.
 """
@@ -52,7 +53,7 @@ class Watchdog:
         """A chunk arrived at ``t``; ``actions`` (T, A) when the caller has them.
 
         Returns True when the chunk counts as fresh. A chunk with any non-finite value is a fault:
-        it is counted, not fresh (the age keeps growing), and the caller must not execute it.
+        it is counted, not fresh (the age keeps growing), so HOLD and STOP follow as for no chunk.
         """
         if actions is not None and not np.all(np.isfinite(np.asarray(actions, dtype=np.float64))):
             self.nonfinite_chunks += 1

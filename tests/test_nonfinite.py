@@ -1,0 +1,137 @@
+"""NaN never passes silently: training stops on a non-finite loss keeping the last good checkpoint,
+best.json never records NaN, evaluation refuses non-finite actions, the runner's watchdog treats a
+NaN chunk as a fault."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from _eval_toys import GreedyPolicy, PointTask
+from test_trainer import TESTS, ToyData, ToyModel, toy_cfg
+
+from robopolicy.errors import PolicyOutputError, TrainingDivergedError
+from robopolicy.training import Trainer
+from robopolicy.training import checkpoint as ckpt
+
+
+class NaNAfter(ToyModel):
+    """The toy regression whose training loss becomes NaN from step ``after`` + 1 on."""
+
+    def __init__(self, after: int):
+        super().__init__()
+        self.after, self.calls = after, 0
+
+    def compute_loss(self, batch):
+        loss, m = super().compute_loss(batch)
+        if self.training:
+            self.calls += 1
+            if self.calls > self.after:
+                loss = loss * float("nan")
+        return loss, m
+
+
+class NaNValidation(ToyModel):
+    def compute_loss(self, batch):
+        loss, m = super().compute_loss(batch)
+        return (loss if self.training else loss * float("nan")), m
+
+
+def _val_loader():
+    return torch.utils.data.DataLoader(ToyData(32, seed=9), batch_size=16)
+
+
+def test_nan_loss_stops_training_and_latest_names_the_last_finite_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    cfg = toy_cfg(steps=30, ckpt_every=5, log_every=50, val_every=0)  # the loss is not logged before it turns NaN
+    with pytest.raises(TrainingDivergedError) as e:
+        Trainer(NaNAfter(after=12), ToyData(), cfg, tmp_path).fit()
+    msg = str(e.value)
+    assert "at step 13" in msg and "lower optim.lr" in msg and "step_10 is kept" in msg
+    root = tmp_path / "checkpoints"
+    assert json.loads((root / "latest.json").read_text())["name"] == "step_10"
+    assert not (root / "step_15").exists()
+    state = ckpt.read_weights(root / "step_10" / "model.safetensors")  # verified and finite
+    assert all(bool(torch.isfinite(v).all()) for v in state.values())
+
+
+NAN_CLI = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+from robopolicy.cli._hydra import report_errors
+from robopolicy.training import Trainer
+from test_nonfinite import NaNAfter
+from test_trainer import ToyData, toy_cfg
+report_errors(lambda: Trainer(NaNAfter(after=3), ToyData(), toy_cfg(steps=20, ckpt_every=5, val_every=0), {run!r}).fit())()
+"""
+
+
+def test_diverged_training_is_one_error_line_and_exit_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", NAN_CLI.format(tests=str(TESTS), run=str(tmp_path / "run"))],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: The training loss became nan at step 4")
+    assert "Traceback" not in proc.stderr
+
+
+def test_nan_validation_loss_stops_and_never_becomes_best(tmp_path):
+    torch.manual_seed(0)
+    cfg = toy_cfg(steps=30, ckpt_every=5, val_every=10)
+    with pytest.raises(TrainingDivergedError, match="validation loss became nan at step 10"):
+        Trainer(NaNValidation(), ToyData(), cfg, tmp_path, val_loader=_val_loader()).fit()
+    root = tmp_path / "checkpoints"
+    assert not (root / "best.json").exists()
+    assert json.loads((root / "latest.json").read_text())["name"] == "step_5"
+
+
+def test_a_nan_score_is_never_a_new_best(tmp_path):
+    trainer = Trainer(ToyModel(), ToyData(), toy_cfg(), tmp_path)
+    assert trainer._is_new_best("val/loss", float("nan")) is False
+    assert trainer._is_new_best("val/loss", 0.5) is True
+
+
+class NaNPolicy(GreedyPolicy):
+    """Greedy toward the goal but NaN in every action (e.g. broken normalizer statistics)."""
+
+    def sample(self, obs, n=1, goal=None):
+        return super().sample(obs, n, goal) * float("nan")
+
+
+def test_evaluation_refuses_a_policy_with_non_finite_actions():
+    from robopolicy.evaluation import evaluate_policy
+
+    task = PointTask()
+    with pytest.raises(PolicyOutputError) as e:
+        evaluate_policy(NaNPolicy(task.spec), task, episodes=2, progress=False)
+    assert "non-finite actions" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_watchdog_counts_a_nan_chunk_as_a_fault_not_a_fresh_chunk():
+    from robopolicy.runtime.watchdog import Watchdog, WatchState
+
+    wd = Watchdog(hold_after_s=0.2, stop_after_s=0.5)
+    wd.arm(0.0)
+    assert wd.feed(0.1, np.zeros((4, 2), np.float32)) is True
+    bad = np.zeros((4, 2), np.float32)
+    bad[2, 1] = np.nan
+    assert wd.feed(0.25, bad) is False
+    assert wd.nonfinite_chunks == 1 and wd.last_fresh_s == 0.1
+    assert wd.check(0.31) is WatchState.HOLD  # 0.21 s since the last good chunk
+
+
+def test_runner_stops_a_policy_that_only_produces_nan_chunks():
+    from test_runtime_faults import make
+
+    from robopolicy.runtime.fakes import GoToGoal
+
+    runner, robot = make(GoToGoal(horizon=4, nan_after=2), duration_s=10.0)
+    runner.run()
+    assert runner.stats.stop_reason == "watchdog"
+    assert runner.watchdog.nonfinite_chunks >= 1
+    assert math.isfinite(float(np.stack([a for _, a in robot.sent]).sum()))
