@@ -185,7 +185,7 @@ class Trainer:
         return folder
 
     def _is_new_best(self, metric: str, value: float) -> bool:
-        if not math.isfinite(value):  # a NaN score must never become the best (NaN < x is False, but None < NaN is not checked)
+        if not math.isfinite(value):  # a NaN score is never the best (a first NaN would otherwise be recorded)
             return False
         best = ckpt.read_pointer(self.ckpt_root, "best.json")
         if best is None:
@@ -298,7 +298,8 @@ class Trainer:
                 due_val = self.val_loader is not None and int(cfg.val_every) > 0 and (self.step % int(cfg.val_every) == 0 or done)
                 due_eval = self.evaluate_fn is not None and int(cfg.eval.every) > 0 and (self.step % int(cfg.eval.every) == 0 or done)
                 due_ckpt = done or (int(cfg.ckpt_every) > 0 and self.step % int(cfg.ckpt_every) == 0)
-                if due_log or due_val or due_eval or due_ckpt:  # the same steps on every rank
+                cadence = [int(cfg.val_every), int(cfg.eval.every)]  # config only: the same steps on every rank (a collective)
+                if due_log or due_ckpt or any(c > 0 and self.step % c == 0 for c in cadence):
                     self._check_finite_since_last_check(bad_step, window.get("train/loss", float("nan")))
 
                 if due_log:
