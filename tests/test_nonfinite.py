@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 from _eval_toys import GreedyPolicy, PointTask
-from test_trainer import TESTS, ToyData, ToyModel, toy_cfg
+from test_trainer import ToyData, ToyModel, toy_cfg
 
 from robopolicy.errors import PolicyOutputError, TrainingDivergedError
 from robopolicy.training import Trainer
@@ -60,24 +58,18 @@ def test_nan_loss_stops_training_and_latest_names_the_last_finite_checkpoint(tmp
     assert all(bool(torch.isfinite(v).all()) for v in state.values())
 
 
-NAN_CLI = """
-import sys, torch
-sys.path.insert(0, {tests!r})
-from robopolicy.cli._hydra import report_errors
-from robopolicy.training import Trainer
-from test_nonfinite import NaNAfter
-from test_trainer import ToyData, toy_cfg
-report_errors(lambda: Trainer(NaNAfter(after=3), ToyData(), toy_cfg(steps=20, ckpt_every=5, val_every=0), {run!r}).fit())()
-"""
+def test_diverged_training_is_one_error_line_and_exit_2(tmp_path, capsys):
+    from robopolicy.cli._hydra import (
+        report_errors,  # the wrapper every robopolicy-* command runs in
+    )
 
-
-def test_diverged_training_is_one_error_line_and_exit_2(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", NAN_CLI.format(tests=str(TESTS), run=str(tmp_path / "run"))],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert lines[-1].startswith("error: The training loss became nan at step 4")
-    assert "Traceback" not in proc.stderr
+    torch.manual_seed(0)
+    fit = report_errors(lambda: Trainer(NaNAfter(after=3), ToyData(), toy_cfg(steps=20, ckpt_every=5, val_every=0), tmp_path).fit())
+    with pytest.raises(SystemExit) as e:
+        fit()
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: The training loss became nan at step 4")
 
 
 def test_nan_validation_loss_stops_and_never_becomes_best(tmp_path):
@@ -135,3 +127,43 @@ def test_runner_stops_a_policy_that_only_produces_nan_chunks():
     assert runner.stats.stop_reason == "watchdog"
     assert runner.watchdog.nonfinite_chunks >= 1
     assert math.isfinite(float(np.stack([a for _, a in robot.sent]).sum()))
+
+
+def _overflowing_run(run_dir):
+    """A run whose weights are finite (so loading accepts them) but whose last layer overflows to NaN."""
+    from _eval_toys import make_untrained_run
+
+    make_untrained_run(run_dir, "multimodal", step=7, hidden=(8, 8))
+    root = run_dir / "checkpoints"
+    folder = root / "step_7"
+    state = ckpt.read_weights(folder / "model.safetensors")
+    w = state["net.net.6.weight"]
+    signs = torch.tensor([1.0, -1.0]).repeat(w.numel() // 2 + 1)[: w.numel()].view_as(w)
+    state["net.net.6.weight"] = 3e38 * signs  # +max and -max float32: their sum is inf - inf = NaN
+    ckpt.write_checkpoint(root, 8, {"model.safetensors": state, "config.yaml": (folder / "config.yaml").read_text(),
+                                    "spec.json": json.loads((folder / "spec.json").read_text()),
+                                    "meta.json": {"step": 8, "metrics": {}, "ema": False}})
+    ckpt.set_latest(root, 8)
+    return run_dir
+
+
+def test_eval_command_refuses_nan_actions_with_exit_2(tmp_path, capsys):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from robopolicy.cli._hydra import CONF_DIR, report_errors
+    from robopolicy.cli.eval import evaluate_run
+
+    run = _overflowing_run(tmp_path / "run")
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("eval", overrides=[f"run_dir={run}", "episodes=1", "wandb.mode=disabled", "progress=false", "device=cpu"],
+                      return_hydra_config=True)
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(tmp_path)  # set by Hydra's launcher in a real run
+        HydraConfig.instance().set_config(cfg)
+        with pytest.raises(SystemExit) as e:
+            report_errors(evaluate_run)(cfg)  # what robopolicy-eval runs
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: The policy produced non-finite actions")
+    assert not (run / "eval.json").exists()
