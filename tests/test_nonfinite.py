@@ -167,3 +167,27 @@ def test_eval_command_refuses_nan_actions_with_exit_2(tmp_path, capsys):
     assert e.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: The policy produced non-finite actions")
     assert not (run / "eval.json").exists()
+
+
+class OverflowAfter(ToyModel):
+    """Finite losses, but the weights are pushed to inf after ``after`` training steps."""
+
+    def __init__(self, after: int):
+        super().__init__()
+        self.after, self.calls = after, 0
+
+    def compute_loss(self, batch):
+        self.calls += int(self.training)
+        if self.calls == self.after + 1:
+            with torch.no_grad():
+                self.net[0].weight[0, 0] = float("inf")
+        loss, m = super().compute_loss(batch)
+        return torch.nan_to_num(loss, nan=1.0, posinf=1.0), m
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+    torch.manual_seed(0)
+    cfg = toy_cfg(steps=30, ckpt_every=5, log_every=50, val_every=0, ema={"enabled": False}, optim={"grad_clip": 0.0})
+    with pytest.raises(TrainingDivergedError, match="weight 'net.0.weight' became nan at step 10"):
+        Trainer(OverflowAfter(after=7), ToyData(), cfg, tmp_path).fit()
+    assert json.loads((tmp_path / "checkpoints" / "latest.json").read_text())["name"] == "step_5"

@@ -166,6 +166,10 @@ class Trainer:
         config_text = OmegaConf.to_yaml(config, resolve=True) if isinstance(config, DictConfig) else OmegaConf.to_yaml(OmegaConf.create(config))
         spec = self.extra.get("spec")
         files: dict[str, Any] = {"model.safetensors": ckpt.state_dict_for_safetensors(self.eval_model())}
+        bad = next((k for k, v in files["model.safetensors"].items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+        if bad is not None:  # finite losses can still hide overflowing weights: never write them as the latest
+            self.model.train()
+            raise self._diverged(f"weight {bad!r}", float("nan"), self.step)
         if self.ema is not None:
             files["raw.safetensors"] = ckpt.state_dict_for_safetensors(self.model)
         self.model.train()
