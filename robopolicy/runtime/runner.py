@@ -203,8 +203,8 @@ class Runner:
                 if self.cfg.wait_for_chunk_s > 0:
                     self.worker.wait_for_chunk(min(self.cfg.wait_for_chunk_s, tick.target_s + self.clock.period_s * self.cfg.deadline_frac - now()))
             for chunk in self.worker.collect():
-                self.buffer.add(chunk)
-                self.watchdog.feed(now())
+                self.buffer.add(chunk)  # NaN/inf actions in it are replaced by the hold action in the safety layer
+                self.watchdog.feed(now(), chunk.actions)  # ... and such a chunk is a fault, not a fresh one
                 self._latency_est_s = max(chunk.latency_s, 0.8 * self._latency_est_s)
             state = self.watchdog.check(now())
             if state is WatchState.STOP:
