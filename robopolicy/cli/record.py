@@ -199,7 +199,7 @@ def main(cfg: DictConfig) -> dict:
                   "task": task.name, "rate_hz": rate_hz, "teleop": str(cfg.teleop.get("_target_", "")),
                   "teleop_config": OmegaConf.to_container(cfg.teleop, resolve=True)}
     recorder = open_store(cfg.out, spec, provenance)
-    max_steps = None if cfg.max_episode_s is None else max(1, int(round(float(cfg.max_episode_s) * rate_hz)))
+    max_steps = None if cfg.max_episode_s is None else max(1, round(float(cfg.max_episode_s) * rate_hz))
     robot.connect()
     try:
         summary = record(robot, device, recorder, rate_hz, task=task, seeds=lambda i: int(cfg.seed) * SEED_BLOCK + i,

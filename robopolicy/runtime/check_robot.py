@@ -273,7 +273,7 @@ def _check_disconnect(robot: Robot, timeout_s: float) -> CheckResult:
         return _result(name, False, f"disconnect() raised {type(e).__name__}: {e} (it must be idempotent)")
     hold = robot.action_spec.hold_action(None)
     for call, fn in (("get_observation", robot.get_observation), ("send_action", lambda: robot.send_action(hold))):
-        outcome, value = _call_with_timeout(fn, timeout_s)
+        outcome, _ = _call_with_timeout(fn, timeout_s)
         if outcome == "hung":
             return _result(name, False, f"{call}() after disconnect() did not return within {timeout_s:g} s")
         if outcome == "returned":
