@@ -44,6 +44,13 @@ class RecordSummary:
     overruns: int = 0
     elapsed_s: float = 0.0
     stop_reason: str = ""
+    tick_error_ms: dict = dataclasses.field(default_factory=dict)  # wake-up minus due time: p50, p99, max
+    append_ms: dict = dataclasses.field(default_factory=dict)      # time of each atomic append: p50, max
+
+
+def _percentiles_ms(xs_s: list[float], qs=(50, 99, 100)) -> dict:
+    names = {50: "p50", 99: "p99", 100: "max"}
+    return {names[q]: float(np.percentile(np.asarray(xs_s) * 1e3, q)) for q in qs} if xs_s else {}
 
 
 class Progress:
@@ -106,6 +113,8 @@ def record(robot: Robot, device: TeleopDevice, recorder: EpisodeRecorder, rate_h
     last_sent: np.ndarray | None = None
     t_start = time.monotonic()
     tick_times: list[float] = []
+    tick_errors_s: list[float] = []
+    append_s: list[float] = []
 
     def line(state: str, episode: int | None = None) -> str:
         rate = (len(tick_times) - 1) / (tick_times[-1] - tick_times[0]) if len(tick_times) > 1 and tick_times[-1] > tick_times[0] else 0.0
@@ -114,7 +123,9 @@ def record(robot: Robot, device: TeleopDevice, recorder: EpisodeRecorder, rate_h
 
     def save(status) -> None:
         nonlocal recording
+        t0 = time.monotonic()
         if recorder.end_episode(status):
+            append_s.append(time.monotonic() - t0)
             summary.saved += 1
             summary.steps_saved += steps
         recording = False
@@ -136,6 +147,7 @@ def record(robot: Robot, device: TeleopDevice, recorder: EpisodeRecorder, rate_h
         while True:
             tick = clock.wait()
             summary.ticks += 1
+            tick_errors_s.append(tick.error_s)
             tick_times.append(tick.actual_s)
             del tick_times[:-int(rate_hz) - 1]  # the rate over the last second
             obs, _ = robot.get_observation()
@@ -177,6 +189,8 @@ def record(robot: Robot, device: TeleopDevice, recorder: EpisodeRecorder, rate_h
         show.close()
     summary.overruns = clock.overruns
     summary.elapsed_s = time.monotonic() - t_start
+    summary.tick_error_ms = _percentiles_ms(tick_errors_s)
+    summary.append_ms = _percentiles_ms(append_s, (50, 100))
     return summary
 
 
