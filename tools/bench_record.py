@@ -26,14 +26,16 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 
 def robots():
+    from omegaconf import OmegaConf
+
+    from robopolicy.cli._hydra import CONF_DIR
     from robopolicy.envs import make_task
     from robopolicy.runtime.fakes import PointRobot, point_spec
     from robopolicy.runtime.sim_robot import make_sim_robot
 
-    task = make_task({"_target_": "robopolicy.envs.metaworld.MetaWorldTask", "name": "metaworld", "env_name": "push-v3",
-                      "max_episode_steps": 10**6, "control_hz": 80})
+    task = make_task(OmegaConf.merge(OmegaConf.load(CONF_DIR / "task" / "metaworld.yaml"), {"env_name": "push-v3"}))
     return {"point@50Hz": PointRobot(point_spec(50.0, max_episode_steps=10**6)),
-            "sim-metaworld-push@80Hz": make_sim_robot(task, max_episode_steps=10**6, stop_on_success=False)}
+            "sim-metaworld-push@80Hz": make_sim_robot(task, stop_on_success=False)}
 
 
 def bench_record(robot, episodes: int, steps: int, out: Path) -> dict:

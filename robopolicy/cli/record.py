@@ -101,6 +101,14 @@ def open_store(path: str | Path, spec: EnvSpec, provenance: dict) -> EpisodeReco
     return EpisodeRecorder(path, spec)
 
 
+def _hold_command(robot: Robot, last_sent: np.ndarray | None) -> np.ndarray | None:
+    """The hold action between episodes, or None (send nothing) while no command was sent yet and
+    some dim holds its last value: the robot's own state is the hold then, and zeros could move it."""
+    if last_sent is None and "last" in robot.action_spec.hold:
+        return None
+    return robot.hold_action(last_sent)
+
+
 def record(robot: Robot, device: TeleopDevice, recorder: EpisodeRecorder, rate_hz: float, task=None,
            seeds=None, stop_on_done: bool = True, max_episode_steps: int | None = None,
            progress: TextIO | None = None) -> RecordSummary:
@@ -166,7 +174,7 @@ def record(robot: Robot, device: TeleopDevice, recorder: EpisodeRecorder, rate_h
                     robot.reset(None if seeds is None else seeds(attempt))
                     attempt += 1
                     recorder.start_episode()
-                    recording, started, steps, last_sent = True, True, 0, None
+                    recording, started, steps = True, True, 0
                     show.update(time.monotonic(), line("recording"), force=True)
                 elif ev == STOP and recording:
                     save(robot.status())
@@ -177,8 +185,8 @@ def record(robot: Robot, device: TeleopDevice, recorder: EpisodeRecorder, rate_h
                 last_sent = robot.send_action(command)
                 recorder.step(obs, last_sent, status)
                 steps += 1
-            else:
-                last_sent = robot.send_action(robot.hold_action(last_sent))
+            elif (hold := _hold_command(robot, last_sent)) is not None:
+                last_sent = robot.send_action(hold)
             show.update(time.monotonic(), line("recording") if recording else line("idle", attempt + 1))
     except KeyboardInterrupt:
         summary.stop_reason = "interrupted"

@@ -132,6 +132,10 @@ class KeyboardDevice(TeleopDevice):
             log.info("keys %s map to action dims this %d-dimensional robot does not have; they are ignored", unused, spec.dim)
             self.keys = {k: v for k, v in self.keys.items() if k not in unused}
         self._target = spec.hold_action(self.initial)
+        if self.initial is None and "last" in spec.hold:
+            log.warning("action dims %s hold their last value and teleop.initial is not set: their first command is %s; "
+                        "set teleop.initial to the robot's current command", [i for i, m in enumerate(spec.hold) if m == "last"],
+                        self._target.tolist())
         if self._fd is None:
             self._fd = sys.stdin.fileno()
         if os.isatty(self._fd):
