@@ -69,6 +69,17 @@ class StaleAfterDisconnect(PointRobot):
         return super().get_observation()
 
 
+class MissingKey(PointRobot):
+    def get_observation(self):
+        obs, t = super().get_observation()
+        return {"position": obs["pos"]}, t  # renamed key, spec still says "pos"
+
+
+class MovingHold(PointRobot):
+    def hold_action(self, last_safe):
+        return np.full(2, 0.3, np.float32)  # a velocity robot "holding" by moving
+
+
 def test_sim_robot_passes_every_check():
     spec = point_spec(RATE_HZ)
     results = check_robot(SimRobot(lambda: PointEnv(spec), spec), RATE_HZ, **CHECKS)
@@ -87,6 +98,8 @@ def test_hand_written_adapter_passes_every_check():
     (SlowSend, "send_action latency"),
     (NoClip, "clipping"),
     (StaleAfterDisconnect, "disconnect"),
+    (MissingKey, "obs keys"),
+    (MovingHold, "hold action"),
 ])
 def test_broken_adapter_fails_exactly_its_check(adapter, check):
     assert failed(adapter(point_spec(RATE_HZ))) == {check}

@@ -66,6 +66,10 @@ def _result(name: str, passed: bool, detail: str) -> CheckResult:
     return CheckResult(name, passed, detail, "" if passed else FIXES[name])
 
 
+def _fmt(a) -> str:
+    return "[" + ", ".join(f"{float(x):.4g}" for x in np.ravel(a)) + "]"
+
+
 def _percentile_ms(xs: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(xs) * 1e3, q)) if xs else float("nan")
 
@@ -229,7 +233,7 @@ def _check_returns(sent_back, aspec) -> CheckResult:
             got = f"{sent.dtype} {sent.shape}" if isinstance(sent, np.ndarray) else type(sent).__name__
             return _result(name, False, f"returned {got}, expected {aspec.dtype} {aspec.shape}")
         if not np.all(np.isfinite(sent)) or not aspec.contains(sent):
-            return _result(name, False, f"returned {np.round(sent, 4).tolist()} outside the bounds for a command within them")
+            return _result(name, False, f"returned {_fmt(sent)} outside the bounds for a command within them")
     return _result(name, True, f"{aspec.dtype} {aspec.shape}")
 
 
@@ -241,8 +245,8 @@ def _check_clipping(robot: Robot, last, margin: float) -> CheckResult:
             sent = robot.send_action(probe.astype(aspec.dtype))
             if not isinstance(sent, np.ndarray) or not aspec.contains(sent):
                 robot.send_action(robot.hold_action(last))
-                shown = np.round(np.asarray(sent, np.float64), 4).tolist() if isinstance(sent, np.ndarray) else sent
-                return _result("clipping", False, f"command {np.round(probe, 4).tolist()} came back as {shown}")
+                shown = _fmt(sent) if isinstance(sent, np.ndarray) else repr(sent)
+                return _result("clipping", False, f"command {_fmt(probe)} came back as {shown}")
         robot.send_action(robot.hold_action(last))
     except Exception as e:  # noqa: BLE001
         return _result("clipping", False, f"send_action raised {type(e).__name__} for a command beyond the bounds: {e}")
@@ -256,12 +260,12 @@ def _check_hold(robot: Robot, last) -> CheckResult:
         if not isinstance(hold, np.ndarray) or hold.shape != aspec.shape or not aspec.contains(hold):
             return _result("hold action", False, f"hold_action({'None' if base is None else 'last'}) gave {hold!r}")
         if np.any(hold[aspec.zero_dims] != 0):
-            return _result("hold action", False, f"dims {np.flatnonzero(aspec.zero_dims).tolist()} are held at zero but hold_action gave {hold.tolist()}")
+            return _result("hold action", False, f"dims {np.flatnonzero(aspec.zero_dims).tolist()} are held at zero but hold_action gave {_fmt(hold)}")
     try:
         sent = robot.send_action(robot.hold_action(last))
     except Exception as e:  # noqa: BLE001
         return _result("hold action", False, f"send_action(hold) raised {type(e).__name__}: {e}")
-    return _result("hold action", True, f"modes {list(aspec.hold)}, sent {np.round(sent, 4).tolist()}")
+    return _result("hold action", True, f"modes {list(aspec.hold)}, sent {_fmt(sent)}")
 
 
 def _check_disconnect(robot: Robot, timeout_s: float) -> CheckResult:
