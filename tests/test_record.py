@@ -131,3 +131,29 @@ def test_kill_during_recording_loses_no_saved_episode(tmp_path):
     got = [store.episode(i)["action"] for i in range(store.n_episodes)]
     want = [seqs[i % 3] for i in range(len(got))]
     assert len(got) >= 4 and all(np.array_equal(g, w) for g, w in zip(got, want))
+
+
+class LoggingRobot(SimRobot):
+    """SimRobot that keeps every action it sent."""
+
+    def __init__(self, spec):
+        super().__init__(lambda: PointEnv(spec), spec, stop_on_success=False)
+        self.sent: list[np.ndarray] = []
+
+    def send_action(self, action):
+        out = super().send_action(action)
+        self.sent.append(out)
+        return out
+
+
+def test_robot_is_holding_while_an_episode_is_appended(tmp_path):
+    spec = point_spec(RATE_HZ)
+    robot = LoggingRobot(spec)
+    recorder = open_store(tmp_path / "s.zarr", spec, {})
+    at_append = []
+    end_episode = recorder.end_episode
+    recorder.end_episode = lambda status: (at_append.append(robot.sent[-1].copy()), end_episode(status))[1]
+    robot.connect()
+    record(robot, ScriptedDevice(actions=[np.full((3, 2), 0.8, np.float32)]), recorder, RATE_HZ)
+    robot.disconnect()
+    np.testing.assert_array_equal(at_append, [np.zeros(2, np.float32)])

@@ -7,7 +7,8 @@
 The loop runs on the project's fixed-rate clock. Each tick: read the robot, read the device, act
 on its events (start / stop + save / discard / quit), and send either the device's command (while
 recording) or the robot's hold action (between episodes). A finished episode is appended with the
-store's atomic ``append_episode`` between two ticks, so a kill loses at most the episode in
+store's atomic ``append_episode`` right after the hold action is sent (the append may take longer
+than a period; the clock then skips the missed ticks), so a kill loses at most the episode in
 progress, never a saved one. ``obs[t]`` is the observation before ``action[t]``, the action actually
 sent (as returned by ``send_action``); reward and success come from the robot's status.
 """
@@ -130,7 +131,11 @@ def record(robot: Robot, device: TeleopDevice, recorder: EpisodeRecorder, rate_h
                 f"{rate:5.1f} Hz  elapsed {time.monotonic() - t_start:7.1f} s  saved {summary.saved} discarded {summary.discarded}")
 
     def save(status) -> None:
-        nonlocal recording
+        nonlocal recording, last_sent
+        # Hold first: the append (fsync'd files) can take longer than a period, and ticks are
+        # skipped meanwhile, so the robot must not keep executing the episode's last command.
+        if (hold := _hold_command(robot, last_sent)) is not None:
+            last_sent = robot.send_action(hold)
         t0 = time.monotonic()
         if recorder.end_episode(status):
             append_s.append(time.monotonic() - t0)
