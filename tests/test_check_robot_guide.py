@@ -53,6 +53,6 @@ def test_guide_adapter_passes_check_robot(monkeypatch):
     monkeypatch.setitem(sys.modules, "myarm_robot", module)
     cfg = yaml.safe_load(_block("yaml", "_target_: myarm_robot.MyArm"))
     robot = instantiate(cfg, task=None, _convert_="all")
-    results = check_robot(robot, robot.obs_spec.control_hz, samples=10, latency_fraction=0.5, max_obs_age_s=0.5,
+    results = check_robot(robot, robot.obs_spec.control_hz, samples=10, latency_fraction=2.0, max_obs_age_s=0.5,
                           bound_margin=0.1, probe_clipping=True, call_timeout_s=1.0)
     assert passed(results), format_table(results)
