@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from robopolicy.cli._hydra import CONF_DIR
 from robopolicy.cli.record import open_store, record
@@ -157,3 +158,35 @@ def test_robot_is_holding_while_an_episode_is_appended(tmp_path):
     record(robot, ScriptedDevice(actions=[np.full((3, 2), 0.8, np.float32)]), recorder, RATE_HZ)
     robot.disconnect()
     np.testing.assert_array_equal(at_append, [np.zeros(2, np.float32)])
+
+
+def test_keyboard_session_in_a_terminal_records_one_episode(tmp_path):
+    """robopolicy-record on a pseudo-terminal: Enter, right arrow held, Enter, Esc."""
+    import select
+
+    out = tmp_path / "kb.zarr"
+    master, slave = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "robopolicy.cli.record", "robot=point", f"out={out}"], cwd=REPO,
+                            env=_env(), stdin=slave, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        seen, deadline = b"", time.monotonic() + 120
+        while b"keys:" not in seen and time.monotonic() < deadline:  # the help line: the terminal is in cbreak mode
+            if select.select([proc.stderr], [], [], 0.5)[0]:
+                seen += os.read(proc.stderr.fileno(), 4096)
+        os.write(master, b"\r")
+        for _ in range(10):
+            time.sleep(0.05)
+            os.write(master, b"\x1b[C")
+        time.sleep(0.2)
+        os.write(master, b"\r")
+        time.sleep(0.3)
+        os.write(master, b"\x1b")
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+        os.close(slave)
+    actions = EpisodeStore.open(out).episode(0)["action"]
+    velocity = OmegaConf.load(CONF_DIR / "teleop" / "keyboard.yaml").velocity  # x the bound 1 of dim 0
+    assert actions[:, 0].max() == pytest.approx(velocity)

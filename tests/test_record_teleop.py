@@ -165,3 +165,20 @@ def test_scripted_expert_needs_the_simulated_robot():
     dev = ScriptedDevice(expert=True)
     with pytest.raises(ConfigError, match="needs the simulated robot"):
         dev.open(PointRobot(point_spec()), task=object())
+
+
+def test_keyboard_puts_a_terminal_in_cbreak_mode_and_restores_it():
+    import termios
+
+    master, slave = os.openpty()
+    try:
+        before = termios.tcgetattr(slave)
+        dev = KeyboardDevice(keys={}, velocity=0.5, increment=0.1, key_timeout_s=0.2, start_key="enter",
+                             stop_key="enter", discard_key="backspace", quit_key="esc", fd=slave)
+        dev.open(PointRobot(point_spec()))
+        echo_while_open = bool(termios.tcgetattr(slave)[3] & termios.ECHO)
+        dev.close()
+        assert (echo_while_open, termios.tcgetattr(slave)) == (False, before)
+    finally:
+        os.close(master)
+        os.close(slave)
