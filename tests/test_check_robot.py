@@ -51,6 +51,13 @@ class WallClockStamps(PointRobot):
         return obs, time.time()
 
 
+class ConstantStamps(PointRobot):
+    def get_observation(self):
+        obs, _ = super().get_observation()
+        self.t0 = getattr(self, "t0", time.monotonic())
+        return obs, self.t0  # the time of the first reading, forever
+
+
 class SlowSend(PointRobot):
     def send_action(self, action):
         time.sleep(5.0 / RATE_HZ)  # waits 250 ms for "the motion" instead of returning
@@ -90,6 +97,10 @@ def test_sim_robot_passes_every_check():
 def test_hand_written_adapter_passes_every_check():
     results = check_robot(PointRobot(point_spec(RATE_HZ)), RATE_HZ, **CHECKS)
     assert passed(results), format_table(results)
+
+
+def test_constant_timestamps_fail_both_timestamp_checks():
+    assert failed(ConstantStamps(point_spec(RATE_HZ))) == {"timestamps measured", "timestamps monotonic"}
 
 
 @pytest.mark.parametrize("adapter, check", [
