@@ -22,7 +22,7 @@ from robopolicy.data.windows import WindowDataset
 from robopolicy.errors import DataError
 from robopolicy.runtime.fakes import PointEnv, point_spec
 from robopolicy.runtime.sim_robot import SimRobot
-from robopolicy.runtime.teleop import ScriptedDevice
+from robopolicy.runtime.teleop import make_device
 
 REPO = Path(__file__).resolve().parents[1]
 RATE_HZ = 100.0
@@ -39,7 +39,7 @@ def record_scripted(path, sequences, discard=()):
     recorder = open_store(path, spec, {"source": "test"})
     robot.connect()
     try:
-        record(robot, ScriptedDevice(actions=sequences, discard=discard, idle_ticks=1), recorder, RATE_HZ)
+        record(robot, make_device("scripted", actions=sequences, discard=discard), recorder, RATE_HZ, stop_on_done=True)
     finally:
         robot.disconnect()
     return EpisodeStore.open(path)
@@ -155,7 +155,7 @@ def test_robot_is_holding_while_an_episode_is_appended(tmp_path):
     end_episode = recorder.end_episode
     recorder.end_episode = lambda status: (at_append.append(robot.sent[-1].copy()), end_episode(status))[1]
     robot.connect()
-    record(robot, ScriptedDevice(actions=[np.full((3, 2), 0.8, np.float32)]), recorder, RATE_HZ)
+    record(robot, make_device("scripted", actions=[np.full((3, 2), 0.8, np.float32)]), recorder, RATE_HZ, stop_on_done=True)
     robot.disconnect()
     np.testing.assert_array_equal(at_append, [np.zeros(2, np.float32)])
 

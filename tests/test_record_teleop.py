@@ -17,7 +17,7 @@ from robopolicy.runtime.teleop import (
     STOP,
     KeyboardDevice,
     LinuxJoystickDevice,
-    ScriptedDevice,
+    make_device,
     parse_keys,
 )
 
@@ -38,7 +38,7 @@ def keyboard():
     clock = FakeTime()
     dev = KeyboardDevice(keys={"right": [0, 1], "left": [0, -1], "d": [1, 1]}, velocity=0.5, increment=0.1,
                          key_timeout_s=0.2, start_key="enter", stop_key="enter", discard_key="backspace",
-                         quit_key="esc", fd=r, time_fn=clock)
+                         quit_key="esc", initial=None, fd=r, time_fn=clock)
     dev.open(PointRobot(point_spec(hold=["zero", "last"])))
     yield dev, w, clock
     dev.close()
@@ -143,26 +143,26 @@ def _play(dev, recording_after_start=True, ticks=20):
 
 
 def test_scripted_device_plays_start_actions_stop_then_quit():
-    dev = ScriptedDevice(actions=[np.full((2, 2), 0.5, np.float32)], idle_ticks=0)
+    dev = make_device("scripted", actions=[np.full((2, 2), 0.5, np.float32)], idle_ticks=0)
     dev.open(PointRobot(point_spec()))
     assert [inp.events for inp in _play(dev)] == [(START,), (), (), (STOP,), (QUIT,)]
 
 
 def test_scripted_device_discards_the_listed_episodes():
-    dev = ScriptedDevice(actions=[np.zeros((1, 2), np.float32)] * 2, discard=[0], idle_ticks=0)
+    dev = make_device("scripted", actions=[np.zeros((1, 2), np.float32)] * 2, discard=[0], idle_ticks=0)
     dev.open(PointRobot(point_spec()))
     ends = [ev for inp in _play(dev) for ev in inp.events if ev in (STOP, DISCARD)]
     assert ends == [DISCARD, STOP]
 
 
 def test_scripted_device_rejects_actions_of_the_wrong_size():
-    dev = ScriptedDevice(actions=[np.zeros((3, 5), np.float32)])
+    dev = make_device("scripted", actions=[np.zeros((3, 5), np.float32)])
     with pytest.raises(ConfigError, match="2-dimensional actions"):
         dev.open(PointRobot(point_spec()))
 
 
 def test_scripted_expert_needs_the_simulated_robot():
-    dev = ScriptedDevice(expert=True)
+    dev = make_device("scripted", expert=True)
     with pytest.raises(ConfigError, match="needs the simulated robot"):
         dev.open(PointRobot(point_spec()), task=object())
 
@@ -174,7 +174,7 @@ def test_keyboard_puts_a_terminal_in_cbreak_mode_and_restores_it():
     try:
         before = termios.tcgetattr(slave)
         dev = KeyboardDevice(keys={}, velocity=0.5, increment=0.1, key_timeout_s=0.2, start_key="enter",
-                             stop_key="enter", discard_key="backspace", quit_key="esc", fd=slave)
+                             stop_key="enter", discard_key="backspace", quit_key="esc", initial=None, fd=slave)
         dev.open(PointRobot(point_spec()))
         echo_while_open = bool(termios.tcgetattr(slave)[3] & termios.ECHO)
         dev.close()

@@ -42,7 +42,7 @@ def bench_record(robot, episodes: int, steps: int, out: Path) -> dict:
     import numpy as np
 
     from robopolicy.cli.record import open_store, record
-    from robopolicy.runtime.teleop import ScriptedDevice
+    from robopolicy.runtime.teleop import make_device
 
     rng = np.random.default_rng(0)
     seqs = [rng.uniform(robot.action_spec.low_array, robot.action_spec.high_array, size=(steps, robot.action_spec.dim))
@@ -51,7 +51,7 @@ def bench_record(robot, episodes: int, steps: int, out: Path) -> dict:
     recorder = open_store(out, robot.obs_spec, {"source": "bench_record"})
     robot.connect()
     try:
-        s = record(robot, ScriptedDevice(actions=seqs, idle_ticks=1), recorder, rate_hz)
+        s = record(robot, make_device("scripted", actions=seqs), recorder, rate_hz, stop_on_done=True)
     finally:
         robot.disconnect()
     return {"rate_hz": rate_hz, "episodes_saved": s.saved, "steps_saved": s.steps_saved, "ticks": s.ticks,

@@ -110,11 +110,12 @@ def _hold_command(robot: Robot, last_sent: np.ndarray | None) -> np.ndarray | No
     return robot.hold_action(last_sent)
 
 
-def record(robot: Robot, device: TeleopDevice, recorder: EpisodeRecorder, rate_hz: float, task=None,
-           seeds=None, stop_on_done: bool = True, max_episode_steps: int | None = None,
-           progress: TextIO | None = None) -> RecordSummary:
-    """Run the recording loop until the device quits; ``robot`` is connected. ``seeds(i)``: the
-    reset seed of attempt i (None: the robot's own). Returns counts; saved episodes are in the store."""
+def record(robot: Robot, device: TeleopDevice, recorder: EpisodeRecorder, rate_hz: float, *, stop_on_done: bool,
+           task=None, seeds=None, max_episode_steps: int | None = None, progress: TextIO | None = None) -> RecordSummary:
+    """Run the recording loop until the device quits; ``robot`` is connected. ``stop_on_done``: save
+    and stop an episode when the robot reports it done; ``seeds(i)``: the reset seed of attempt i
+    (None: the robot's own); ``max_episode_steps``: save and stop after this many steps (None: no
+    limit). Returns counts and timing; saved episodes are in the store."""
     clock = FixedRateClock(rate_hz)
     show = Progress(progress)
     summary = RecordSummary()

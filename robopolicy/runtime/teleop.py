@@ -73,6 +73,19 @@ class TeleopDevice(abc.ABC):
         return ""
 
 
+def make_device(name: str, **overrides) -> TeleopDevice:
+    """The device of ``conf/teleop/<name>.yaml`` with keyword ``overrides`` (any Python values, e.g.
+    arrays of actions): for scripts and tests that do not go through Hydra."""
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    from robopolicy.cli._hydra import CONF_DIR
+
+    cfg = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "teleop" / f"{name}.yaml"), resolve=True)
+    cls = get_class(cfg.pop("_target_"))
+    return cls(**{**cfg, **overrides})
+
+
 # -- keyboard ------------------------------------------------------------------------------------
 
 # Multi-byte sequences a terminal sends for named keys (ANSI/VT100), and single-byte names.
@@ -106,11 +119,12 @@ class KeyboardDevice(TeleopDevice):
     ``increment``: step of a last-held dim per press, as a fraction of its range; ``initial``:
     the last-held dims' starting command (None: the hold action from zeros). ``start_key`` /
     ``stop_key`` may be the same key (it then toggles). ``fd``: file descriptor to read (None: stdin).
+    Defaults: conf/teleop/keyboard.yaml.
     """
 
     def __init__(self, keys: Mapping[str, Sequence[float]], velocity: float, increment: float, key_timeout_s: float,
-                 start_key: str, stop_key: str, discard_key: str, quit_key: str, initial: Sequence[float] | None = None,
-                 fd: int | None = None, time_fn=None):
+                 start_key: str, stop_key: str, discard_key: str, quit_key: str, initial: Sequence[float] | None,
+                 fd: int | None, time_fn=None):
         from robopolicy.runtime.clock import now
 
         self.keys = {str(k): (int(v[0]), float(v[1])) for k, v in dict(keys).items()}
@@ -294,11 +308,11 @@ class ScriptedDevice(TeleopDevice):
     episodes: how many (None: every given sequence once; with the expert: forever).
     repeat: cycle through the given sequences forever. discard: episode indices to DISCARD.
     idle_ticks: ticks without a command between episodes. The robot may end an episode first
-    (the loop then stops it); the device moves on to the next one.
+    (the loop then stops it); the device moves on to the next one. Defaults: conf/teleop/scripted.yaml.
     """
 
-    def __init__(self, actions=None, expert: bool = False, episodes: int | None = None, repeat: bool = False,
-                 discard: Sequence[int] = (), idle_ticks: int = 1, max_steps: int | None = None, seed: int = 0):
+    def __init__(self, actions, expert: bool, episodes: int | None, repeat: bool, discard: Sequence[int],
+                 idle_ticks: int, max_steps: int | None, seed: int):
         if (actions is None) == (not expert):
             raise ConfigError("The scripted device needs either teleop.actions=<file.npy> or teleop.expert=true.")
         self.sequences = None if actions is None else _load_sequences(actions)
