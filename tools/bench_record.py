@@ -6,7 +6,8 @@
 Cases:
   (a) recording a scripted device on the point-mass adapter (robot=point) at 50 Hz: tick error
       percentiles (wake-up minus due time), late ticks skipped, time of each atomic append;
-  (b) the same on the simulated Meta-World push robot at its 80 Hz;
+  (b) the same on the simulated Meta-World push robot at its 80 Hz (episodes up to Meta-World's
+      500-step limit, so the simulation steps through the whole check);
   (c) robopolicy-check-robot's latency figures for both robots (p50 / p99 of get_observation and
       send_action).
 The store is written with fsync (as robopolicy-record does), into a temporary folder.
@@ -33,9 +34,9 @@ def robots():
     from robopolicy.runtime.fakes import PointRobot, point_spec
     from robopolicy.runtime.sim_robot import make_sim_robot
 
-    task = make_task(OmegaConf.merge(OmegaConf.load(CONF_DIR / "task" / "metaworld.yaml"), {"env_name": "push-v3"}))
+    task = make_task(OmegaConf.merge(OmegaConf.load(CONF_DIR / "task" / "metaworld.yaml"), {"env_name": "push-v3", "max_episode_steps": 500}))
     return {"point@50Hz": PointRobot(point_spec(50.0, max_episode_steps=10**6)),
-            "sim-metaworld-push@80Hz": make_sim_robot(task, stop_on_success=False)}
+            "sim-metaworld-push@80Hz": make_sim_robot(task, stop_on_success=False, max_episode_steps=500)}
 
 
 def bench_record(robot, episodes: int, steps: int, out: Path) -> dict:
