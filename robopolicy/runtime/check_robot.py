@@ -228,7 +228,7 @@ def _latency(name: str, xs: list[float], budget_ms: float) -> CheckResult:
 
 def _check_returns(sent_back, aspec) -> CheckResult:
     name = "send_action returns"
-    for cmd, sent in sent_back:
+    for _cmd, sent in sent_back:
         if not isinstance(sent, np.ndarray) or sent.shape != aspec.shape or sent.dtype != np.dtype(aspec.dtype):
             got = f"{sent.dtype} {sent.shape}" if isinstance(sent, np.ndarray) else type(sent).__name__
             return _result(name, False, f"returned {got}, expected {aspec.dtype} {aspec.shape}")
