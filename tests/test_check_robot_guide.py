@@ -1,5 +1,5 @@
-"""The adapter and robot config in docs/OWN_ROBOT.md, run as written against a stand-in vendor SDK,
-pass robopolicy-check-robot's checks (the guide cannot drift from the interface)."""
+"""The task config, adapter and robot config in docs/OWN_ROBOT.md, run as written against a stand-in
+vendor SDK, pass robopolicy-check-robot's checks (the guide cannot drift from the interface)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import numpy as np
 import yaml
 from hydra.utils import instantiate
 
+from robopolicy.envs import make_task
 from robopolicy.runtime.check_robot import check_robot, format_table, passed
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "OWN_ROBOT.md"
@@ -51,8 +52,8 @@ def test_guide_adapter_passes_check_robot(monkeypatch):
     module = types.ModuleType("myarm_robot")
     exec(compile(_block("python", "class MyArm"), str(GUIDE), "exec"), module.__dict__)
     monkeypatch.setitem(sys.modules, "myarm_robot", module)
-    cfg = yaml.safe_load(_block("yaml", "_target_: myarm_robot.MyArm"))
-    robot = instantiate(cfg, task=None, _convert_="all")
+    task = make_task(yaml.safe_load(_block("yaml", "_target_: robopolicy.runtime.robot.RobotTask")))
+    robot = instantiate(yaml.safe_load(_block("yaml", "_target_: myarm_robot.MyArm")), task=task, _convert_="all")
     results = check_robot(robot, robot.obs_spec.control_hz, samples=10, latency_fraction=2.0, max_obs_age_s=0.5,
                           bound_margin=0.1, probe_clipping=True, call_timeout_s=1.0)
     assert passed(results), format_table(results)

@@ -57,3 +57,11 @@ def test_clip_returns_the_declared_dtype():
 def test_point_robot_raises_not_connected_before_connect():
     with pytest.raises(NotConnectedError):
         PointRobot(point_spec()).get_observation()
+
+
+def test_robot_task_has_no_simulator_to_evaluate_in():
+    from robopolicy.errors import TaskError
+    from robopolicy.runtime.robot import RobotTask
+
+    with pytest.raises(TaskError, match="no simulator"):
+        RobotTask("point", point_spec().to_dict()).make_env()

@@ -190,3 +190,26 @@ def test_keyboard_session_in_a_terminal_records_one_episode(tmp_path):
     actions = EpisodeStore.open(out).episode(0)["action"]
     velocity = OmegaConf.load(CONF_DIR / "teleop" / "keyboard.yaml").velocity  # x the bound 1 of dim 0
     assert actions[:, 0].max() == pytest.approx(velocity)
+
+
+def test_a_store_from_a_robot_without_simulator_trains_with_its_robot_task(tmp_path):
+    from robopolicy.cli.train import train
+    from robopolicy.runtime.fakes import PointRobot
+
+    spec = point_spec(RATE_HZ)
+    robot = PointRobot(spec)
+    recorder = open_store(tmp_path / "p.zarr", spec, {})
+    robot.connect()
+    record(robot, make_device("scripted", actions=scripts([20, 20, 20, 20])), recorder, RATE_HZ, stop_on_done=True)
+    robot.disconnect()
+    task = {"_target_": "robopolicy.runtime.robot.RobotTask", "name": "point", "spec": spec.to_dict(),
+            "meta_keys": ["obs_horizon", "action_horizon", "exec_horizon"], "obs_horizon": 2, "action_horizon": 8, "exec_horizon": 4}
+    overrides = ["task=planar_push", "policy=beso", "net=mlp", "net.hidden_dims=[32,32]", "batch_size=8", "steps=2",
+                 "val_fraction=0.25", "val_every=2", "ckpt_every=2", "log_every=1", "progress=false", "device=cpu",
+                 "wandb.mode=disabled", "optim.warmup_steps=1", "eval.every=0", "final_eval.episodes=0",
+                 f"dataset={tmp_path / 'p.zarr'}", f"run_dir={tmp_path / 'run'}"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    cfg.task = task
+    train(cfg)
+    assert (tmp_path / "run" / "checkpoints" / "latest.json").is_file()

@@ -24,8 +24,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from robopolicy.envs.base import Task
 from robopolicy.envs.spec import EnvSpec
-from robopolicy.errors import ConfigError, RobopolicyError
+from robopolicy.errors import ConfigError, RobopolicyError, TaskError
 
 
 class NotConnectedError(RobopolicyError):
@@ -168,6 +169,32 @@ class Robot(abc.ABC):
 
     def __exit__(self, *exc) -> None:
         self.disconnect()
+
+
+class RobotTask(Task):
+    """The task of a robot with no simulator: its spec, nothing to simulate.
+
+    ``spec``: the :meth:`EnvSpec.to_dict` layout (``obs``, ``action_dim``, ``action_low``,
+    ``action_high``, ``max_episode_steps``, ``control_hz``, ``extra``). Training takes the spec
+    from here; the robot's adapter can take it from the ``task`` it is given, so the spec is
+    written once (docs/OWN_ROBOT.md).
+    """
+
+    def __init__(self, name: str, spec: Mapping):
+        self.name = str(name)
+        self._spec = EnvSpec.from_dict({**dict(spec), "name": self.name})
+
+    @property
+    def spec(self) -> EnvSpec:
+        return self._spec
+
+    def make_env(self, render: bool | None = None):
+        raise TaskError(f"Task {self.name!r} is a real robot with no simulator to evaluate in; set eval.every=0 and "
+                        "final_eval.episodes=0 when training, and run the policy with robopolicy-deploy robot=<your robot>.")
+
+    def make_expert(self, rng: np.random.Generator):
+        raise TaskError(f"Task {self.name!r} is a real robot with no scripted expert; record demonstrations with "
+                        "robopolicy-record robot=<your robot> instead.")
 
 
 def obs_subset(obs: Mapping[str, np.ndarray], keys: Sequence[str]) -> dict[str, np.ndarray]:
