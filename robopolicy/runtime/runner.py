@@ -118,13 +118,13 @@ class Runner:
                  recorder: EpisodeRecorder | None = None):
         self.robot = robot
         self.cfg = cfg
-        spec = robot.action_spec
-        self.policy_dt_s = float(cfg.action_dt_s or 1.0 / spec.control_hz)
+        action_spec = robot.action_spec
+        self.policy_dt_s = float(cfg.action_dt_s or 1.0 / robot.obs_spec.control_hz)
         self.clock = FixedRateClock(cfg.rate_hz, spin_s=cfg.spin_s)
         self.buffer = ActionBuffer(self.clock.period_s, cfg.merge, cfg.new_weight, cfg.ensemble_m)
         safety = dict(cfg.safety or {})
-        workspace = safety.get("workspace") or spec.extra.get("workspace")
-        self.safety = SafetyLayer(spec.action_low, spec.action_high, safety.get("max_delta"), workspace)
+        workspace = safety.get("workspace") or robot.obs_spec.extra.get("workspace")
+        self.safety = SafetyLayer(action_spec.low, action_spec.high, safety.get("max_delta"), workspace)
         self.watchdog = Watchdog(cfg.hold_after_s, cfg.stop_after_s)
         self.worker = InferenceWorker(predictor, self.policy_dt_s, cfg.action_offset, cpu=cfg.worker_cpu)
         self.estop = estop
