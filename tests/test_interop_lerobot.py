@@ -113,3 +113,16 @@ def test_rename_and_drop_override_the_mapping(conf, tmp_path):
     cfg = {**conf[0], "rename": {"observation.state": "joints", "observation.images.top": "cam_top"}, "drop": ["observation.images.wrist"]}
     import_dataset(tmp_path / "src", tmp_path / "r.zarr", "auto", cfg, progress=False)
     assert sorted(EpisodeStore.open(tmp_path / "r.zarr").spec.obs) == ["cam_top", "joints"]
+
+
+def test_frame_reader_seeks_to_a_later_episode(tmp_path):
+    from robopolicy.data.video import FrameReader, encode_video
+
+    imgs = np.concatenate([toys.frames(0, 0, 30, 16), toys.frames(1, 0, 30, 16)])
+    encode_video(tmp_path / "v.mp4", imgs, toys.FPS, codec="h264", crf=18, gop=10)
+    with FrameReader() as r:
+        sequential = r.read(tmp_path / "v.mp4", 0, 60, toys.FPS)
+    with FrameReader() as r:  # a fresh reader seeks to the key frame before frame 35
+        late = r.read(tmp_path / "v.mp4", 35, 10, toys.FPS)
+        early = r.read(tmp_path / "v.mp4", 3, 2, toys.FPS)  # backwards: reopens
+    assert np.array_equal(late, sequential[35:45]) and np.array_equal(early, sequential[3:5])

@@ -116,7 +116,8 @@ class FrameReader:
     """Sequential frame access to video files: ``read(path, start, n, fps) -> (n, H, W, 3)`` uint8.
 
     Keeps one file open and its decoder positioned after the last frame handed out; a request for
-    an earlier frame or another file reopens. ``threads``: FFmpeg decoding threads (0 = automatic).
+    an earlier frame or another file reopens and seeks to the key frame before it. Use one reader
+    per camera stream, so that consecutive episodes continue where the last one stopped. ``threads``: FFmpeg decoding threads (0 = automatic).
     """
 
     def __init__(self, threads: int = 0):
@@ -138,13 +139,20 @@ class FrameReader:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _reopen(self, path: Path, fps: float) -> None:
+    def _reopen(self, path: Path, fps: float, start: int) -> None:
+        """Open ``path`` and, for ``start > 0``, seek to the key frame at or before frame ``start``."""
         self.close()
         self._container = _open(path)
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = self.threads
         self._path, self._next = path, 0
+        if start > 0 and stream.time_base:
+            try:
+                self._container.seek(int((start - 0.5) / fps / stream.time_base), stream=stream, backward=True, any_frame=False)
+            except av.FFmpegError:
+                self._reopen(path, fps, 0)  # unseekable: decode from the start
+                return
         self._frames = self._decode(stream, fps)
 
     def _decode(self, stream, fps: float) -> Iterator[tuple[int, np.ndarray]]:
@@ -158,7 +166,7 @@ class FrameReader:
         """Frames ``start .. start+n-1`` of ``path`` (frame i shown at ``i / fps`` seconds)."""
         path = Path(path)
         if path != self._path or start < self._next:
-            self._reopen(path, fps)
+            self._reopen(path, fps, start)
         out: list[np.ndarray] = []
         while len(out) < n:
             if self._pending is not None:

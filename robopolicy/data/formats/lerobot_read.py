@@ -226,7 +226,8 @@ class LeRobotReader:
 
     def iter_episodes(self, notes: set[str]) -> Iterator[dict[str, np.ndarray]]:
         cache: tuple[Path, pa.Table] | None = None
-        with FrameReader() as frames:
+        readers = {name: FrameReader() for name in self.cameras}  # one per stream: each continues where it stopped
+        try:
             for ep in self.episodes:
                 path = self._data_path(ep)
                 if cache is None or cache[0] != path:
@@ -249,12 +250,15 @@ class LeRobotReader:
                         out[key] = _png_column(table, name, path)
                     else:
                         video, start = self._video(ep, name)
-                        out[key] = frames.read(video, start, T, self.fps)
+                        out[key] = readers[name].read(video, start, T, self.fps)
                     if tuple(out[key].shape[1:]) != self.shapes[name]:
                         raise DataError(f"Camera {name!r} decodes to frames of {tuple(out[key].shape[1:])} but meta/info.json says "
                                         f"{self.shapes[name]}; fix the feature's shape.")
                 derive_step_flags(out, T, self.success_rule, notes, "the LeRobot dataset")
                 yield out
+        finally:
+            for r in readers.values():
+                r.close()
 
 
 def _png_column(table: pa.Table, name: str, where: Path) -> np.ndarray:
