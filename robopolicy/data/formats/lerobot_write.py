@@ -5,7 +5,9 @@ episodes per mp4, each episode at its own ``[from_timestamp, to_timestamp)``); t
 becomes ``observation.state`` (several: ``observation.<key>``, ``state_key`` picks the one for
 ``observation.state``); ``reward``/``success``/``done`` become ``next.reward``/``next.success``/
 ``next.done``; other numeric store keys keep their name. Data and video files roll over to the
-next ``file-XXX`` once they pass ``data_file_mb`` / ``video_file_mb``. ``info.json`` carries a
+next ``file-XXX`` (between episodes) once they pass ``data_file_mb`` / ``video_file_mb``; a video's
+size counts the packets encoded so far, which lag the frames written by the encoder's look-ahead
+(tens of frames), so a file can pass its limit by that much. ``info.json`` carries a
 ``robopolicy`` entry (action bounds, episode limit, store key names) that our importer reads back,
 so an export -> import round trip gives the same keys and spec.
 """
