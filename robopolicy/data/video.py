@@ -47,7 +47,7 @@ class VideoWriter:
         if width % 2 or height % 2:
             raise DataError(f"yuv420p video needs even image sizes, got {height}x{width}; crop or resize the camera images.")
         self.path, self.frames, self.nbytes = Path(path), 0, 0
-        self._container = av.open(str(path), "w")
+        self._container = av.open(str(path), "w", options={"movflags": "faststart"})  # index first, as LeRobot writes
         self._stream = self._container.add_stream(ENCODERS[codec], rate=Fraction(fps).limit_denominator(1001))
         self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, "yuv420p"
         options = {"crf": str(crf)} | _QUIET_OPTIONS.get(self._stream.codec_context.name, {})
