@@ -111,3 +111,16 @@ def test_existing_out_is_kept(cfg, tmp_path):
     with pytest.raises(DataError, match="already exists"):
         import_dataset(root, out, "auto", cfg, progress=False)
     assert (out / "mine.txt").read_text() == "keep"
+
+
+def test_truncated_mp4_with_its_index_first(cfg, tmp_path):
+    """Our export writes the mp4 index first (as LeRobot does): the file opens, its frames do not decode."""
+    from robopolicy.data.formats import export_dataset
+
+    toys.write_v3(tmp_path / "src", lengths=(20, 20), cams={"observation.images.top": "libx264"})
+    import_dataset(tmp_path / "src", tmp_path / "a.zarr", "auto", cfg, progress=False)
+    export_cfg = yaml.safe_load((CONF_DIR / "export.yaml").read_text())
+    export_dataset(tmp_path / "a.zarr", tmp_path / "exp", "lerobot", {**export_cfg, "codec": "h264"}, progress=False)
+    path = tmp_path / "exp/videos/observation.images.top/chunk-000/file-000.mp4"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
+    expect_failure(cfg, tmp_path / "exp", tmp_path / "b.zarr", "file-000.mp4")
