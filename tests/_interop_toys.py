@@ -151,3 +151,26 @@ def write_dp_zarr(root: Path, lengths=(6, 4), size: int = 16) -> Path:
     g.create_array("data/action", data=np.concatenate(actions))
     g.create_array("meta/episode_ends", data=np.cumsum(lengths).astype(np.int64))
     return Path(root)
+
+
+def write_v3_png_images(root: Path, lengths=(3, 2), size: int = 16) -> Path:
+    """A v3.0 folder whose camera is a ``dtype: image`` feature: PNG bytes in the data parquet, no video."""
+    import io
+
+    from PIL import Image
+
+    root = write_v3(root, lengths=lengths, size=size, cams={})
+    path = root / "data/chunk-000/file-000.parquet"
+    table = pq.read_table(path)
+    cells = []
+    for ep, T in enumerate(lengths):
+        for img in frames(ep, 0, T, size):
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, format="PNG")
+            cells.append({"bytes": buf.getvalue(), "path": None})
+    table = table.append_column("observation.image", pa.array(cells, pa.struct([("bytes", pa.binary()), ("path", pa.string())])))
+    pq.write_table(table, path)
+    info = json.loads((root / "meta/info.json").read_text())
+    info["features"]["observation.image"] = {"dtype": "image", "shape": [size, size, 3], "names": ["height", "width", "channel"]}
+    (root / "meta/info.json").write_text(json.dumps(info))
+    return root

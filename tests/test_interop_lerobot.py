@@ -126,3 +126,11 @@ def test_frame_reader_seeks_to_a_later_episode(tmp_path):
         late = r.read(tmp_path / "v.mp4", 35, 10, toys.FPS)
         early = r.read(tmp_path / "v.mp4", 3, 2, toys.FPS)  # backwards: reopens
     assert np.array_equal(late, sequential[35:45]) and np.array_equal(early, sequential[3:5])
+
+
+def test_png_image_feature_imports_exactly(conf, tmp_path):
+    toys.write_v3_png_images(tmp_path / "src", lengths=(3, 2))
+    import_dataset(tmp_path / "src", tmp_path / "p.zarr", "auto", conf[0], progress=False)
+    store = EpisodeStore.open(tmp_path / "p.zarr")
+    assert store.spec.obs["image"].kind == "rgb"
+    assert np.array_equal(store.episode(1)["image"], toys.frames(1, 0, 2, 16))

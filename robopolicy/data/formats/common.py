@@ -1,7 +1,7 @@
 """What every dataset reader hands the importer, and the rules shared by the readers.
 
 A reader turns a folder into a :class:`Source`: the :class:`EnvSpec` the store will carry, the
-number of episodes, a provenance dict, the list of things it had to derive (said in the summary),
+number of episodes, a provenance dict, the set of things it had to derive (said in the summary),
 and a function that yields episode dicts in store keys (``obs keys (T, ...)``, ``action (T, A)``,
 ``reward (T,)``, ``success (T,)``, ``done (T,)`` and any extra keys).
 """
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from robopolicy.envs.spec import EnvSpec
 from robopolicy.errors import DataError
 
 
@@ -26,7 +27,7 @@ class Source:
     fps: float
     episodes: Callable[[], Iterator[dict[str, np.ndarray]]]
     provenance: dict = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
+    notes: set[str] = field(default_factory=set)  # what had to be derived; filled while the episodes are read
 
 
 def derive_step_flags(episode: dict[str, np.ndarray], T: int, success_rule: str, notes: set[str], what: str) -> None:

@@ -1,5 +1,7 @@
 """Read a Diffusion Policy replay buffer (zarr v2: ``data/<key>``, ``meta/episode_ends``, no spec).
 
+A folder, or a ``.zarr.zip`` with the group at its root.
+
 Mapping: ``data/action`` -> ``action``; arrays of shape ``(N, H, W, 3)`` are cameras (uint8; float
 arrays holding whole numbers 0-255, as in DP's Push-T ``img``, are converted); every other array is
 a low-dimensional observation (float32) unless named in ``extra_keys`` (kept in its own dtype, not
@@ -26,7 +28,12 @@ from robopolicy.errors import DataError
 
 
 def _open(path: Path):
+    """The buffer's root group: a zarr folder, or a ``.zip`` holding one at its root (``ReplayBuffer.save_to_path``)."""
     try:
+        if path.is_file():
+            from zarr.storage import ZipStore
+
+            return zarr.open_group(ZipStore(path, mode="r"), mode="r")
         return zarr.open_group(str(path), mode="r")
     except Exception as e:  # zarr raises several types for a folder that is no group
         raise DataError(f"{path} is not a readable zarr group ({type(e).__name__}); point to a Diffusion Policy replay buffer.") from None
@@ -34,10 +41,18 @@ def _open(path: Path):
 
 def is_dp_zarr(path: Path) -> bool:
     """A zarr group with data/ and meta/episode_ends and no env_spec attribute (ours have one)."""
-    if not ((path / ".zgroup").is_file() or (path / "zarr.json").is_file()):
+    if path.is_dir() and not ((path / ".zgroup").is_file() or (path / "zarr.json").is_file()):
         return False
     group = _open(path)
     return "data" in group and "meta" in group and "episode_ends" in group["meta"] and "env_spec" not in group.attrs
+
+
+def _rows(root: Path, name: str, array, start: int, stop: int) -> np.ndarray:
+    try:
+        return np.asarray(array[start:stop])
+    except Exception as e:  # numcodecs/zarr raise many types for a codec they lack or a damaged chunk
+        raise DataError(f"{root}/data/{name} cannot be decoded ({type(e).__name__}: {str(e).splitlines()[0][:120]}); if it uses an "
+                        "imagecodecs codec (e.g. jpeg2k), pip install imagecodecs, otherwise restore the buffer.") from None
 
 
 def read_dp_zarr(root: str | Path, fps: float, rename: Mapping[str, str] | None = None, drop: Sequence[str] = (),
@@ -71,7 +86,7 @@ def read_dp_zarr(root: str | Path, fps: float, rename: Mapping[str, str] | None 
             obs[keys[k]] = ObsKeySpec(tuple(a.shape[1:]), "uint8", "rgb")
         elif k != "action" and k not in set(extra_keys):
             obs[keys[k]] = ObsKeySpec(tuple(a.shape[1:]), "float32", "lowdim")
-    actions = np.asarray(arrays["action"][: int(ends[-1])], dtype=np.float32)
+    actions = _rows(root, "action", arrays["action"], 0, int(ends[-1])).astype(np.float32)
     if actions.ndim != 2:
         raise DataError(f"{root}/data/action has shape {actions.shape}, not (N, A); fix the buffer.")
     low, high = action_bounds(actions)
@@ -85,13 +100,11 @@ def read_dp_zarr(root: str | Path, fps: float, rename: Mapping[str, str] | None 
         for stop in ends:
             ep = {}
             for k, a in arrays.items():
-                rows = np.asarray(a[start:stop])
+                rows = _rows(root, k, a, start, int(stop))
                 ep[keys[k]] = as_images(k, rows, str(root)) if k in cameras else (rows.astype(np.float32) if keys[k] in obs or k == "action" else rows)
             derive_step_flags(ep, int(stop - start), success_rule, notes, "the replay buffer")
             yield ep
             start = int(stop)
 
     provenance = {"source": "dp_zarr", "path": str(root.resolve()), "arrays": names, "extra_keys": list(extra_keys)}
-    src = Source("dp_zarr", str(root), spec, len(ends), int(ends[-1]), float(fps), episodes, provenance)
-    src.notes = notes  # type: ignore[assignment]
-    return src
+    return Source("dp_zarr", str(root), spec, len(ends), int(ends[-1]), float(fps), episodes, provenance, notes)

@@ -31,7 +31,10 @@ def detect_format(src: Path) -> str:
     if src.is_file():
         if src.suffix.lower() in (".hdf5", ".h5"):
             return "robomimic"
-        raise DataError(f"{src} is a file but not an HDF5 file (.hdf5); point to a LeRobot folder, a Diffusion Policy .zarr folder or a robomimic .hdf5 file.")
+        if src.suffix.lower() == ".zip" and is_dp_zarr(src):
+            return "dp_zarr"
+        raise DataError(f"{src} is a file but neither a robomimic .hdf5 nor a zipped Diffusion Policy buffer; point to a LeRobot folder, "
+                        "a Diffusion Policy .zarr folder or .zarr.zip, or a robomimic .hdf5 file.")
     if is_lerobot(src):
         return "lerobot"
     if is_dp_zarr(src):

@@ -285,11 +285,9 @@ def read_lerobot(root: str | Path, state_key: str = "agent_pos", rename: Mapping
     total = reader.info.get("total_frames")
     if total is not None and int(total) != n_steps:
         raise DataError(f"{root}/meta/info.json says total_frames={total} but the episodes add up to {n_steps}; the metadata is inconsistent, restore it.")
-    notes: set[str] = set()
+    notes: set[str] = set()  # filled while the episodes are read
     ep_tasks = [list(e.get("tasks") or []) for e in reader.episodes]
     provenance = {"source": "lerobot", "path": str(Path(root).resolve()), "codebase_version": reader.info["codebase_version"],
                   "robot_type": reader.info.get("robot_type"), "tasks": reader.tasks, "episode_tasks": ep_tasks,
                   "episode_index": [int(e["episode_index"]) for e in reader.episodes], "extra_keys": reader.extra_keys()}
-    src = Source("lerobot", str(root), spec, len(reader.episodes), n_steps, reader.fps, lambda: reader.iter_episodes(notes), provenance)
-    src.notes = notes  # type: ignore[assignment]  # filled while the episodes are read
-    return src
+    return Source("lerobot", str(root), spec, len(reader.episodes), n_steps, reader.fps, lambda: reader.iter_episodes(notes), provenance, notes)
