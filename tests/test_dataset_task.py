@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import _interop_toys as toys
 import numpy as np
 import pytest
 import torch
 import yaml
 from hydra import compose, initialize_config_dir
 
-import _interop_toys as toys
 from robopolicy.cli._hydra import CONF_DIR
 from robopolicy.data.formats import import_dataset
 from robopolicy.data.store import EpisodeStore

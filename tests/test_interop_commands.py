@@ -6,12 +6,12 @@ import os
 import subprocess
 import sys
 
+import _interop_toys as toys
 import h5py
 import numpy as np
 import pytest
 import yaml
 
-import _interop_toys as toys
 from robopolicy.cli._hydra import CONF_DIR, REPO_ROOT
 from robopolicy.data.formats import export_dataset, import_dataset
 from robopolicy.data.store import EpisodeStore

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import _interop_toys as toys
 import numpy as np
 import yaml
 
-import _interop_toys as toys
 from robopolicy.cli._hydra import CONF_DIR
 from robopolicy.data.formats import detect_format, import_dataset
 from robopolicy.data.store import EpisodeStore

@@ -8,10 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import _interop_toys as toys
 import pytest
 import yaml
 
-import _interop_toys as toys
 from robopolicy.cli._hydra import CONF_DIR, REPO_ROOT
 from robopolicy.data.formats import import_dataset
 from robopolicy.errors import DataError

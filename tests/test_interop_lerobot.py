@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 
+import _interop_toys as toys
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
-import _interop_toys as toys
 from robopolicy.cli._hydra import CONF_DIR
 from robopolicy.data.formats import export_dataset, import_dataset
 from robopolicy.data.store import EpisodeStore
 from robopolicy.data.video import probe_video
 
-# Codec tolerance for these 16 px smooth test images (measured: mean |error| 0.6-1.2, max 9-10 grey levels).
+# Codec tolerance for these 16 px test images, where yuv420p chroma subsampling dominates (measured: source -> import
+# mean |error| 2.3, max 10 grey levels; import -> AV1 export -> import mean 1.7-1.9, max 9).
 MEAN_TOL, MAX_TOL = 3.0, 24
 
 

@@ -27,11 +27,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from robopolicy.cli._hydra import CONF_DIR  # noqa: E402
-from robopolicy.data.formats import export_dataset, import_dataset  # noqa: E402
-from robopolicy.data.store import EpisodeStore  # noqa: E402
-from robopolicy.data.video import FrameReader, encode_video  # noqa: E402
-from robopolicy.envs.spec import EnvSpec, ObsKeySpec  # noqa: E402
+from robopolicy.cli._hydra import CONF_DIR
+from robopolicy.data.formats import export_dataset, import_dataset
+from robopolicy.data.store import EpisodeStore
+from robopolicy.data.video import FrameReader, encode_video
+from robopolicy.envs.spec import EnvSpec, ObsKeySpec
 
 
 def synthetic_frames(rng: np.random.Generator, T: int, size: int, phase: float) -> np.ndarray:

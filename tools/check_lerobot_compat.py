@@ -28,9 +28,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from robopolicy.cli._hydra import CONF_DIR  # noqa: E402
-from robopolicy.data.formats import export_dataset, import_dataset  # noqa: E402
-from robopolicy.data.store import EpisodeStore  # noqa: E402
+from robopolicy.cli._hydra import CONF_DIR
+from robopolicy.data.formats import export_dataset, import_dataset
+from robopolicy.data.store import EpisodeStore
 
 SIZE, FPS, LENGTHS = 32, 10, (12, 9, 15)
 
@@ -87,7 +87,7 @@ def we_write_lerobot_reads(out: Path, export_cfg: dict) -> dict:
     state, action = np.stack(table["observation.state"]), np.stack(table["action"])
     ep = ds.meta.episodes[1]  # the second episode shares the first one's mp4
     path = ds.root / ds.meta.get_video_file_path(1, "observation.images.top")
-    start = int(round(ep["videos/observation.images.top/from_timestamp"] * ds.fps))
+    start = round(ep["videos/observation.images.top/from_timestamp"] * ds.fps)
     with FrameReader() as reader:
         img = reader.read(path, start + 3, 1, ds.fps)[0]
     want = store.episode(1)["top"][3]

@@ -158,7 +158,7 @@ class FrameReader:
     def _decode(self, stream, fps: float) -> Iterator[tuple[int, np.ndarray]]:
         try:
             for frame in self._container.decode(stream):
-                yield int(round(frame.time * fps)), frame.to_ndarray(format="rgb24")
+                yield round(frame.time * fps), frame.to_ndarray(format="rgb24")
         except av.FFmpegError as e:
             raise DataError(f"The video file {self._path} has undecodable frames ({type(e).__name__}); re-encode or restore it.") from None
 

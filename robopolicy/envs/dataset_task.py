@@ -15,8 +15,9 @@ tool's format (provenance ``task: dataset``) when the command line names no ``ta
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

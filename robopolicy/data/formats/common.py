@@ -21,7 +21,7 @@ from robopolicy.errors import DataError
 class Source:
     format: str
     path: str
-    spec: object  # EnvSpec (kept untyped to avoid an import cycle in type checkers)
+    spec: EnvSpec
     n_episodes: int
     n_steps: int
     fps: float

@@ -220,7 +220,7 @@ class LeRobotReader:
             if ep.get(col) is None:
                 raise DataError(f"meta/episodes of {self.root} has no {col} for episode {ep['episode_index']}; restore the episodes metadata or drop=[{name}].")
             path = template.format(video_key=name, chunk_index=int(ep[col]), file_index=int(ep[f"videos/{name}/file_index"]))
-            return self.root / path, int(round(float(ep[f"videos/{name}/from_timestamp"]) * self.fps))
+            return self.root / path, round(float(ep[f"videos/{name}/from_timestamp"]) * self.fps)
         chunk = int(ep["episode_index"]) // int(self.info.get("chunks_size", 1000))
         return self.root / template.format(video_key=name, episode_chunk=chunk, episode_index=int(ep["episode_index"])), 0
 
