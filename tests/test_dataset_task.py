@@ -68,6 +68,16 @@ def test_imported_store_picks_the_dataset_task_when_no_task_is_given(store_path,
     assert isinstance(task, DatasetTask) and cfg.task.name == "dataset"
 
 
+def test_store_recording_a_simulator_task_keeps_the_configured_task(tmp_path, monkeypatch):
+    monkeypatch.setattr(dataset_task, "task_chosen_on_command_line", lambda: False)
+    from robopolicy.envs import make_task
+
+    cfg = compose_cfg("train", ["task=planar_push", f"dataset={tmp_path}", f"run_dir={tmp_path}"])
+    store = EpisodeStore.create(tmp_path / "s.zarr", make_task(cfg.task).spec, attrs={"task": "planar_push"}, fsync=False)
+    task = resolve_task(cfg, tmp_path / "s.zarr", store)
+    assert not isinstance(task, DatasetTask) and task.name == "planar_push"
+
+
 def test_simulator_must_match_the_store(store_path):
     with pytest.raises(CheckpointError):
         DatasetTask(str(store_path), simulator="planar_push")

@@ -9,8 +9,8 @@ loss, checkpoints, W&B and ``robopolicy.load`` work as usual and rollouts are sk
 line. ``simulator`` names a task of ``tasks/`` (or is a task config with ``_target_``) whose
 spec must match the store's; its environments then serve the rollouts.
 
-:func:`resolve_task` also picks this task by itself for a store that was imported from another
-tool's format (provenance ``task: dataset``) when the command line names no ``task=``.
+:func:`resolve_task` also picks this task by itself when the command line names no ``task=`` and
+the store records no simulator task of ``tasks/`` (imports record ``task: dataset``).
 """
 
 from __future__ import annotations
@@ -92,21 +92,44 @@ def task_chosen_on_command_line() -> bool:
     return any(o.lstrip("+~").startswith("task=") for o in HydraConfig.get().overrides.task)
 
 
+def known_task_names() -> set[str]:
+    """The simulator tasks of ``tasks/``: file names and their ``name`` entries (``dataset`` excluded)."""
+    import yaml
+
+    from robopolicy.cli._hydra import CONF_DIR
+
+    names = set()
+    for path in (CONF_DIR / "task").glob("*.yaml"):
+        names.add(path.stem)
+        entry = (yaml.safe_load(path.read_text()) or {}).get("name")
+        if entry:
+            names.add(str(entry))
+    return names - {"dataset"}
+
+
+def store_names_a_simulator(store) -> bool:
+    """Whether the store's provenance records a simulator task of ``tasks/`` (collect does; imports and recordings do not)."""
+    return str(store.attrs.get("task", "")) in known_task_names()
+
+
 def resolve_task(cfg: Any, dataset: str | Path, store=None) -> Task:
-    """The task for training on ``dataset``: ``cfg.task`` unless the store was imported from another
-    tool's format (provenance ``task: dataset``) and no ``task=`` was given; then a :class:`DatasetTask`,
-    and ``cfg.task`` is replaced by its config (keeping the horizons) so the checkpoint records it."""
+    """The task for training on ``dataset``.
+
+    ``cfg.task`` when it is ``task=dataset`` or was chosen on the command line, or when the store
+    records a simulator task; otherwise (an imported or recorded store, no ``task=``) a
+    :class:`DatasetTask`, and ``cfg.task`` is replaced by its config (keeping the horizons) so the
+    checkpoint records it.
+    """
     from omegaconf import OmegaConf
 
     target = str(cfg.task.get("_target_", ""))
-    if target.endswith("DatasetTask"):
+    if target.endswith("DatasetTask") or store is None or task_chosen_on_command_line() or store_names_a_simulator(store):
         return make_task(cfg.task)
-    if store is not None and store.attrs.get("task") == "dataset" and not task_chosen_on_command_line():
-        print(f"{dataset} was imported from {store.attrs.get('source', 'another format')} and names no simulator: "
-              "training with task=dataset (spec from the store).")
-        keep = {k: cfg.task[k] for k in ("obs_horizon", "action_horizon", "exec_horizon") if k in cfg.task}
-        cfg.task = OmegaConf.create({"_target_": f"{__name__}.DatasetTask", "name": "dataset", "dataset": str(dataset), "simulator": None,
-                                     "meta_keys": ["obs_horizon", "action_horizon", "exec_horizon", "eval", "demo"],
-                                     **keep, "eval": {"episodes": 0, "num_envs": 1}, "demo": {}})
-        return make_task(cfg.task)
+    recorded = store.attrs.get("task")
+    print(f"{dataset} records {'no simulator task' if not recorded else f'the task {recorded!r}, which is no simulator task'}: "
+          "training with task=dataset (spec from the store); pass task=<name> to use a simulator.")
+    keep = {k: cfg.task[k] for k in ("obs_horizon", "action_horizon", "exec_horizon") if k in cfg.task}
+    cfg.task = OmegaConf.create({"_target_": f"{__name__}.DatasetTask", "name": "dataset", "dataset": str(dataset), "simulator": None,
+                                 "meta_keys": ["obs_horizon", "action_horizon", "exec_horizon", "eval", "demo"],
+                                 **keep, "eval": {"episodes": 0, "num_envs": 1}, "demo": {}})
     return make_task(cfg.task)
