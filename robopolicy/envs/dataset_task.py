@@ -46,7 +46,7 @@ class DatasetTask(Task):
     def __init__(self, dataset: str, simulator: str | Mapping[str, Any] | None = None, name: str = "dataset"):
         from robopolicy.data.store import EpisodeStore
 
-        if dataset in (None, "", "???"):
+        if dataset in (None, "", "???"):  # commands without a dataset= key (e.g. collect) give None
             raise TaskError("task=dataset takes its spec from the store; add dataset=<store path> to the command.")
         self.dataset = str(dataset)
         self.name = name
