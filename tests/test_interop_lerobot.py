@@ -135,3 +135,13 @@ def test_png_image_feature_imports_exactly(conf, tmp_path):
     store = EpisodeStore.open(tmp_path / "p.zarr")
     assert store.spec.obs["image"].kind == "rgb"
     assert np.array_equal(store.episode(1)["image"], toys.frames(1, 0, 2, 16))
+
+
+def test_each_exported_episode_starts_at_a_key_frame(v3_store, conf, tmp_path):
+    import av
+
+    export_dataset(v3_store.path, tmp_path / "exp", "lerobot", conf[1], progress=False)
+    with av.open(str(tmp_path / "exp/videos/observation.images.top/chunk-000/file-000.mp4")) as c:
+        s = c.streams.video[0]
+        keys = sorted(round(float(p.pts * s.time_base) * toys.FPS) for p in c.demux(s) if p.dts is not None and p.is_keyframe)
+    assert keys == [0, 6, 11]  # episode starts: 0, 6, 6+5

@@ -6,7 +6,8 @@ cannot load without system FFmpeg shared libraries, which this environment does 
 figures are in ``tools/bench_import.py``).
 
 * :class:`VideoWriter` / :func:`encode_video` write ``(N, H, W, 3)`` uint8 frames to one mp4 at a
-  constant frame rate, many episodes one after another.
+  constant frame rate; :class:`ConcatVideoWriter` joins such files (one per episode) into one mp4
+  by packet copy, the way LeRobot v3.0 keeps many episodes per file.
 * :class:`FrameReader` hands out frames ``[start, start + n)`` of a file (frame index =
   ``round(pts_seconds * fps)``), decoding forward from where the last request stopped, so reading
   the episodes of a many-episode file in order decodes each frame once.
@@ -47,7 +48,7 @@ class VideoWriter:
         if width % 2 or height % 2:
             raise DataError(f"yuv420p video needs even image sizes, got {height}x{width}; crop or resize the camera images.")
         self.path, self.frames, self.nbytes = Path(path), 0, 0
-        self._container = av.open(str(path), "w", options={"movflags": "faststart"})  # index first, as LeRobot writes
+        self._container = av.open(str(path), "w")
         self._stream = self._container.add_stream(ENCODERS[codec], rate=Fraction(fps).limit_denominator(1001))
         self._stream.width, self._stream.height, self._stream.pix_fmt = width, height, "yuv420p"
         options = {"crf": str(crf)} | _QUIET_OPTIONS.get(self._stream.codec_context.name, {})
@@ -88,6 +89,48 @@ def encode_video(path: str | Path, frames: np.ndarray, fps: float, codec: str = 
         writer.write(frames)
     finally:
         writer.close()
+
+
+class ConcatVideoWriter:
+    """One mp4 holding many separately encoded segments (one per episode), appended by packet copy.
+
+    Each segment is encoded on its own (so every episode starts at a key frame and only one
+    encoder is alive at a time) and its packets are shifted to follow the previous segment:
+    segment k's frame i is shown at ``(frames before k + i) / fps`` seconds. All segments must
+    come from the same codec settings and image size. ``frames`` / ``nbytes`` count what was added.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path, self.frames, self.nbytes = Path(path), 0, 0
+        self._out = None
+        self._stream = None
+
+    def append(self, segment: str | Path, fps: float) -> int:
+        """Add the frames of the mp4 ``segment``; returns the index of its first frame in this file."""
+        start = self.frames
+        with _open(segment) as src:
+            stream = src.streams.video[0]
+            if self._out is None:
+                self._out = av.open(str(self.path), "w", options={"movflags": "faststart"})  # index first, as LeRobot writes
+                self._stream = self._out.add_stream_from_template(stream, opaque=True)
+            offset = round(start / fps / stream.time_base)
+            n = 0
+            for packet in src.demux(stream):
+                if packet.dts is None:  # the demuxer's final empty packet
+                    continue
+                packet.pts += offset
+                packet.dts += offset
+                packet.stream = self._stream
+                self.nbytes += packet.size
+                self._out.mux(packet)
+                n += 1
+        self.frames += int(stream.frames) or n
+        return start
+
+    def close(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
 
 
 def probe_video(path: str | Path) -> dict:

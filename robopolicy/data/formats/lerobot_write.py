@@ -1,13 +1,13 @@
 """Write an episode store as a LeRobotDataset v3.0 folder (layout in ``lerobot_read``).
 
 Cameras become ``observation.images.<key>`` video features (AV1 by default, SVT-AV1 yuv420p, many
-episodes per mp4, each episode at its own ``[from_timestamp, to_timestamp)``); the low-dim key
+episodes per mp4, each episode encoded on its own, so it starts at a key frame, and appended by
+packet copy at its own ``[from_timestamp, to_timestamp)``); the low-dim key
 becomes ``observation.state`` (several: ``observation.<key>``, ``state_key`` picks the one for
 ``observation.state``); ``reward``/``success``/``done`` become ``next.reward``/``next.success``/
 ``next.done``; other numeric store keys keep their name. Data and video files roll over to the
-next ``file-XXX`` (between episodes) once they pass ``data_file_mb`` / ``video_file_mb``; a video's
-size counts the packets encoded so far, which lag the frames written by the encoder's look-ahead
-(tens of frames), so a file can pass its limit by that much. ``info.json`` carries a
+next ``file-XXX`` (between episodes) when the next episode would take them past ``data_file_mb`` /
+``video_file_mb``. ``info.json`` carries a
 ``robopolicy`` entry (action bounds, episode limit, store key names) that our importer reads back,
 so an export -> import round trip gives the same keys and spec.
 """
@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from robopolicy.data.store import EpisodeStore
-from robopolicy.data.video import VideoWriter
+from robopolicy.data.video import ConcatVideoWriter, encode_video
 from robopolicy.errors import DataError
 from robopolicy.utils import atomic_write_json
 
@@ -127,7 +127,7 @@ def write_lerobot(store: EpisodeStore, root: Path, codec: str = "av1", crf: int 
     stats = {k: _Stats() for k in cams + cols}
     data_loc, data_writer, data_bytes = (0, 0), None, 0
     video_loc = {k: (0, 0) for k in cams}
-    videos: dict[str, VideoWriter] = {}
+    videos: dict[str, ConcatVideoWriter] = {}
     episodes, index = [], 0
     try:
         for i in tqdm(range(store.n_episodes), desc="export", unit="episode", disable=not progress, leave=False):
@@ -140,7 +140,7 @@ def write_lerobot(store: EpisodeStore, root: Path, codec: str = "av1", crf: int 
                          episode_index=pa.array(np.full(T, i, np.int64)), index=pa.array(np.arange(index, index + T, dtype=np.int64)),
                          task_index=pa.array(np.full(T, task_index[ep_tasks[i][0]], np.int64)))
             table = pa.table(table)
-            if data_writer is not None and data_bytes > data_file_mb * 2**20:
+            if data_writer is not None and data_bytes + table.nbytes > data_file_mb * 2**20:
                 data_writer.close()
                 data_writer, data_bytes, data_loc = None, 0, _next_file(*data_loc)
             if data_writer is None:
@@ -155,18 +155,19 @@ def write_lerobot(store: EpisodeStore, root: Path, codec: str = "av1", crf: int 
                 s = stats_one(ep[k])
                 row.update({f"stats/{names[k]}/{n}": v for n, v in s.items()})
             for k in cams:
+                segment = root / f".segment.{k}.mp4"  # this episode alone; appended to the camera's file below
+                encode_video(segment, ep[k], fps, codec=codec, crf=crf, preset=preset)
                 w = videos.get(k)
-                if w is not None and w.nbytes > video_file_mb * 2**20:
+                if w is not None and w.nbytes + segment.stat().st_size > video_file_mb * 2**20:
                     w.close()
                     del videos[k]
                     video_loc[k] = _next_file(*video_loc[k])
                 if k not in videos:
                     path = root / f"videos/{names[k]}/chunk-{video_loc[k][0]:03d}/file-{video_loc[k][1]:03d}.mp4"
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    H, W = ep[k].shape[1:3]
-                    videos[k] = VideoWriter(path, fps, W, H, codec=codec, crf=crf, preset=preset)
-                start = videos[k].frames
-                videos[k].write(ep[k])
+                    videos[k] = ConcatVideoWriter(path)
+                start = videos[k].append(segment, fps)
+                segment.unlink()
                 stats[k].add(_image_sample(ep[k]))
                 row.update({f"videos/{names[k]}/chunk_index": video_loc[k][0], f"videos/{names[k]}/file_index": video_loc[k][1],
                             f"videos/{names[k]}/from_timestamp": start / fps, f"videos/{names[k]}/to_timestamp": (start + T) / fps})
