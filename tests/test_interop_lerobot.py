@@ -145,3 +145,12 @@ def test_each_exported_episode_starts_at_a_key_frame(v3_store, conf, tmp_path):
         s = c.streams.video[0]
         keys = sorted(round(float(p.pts * s.time_base) * toys.FPS) for p in c.demux(s) if p.dts is not None and p.is_keyframe)
     assert keys == [0, 6, 11]  # episode starts: 0, 6, 6+5
+
+
+def test_export_stats_json_per_channel_image_statistics(v3_store, conf, tmp_path):
+    export_dataset(v3_store.path, tmp_path / "exp", "lerobot", conf[1], progress=False)
+    stats = json.loads((tmp_path / "exp/meta/stats.json").read_text())
+    pixels = v3_store.get("top").reshape(-1, 3) / 255.0
+    assert np.allclose(np.array(stats["observation.images.top"]["mean"]).reshape(3), pixels.mean(0), atol=1e-6)
+    assert np.allclose(np.array(stats["observation.images.top"]["std"]).reshape(3), pixels.std(0), atol=1e-6)
+    assert np.allclose(stats["observation.state"]["max"], v3_store.get("agent_pos").max(0))

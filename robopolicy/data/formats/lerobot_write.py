@@ -29,6 +29,7 @@ from robopolicy.utils import atomic_write_json
 CHUNKS_SIZE = 1000  # LeRobot's files per chunk folder
 STEP_NAMES = {"reward": "next.reward", "success": "next.success", "done": "next.done"}
 IMAGE_STAT_FRAMES = 64  # frames per episode sampled for image statistics
+IMAGE_STAT_PIXELS = 100_000  # pixels per episode kept from those frames
 
 
 def feature_names(store: EpisodeStore, state_key: str | None) -> dict[str, str]:
@@ -82,8 +83,10 @@ class _Stats:
 
 
 def _image_sample(frames: np.ndarray) -> np.ndarray:
+    """Pixels ``(n, 3)`` in [0, 1] from up to IMAGE_STAT_FRAMES frames, at most IMAGE_STAT_PIXELS of them."""
     idx = np.linspace(0, len(frames) - 1, min(len(frames), IMAGE_STAT_FRAMES)).astype(int)
-    return (frames[idx].astype(np.float32) / 255.0).mean((1, 2))  # (n, 3): per-frame channel means
+    pixels = frames[idx].reshape(-1, frames.shape[-1])
+    return pixels[:: max(1, len(pixels) // IMAGE_STAT_PIXELS)].astype(np.float32) / 255.0
 
 
 def _tasks_table(tasks: list[str]) -> pa.Table:
