@@ -4,8 +4,9 @@
 
 1. Writes a synthetic store (two cameras, 84x84, moving smooth pattern plus sensor noise) and
    exports it as a LeRobot v3.0 folder with AV1 video (LeRobot's default; SVT-AV1, yuv420p),
-   many episodes per mp4.
-2. Times ``import_dataset`` on it: frames/s (one frame = one time step with both cameras).
+   many episodes per mp4 (each encoded on its own and appended).
+2. Times ``import_dataset`` on it: frames/s (one frame = one time step with both cameras), and
+   reading + decoding the same episodes without writing a store (the rest is the store's appends).
 3. Decodes one camera's file encoded with AV1, h264 and HEVC through PyAV (FFmpeg threads
    automatic and 1), reporting decoded frames/s; tries torchcodec and says why it is not used
    when it cannot load.
@@ -108,6 +109,14 @@ def main() -> None:
                       "seconds": round(import_s, 2), "frames_per_s": round(back.n_steps / import_s, 1),
                       "camera_frames_per_s": round(2 * back.n_steps / import_s, 1),
                       "video_abs_error": {"mean": round(float(err.mean()), 3), "p99": float(np.percentile(err, 99)), "max": int(err.max())}}))
+
+    from robopolicy.data.formats.importer import open_source
+
+    t0 = time.perf_counter()
+    n = sum(len(ep["action"]) for ep in open_source(out / "lerobot_v3", "lerobot", import_cfg).episodes())
+    read_s = time.perf_counter() - t0
+    print(json.dumps({"figure": "read_v3_av1_without_store_writes", "frames": n, "seconds": round(read_s, 2), "frames_per_s": round(n / read_s, 1),
+                      "share_of_import_time": round(read_s / import_s, 3)}))
 
     top = store.get("top")
     fps = store.spec.control_hz
