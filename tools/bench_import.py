@@ -69,14 +69,17 @@ def decode_fps(path: Path, n: int, fps: float, threads: int, repeats: int = 3) -
 
 
 def torchcodec_status(path: Path, n: int) -> dict:
+    """torchcodec's AV1 decode speed, or why it cannot run here (it needs system FFmpeg libraries)."""
     try:
         from torchcodec.decoders import VideoDecoder
-    except Exception as e:  # ImportError, or OSError when its FFmpeg libraries are missing
-        return {"decoder": "torchcodec", "available": False, "reason": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
-    t0 = time.perf_counter()
-    dec = VideoDecoder(str(path))
-    dec.get_frames_in_range(0, n)
-    return {"decoder": "torchcodec", "available": True, "frames_per_s": n / (time.perf_counter() - t0)}
+
+        t0 = time.perf_counter()
+        VideoDecoder(str(path)).get_frames_in_range(0, n)
+    except Exception as e:  # ImportError, or RuntimeError/OSError when its FFmpeg libraries are missing
+        lines = str(e).splitlines()
+        missing = next((ln.strip() for ln in lines if "cannot open shared object" in ln), "")
+        return {"decoder": "torchcodec", "available": False, "reason": f"{type(e).__name__}: {lines[0][:120]} {missing}".strip()}
+    return {"decoder": "torchcodec", "available": True, "frames_per_s": round(n / (time.perf_counter() - t0), 1)}
 
 
 def main() -> None:
