@@ -15,8 +15,8 @@ from robopolicy.data.formats import export_dataset, import_dataset
 from robopolicy.data.store import EpisodeStore
 from robopolicy.data.video import probe_video
 
-# Codec tolerance for these 16 px test images, where yuv420p chroma subsampling dominates (measured: source -> import
-# mean |error| 2.3, max 10 grey levels; import -> AV1 export -> import mean 1.7-1.9, max 9).
+# Codec tolerance for these 16 px test images, where yuv420p chroma subsampling dominates (seen here: source -> import
+# mean |error| about 2.3, max 10 grey levels; import -> AV1 export -> import mean about 1.6-1.7, max 8-10).
 MEAN_TOL, MAX_TOL = 3.0, 24
 
 
