@@ -124,3 +124,13 @@ def test_truncated_mp4_with_its_index_first(cfg, tmp_path):
     path = tmp_path / "exp/videos/observation.images.top/chunk-000/file-000.mp4"
     path.write_bytes(path.read_bytes()[: path.stat().st_size * 2 // 3])
     expect_failure(cfg, tmp_path / "exp", tmp_path / "b.zarr", "file-000.mp4")
+
+
+def test_episode_metadata_without_video_location(cfg, tmp_path):
+    import pyarrow.parquet as pq
+
+    root = toys.write_v3(tmp_path / "src", lengths=(3, 2), cams={"observation.images.top": "libx264"})
+    path = root / "meta/episodes/chunk-000/file-000.parquet"
+    table = pq.read_table(path)
+    pq.write_table(table.drop_columns(["videos/observation.images.top/from_timestamp"]), path)
+    expect_failure(cfg, root, tmp_path / "out.zarr", "videos/observation.images.top/from_timestamp", "meta/episodes")

@@ -151,7 +151,23 @@ class LeRobotReader:
         self.episodes = _episodes_v3(root) if self.v3 else _episodes_v2(root)
         if not self.episodes:
             raise DataError(f"{root} lists no episodes; import a dataset with at least one episode.")
+        self._check_episode_columns()
         self.tasks = self._tasks()
+
+    def _check_episode_columns(self) -> None:
+        """Every episode row must carry what locating its frames needs (one sentence naming the first gap)."""
+        need = ["episode_index", "length"]
+        if self.v3:
+            need += ["data/chunk_index", "data/file_index"]
+            for name, ft in self.info["features"].items():
+                if name in self.cameras and ft.get("dtype") == "video":
+                    need += [f"videos/{name}/{c}" for c in ("chunk_index", "file_index", "from_timestamp")]
+        where = "meta/episodes/*.parquet" if self.v3 else "meta/episodes.jsonl"
+        for row in self.episodes:
+            missing = [c for c in need if row.get(c) is None]
+            if missing:
+                raise DataError(f"{self.root}/{where} has no {missing[0]!r} for episode {row.get('episode_index', '?')}; "
+                                "restore the episodes metadata (or drop the camera it belongs to).")
 
     def _shape(self, name: str, ft: Mapping) -> tuple[int, ...]:
         shape = tuple(int(s) for s in ft.get("shape", ()))
@@ -217,8 +233,6 @@ class LeRobotReader:
                                                    "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4")
         if self.v3:
             col = f"videos/{name}/chunk_index"
-            if ep.get(col) is None:
-                raise DataError(f"meta/episodes of {self.root} has no {col} for episode {ep['episode_index']}; restore the episodes metadata or drop=[{name}].")
             path = template.format(video_key=name, chunk_index=int(ep[col]), file_index=int(ep[f"videos/{name}/file_index"]))
             return self.root / path, round(float(ep[f"videos/{name}/from_timestamp"]) * self.fps)
         chunk = int(ep["episode_index"]) // int(self.info.get("chunks_size", 1000))
