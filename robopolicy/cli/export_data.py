@@ -9,6 +9,7 @@ Configuration: ``conf/export.yaml``. The first bare argument (no ``=``) is taken
 
 from __future__ import annotations
 
+import os
 import sys
 
 from omegaconf import DictConfig, OmegaConf
@@ -30,6 +31,7 @@ def _main(cfg: DictConfig) -> dict:
 
 
 def main() -> None:
+    os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints a banner and notes per encoder unless told: errors only
     sys.argv = [sys.argv[0], *bare_argument_as("store", sys.argv[1:])]
     _main()
 
