@@ -134,3 +134,13 @@ def test_episode_metadata_without_video_location(cfg, tmp_path):
     table = pq.read_table(path)
     pq.write_table(table.drop_columns(["videos/observation.images.top/from_timestamp"]), path)
     expect_failure(cfg, root, tmp_path / "out.zarr", "videos/observation.images.top/from_timestamp", "meta/episodes")
+
+
+def test_cli_rename_override_with_dotted_feature_names(tmp_path):
+    from robopolicy.data.store import EpisodeStore
+
+    toys.write_v3(tmp_path / "src", lengths=(3, 2), cams={"observation.images.top": "libx264"})
+    out = tmp_path / "out.zarr"
+    proc = run_import(str(tmp_path / "src"), f"out={out}", "rename={observation.state:joints,observation.images.top:cam}", "progress=false")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(EpisodeStore.open(out).spec.obs) == ["cam", "joints"]
