@@ -126,8 +126,9 @@ def resolve_task(cfg: Any, dataset: str | Path, store=None) -> Task:
     if target.endswith("DatasetTask") or store is None or task_chosen_on_command_line() or store_names_a_simulator(store):
         return make_task(cfg.task)
     recorded = store.attrs.get("task")
-    print(f"{dataset} records {'no simulator task' if not recorded else f'the task {recorded!r}, which is no simulator task'}: "
-          "training with task=dataset (spec from the store); pass task=<name> to use a simulator.")
+    why = (f"was imported from {store.attrs.get('source', 'another format')} and names no simulator" if recorded == "dataset" else
+           f"records the task {recorded!r}, which is not one of tasks/" if recorded else "records no simulator task")
+    print(f"{dataset} {why}: training with task=dataset (spec from the store); pass task=<name> to use a simulator.")
     keep = {k: cfg.task[k] for k in ("obs_horizon", "action_horizon", "exec_horizon") if k in cfg.task}
     cfg.task = OmegaConf.create({"_target_": f"{__name__}.DatasetTask", "name": "dataset", "dataset": str(dataset), "simulator": None,
                                  "meta_keys": ["obs_horizon", "action_horizon", "exec_horizon", "eval", "demo"],
