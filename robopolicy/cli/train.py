@@ -43,7 +43,7 @@ def train(cfg: DictConfig) -> dict:
 
     from robopolicy.api import normalizer_keys
     from robopolicy.data import EpisodeStore, WindowDataset, fit_normalizer, split_episodes
-    from robopolicy.envs import make_task
+    from robopolicy.envs.dataset_task import can_roll_out, resolve_task
     from robopolicy.policies.build import build_policy
     from robopolicy.training import Trainer
     from robopolicy.training.data_checks import check_store_task
@@ -55,7 +55,7 @@ def train(cfg: DictConfig) -> dict:
         raise DataError(f"The dataset {dataset} does not exist; make one with robopolicy-collect out={dataset}.")
     OmegaConf.resolve(cfg)
     store = EpisodeStore.open(dataset)
-    task = make_task(cfg.task)
+    task = resolve_task(cfg, dataset, store)  # task=dataset (or an imported store): the spec comes from the store
     spec = task.spec
     obs_keys = list(cfg.policy.get("obs_keys") or spec.obs)
     goal_keys = list(cfg.goal["keys"] or [])
@@ -81,10 +81,11 @@ def train(cfg: DictConfig) -> dict:
 
         return run
 
+    rollouts_ok = (int(cfg.eval.every) > 0 or int(cfg.final_eval.episodes) > 0) and can_roll_out(task)
     trainer = Trainer(
         policy, train_set, cfg, run_dir, val_loader=val_loader,
-        evaluate_fn=rollouts(cfg.eval) if int(cfg.eval.every) > 0 else None,
-        final_evaluate_fn=rollouts(cfg.final_eval) if int(cfg.final_eval.episodes) > 0 else None,
+        evaluate_fn=rollouts(cfg.eval) if rollouts_ok and int(cfg.eval.every) > 0 else None,
+        final_evaluate_fn=rollouts(cfg.final_eval) if rollouts_ok and int(cfg.final_eval.episodes) > 0 else None,
         checkpoint_extra={"config": cfg, "spec": spec, "dataset": dataset, "dataset_path": str(Path(dataset).resolve()),
                           "task": task.name, "env": spec.name,
                           "episodes": {"train": len(train_idx), "val": len(val_idx)}},
