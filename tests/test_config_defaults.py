@@ -86,3 +86,16 @@ def test_yaml_and_code_defaults_agree(path, node, obj):
     for key, value in _yaml_defaults(node).items():
         if key in code:
             assert _plain(value) == _plain(code[key]), f"{path.relative_to(CONF_DIR)}: {key} is {value!r} in the YAML but {code[key]!r} in {obj.__qualname__}"
+
+
+CHECKPOINTED_GROUPS = ("policy", "net", "critic", "task", "encoder")
+
+
+@pytest.mark.parametrize("path", [p for p in YAMLS if p.relative_to(CONF_DIR).parts[0] in CHECKPOINTED_GROUPS],
+                         ids=lambda p: str(p.relative_to(CONF_DIR)))
+def test_every_class_a_checkpoint_can_name_is_allowlisted(path):
+    """A run's config.yaml carries these groups; a class missing from the allowlist makes its runs unloadable."""
+    from robopolicy.utils.safe_instantiate import CHECKPOINT_TARGETS, iter_targets
+
+    for key, target in iter_targets(OmegaConf.to_container(OmegaConf.load(path), resolve=False)):
+        assert target in CHECKPOINT_TARGETS, f"{path.relative_to(CONF_DIR)}: {key} = {target} is not in CHECKPOINT_TARGETS"

@@ -41,6 +41,8 @@ CHECKPOINT_TARGETS: tuple[str, ...] = (
     "robopolicy.envs.metaworld.MetaWorldTask",
     "robopolicy.envs.multimodal.MultimodalTask",
     "robopolicy.envs.planar_push.PlanarPushTask",
+    "robopolicy.envs.dataset_task.DatasetTask",
+    "robopolicy.runtime.robot.RobotTask",
 )
 
 
