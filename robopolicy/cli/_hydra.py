@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import functools
 import sys
@@ -34,9 +35,11 @@ CONF_DIR = resources.conf_dir()
 REPO_ROOT = resources.data_root()
 
 # Hydra flags that print something instead of running the command: passed through unchecked.
-_INFO_FLAGS = ("-h", "--help", "--hydra-help", "--version", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion",
-               "--resolve", "-p", "--package")
-_VALUE_FLAGS = ("-cd", "--config-dir", "-cp", "--config-path", "-cn", "--config-name", "--experimental-rerun")
+_INFO_FLAGS = ("-h", "--help", "--hydra-help", "--version", "-c", "--cfg", "-i", "--info", "-sc", "--shell-completion")
+# Hydra flags followed by a value (``--info`` only optionally, one of _INFO_CHOICES).
+_VALUE_FLAGS = ("-cd", "--config-dir", "-cp", "--config-path", "-cn", "--config-name", "--experimental-rerun", "-c", "--cfg",
+                "-p", "--package", "-sc", "--shell-completion")
+_INFO_CHOICES = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
 
 
 def _fail(message: str) -> None:
@@ -59,14 +62,21 @@ def report_errors(fn: Callable) -> Callable:
         except RobopolicyError as e:
             _fail(str(e))
         except MissingMandatoryValue as e:
-            key = getattr(e, "full_key", None) or "a value"
-            _fail(f"{key} is required; add {key}=<value> to the command.")
+            key = getattr(e, "full_key", None)
+            _fail(f"{key} is required; add {key}=<value> to the command." if key else f"{_one_line(e)}; add the missing value to the command.")
         except OmegaConfBaseException as e:
             key = getattr(e, "full_key", None)
             where = f" (at {key})" if key else ""
             _fail(f"{_one_line(e)}{where}; check that key's value on the command line or in its config file.")
 
     return wrapper
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse for the non-Hydra commands: a usage error is one ``error:`` line and exit 2, like the rest."""
+
+    def error(self, message: str):
+        _fail(f"{message}; run {self.prog} --help for the arguments.")
 
 
 def config_groups(extra_dirs: Sequence[Path] = ()) -> dict[str, list[Path]]:
@@ -116,7 +126,8 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str], bool, bool]:
         if name in ("-m", "--multirun"):
             multirun = True
             flags.append(arg)
-        elif name in _VALUE_FLAGS:
+        elif name in _VALUE_FLAGS or (name in ("-i", "--info") and i + 1 < len(argv) and argv[i + 1] in _INFO_CHOICES):
+            info = info or name in _INFO_FLAGS
             flags.append(arg)
             if "=" not in arg and i + 1 < len(argv):
                 i += 1

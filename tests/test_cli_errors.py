@@ -1,0 +1,167 @@
+"""Every user error of every command is one ``error:`` line on stderr and exit status 2.
+
+The commands run in-process through their real ``main`` (sys.argv patched); each case fails
+before any heavy work, so the file takes seconds. One case runs the console entry as a subprocess
+to check the real exit status.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+
+import pytest
+from omegaconf import OmegaConf
+
+from robopolicy.cli import _hydra
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MUJOCO_GL": "egl"}
+
+
+def run(command: str, args: list[str], monkeypatch, capsys) -> tuple[int, list[str]]:
+    """(exit status, stderr lines) of ``robopolicy.cli.<command>.main()`` with ``args``."""
+    module = importlib.import_module(f"robopolicy.cli.{command}")
+    monkeypatch.setattr(sys, "argv", [f"robopolicy-{command}", *args])
+    with pytest.raises(SystemExit) as exc:
+        module.main()
+    return exc.value.code, capsys.readouterr().err.strip().splitlines()
+
+
+def one_error_line(code: int, lines: list[str]) -> str:
+    assert code == 2, lines
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+@pytest.mark.parametrize("command,args,key", [
+    ("collect", ["episodes=abc"], "episodes must be an integer"),
+    ("train", ["steps=abc", "dataset=x", "run_dir=y"], "steps must be an integer"),
+    ("deploy", ["rate_hz=abc", "run_dir=x"], "rate_hz must be a number"),
+    ("eval", ["run_dir=x", "policy.sampler.steps=abc"], "policy.sampler.steps must be an integer"),
+])
+def test_wrong_type_is_one_line(command, args, key, monkeypatch, capsys):
+    assert key in one_error_line(*run(command, args, monkeypatch, capsys))
+
+
+@pytest.mark.parametrize("command,args,key", [
+    ("collect", ["episodes=0"], "episodes must be an integer >= 1, got 0"),
+    ("eval", ["run_dir=x", "episodes=0"], "episodes must be an integer >= 1 (or null), got 0"),
+    ("train", ["batch_size=0", "dataset=x", "run_dir=y"], "batch_size must be an integer >= 1, got 0"),
+    ("deploy", ["rate_hz=-5", "run_dir=x"], "rate_hz must be a number > 0, got -5"),
+    ("policy_server", ["run_dir=x", "torch_threads=0"], "torch_threads must be an integer >= 1"),
+    ("train_critic", ["gamma=2", "dataset=x", "run_dir=y"], "gamma must be a number > 0 and <= 1"),
+    ("semantics", ["budget=0"], "budget must be an integer >= 1"),
+    ("quickstart", ["demos=0"], "demos must be an integer >= 1"),
+])
+def test_out_of_range_is_refused(command, args, key, monkeypatch, capsys):
+    assert key in one_error_line(*run(command, args, monkeypatch, capsys))
+
+
+def test_range_error_shows_the_configured_default_as_the_fix(monkeypatch, capsys):
+    line = one_error_line(*run("collect", ["episodes=0"], monkeypatch, capsys))
+    assert line.endswith("pass e.g. episodes=50.")
+
+
+def test_choice_error_lists_the_choices(monkeypatch, capsys):
+    line = one_error_line(*run("semantics", ["mode=foo"], monkeypatch, capsys))
+    assert "mode must be one of train, active, transfer, got 'foo'" in line
+
+
+def test_misspelt_key_gets_the_close_match(monkeypatch, capsys):
+    line = one_error_line(*run("train", ["stpes=3"], monkeypatch, capsys))
+    assert line == "error: Unknown key 'stpes'; did you mean 'steps'?"
+
+
+def test_misspelt_nested_key_gets_the_close_match(monkeypatch, capsys):
+    line = one_error_line(*run("train", ["policy.sampler.stepz=3"], monkeypatch, capsys))
+    assert line == "error: Unknown key 'policy.sampler.stepz'; did you mean 'policy.sampler.steps'?"
+
+
+def test_key_in_the_wrong_section_points_at_the_right_one(monkeypatch, capsys):
+    line = one_error_line(*run("train", ["trainer.steps=3"], monkeypatch, capsys))
+    assert line == "error: Unknown key 'trainer.steps'; did you mean 'steps'?"
+
+
+def test_unknown_group_choice_suggests_the_close_one(monkeypatch, capsys):
+    line = one_error_line(*run("train", ["policy=besoo"], monkeypatch, capsys))
+    assert "Unknown policy 'besoo'; use policy=beso" in line
+
+
+def test_unparsable_override_is_one_line(monkeypatch, capsys):
+    line = one_error_line(*run("collect", ["episodes=[1,"], monkeypatch, capsys))
+    assert "Cannot read the override 'episodes=[1,'" in line
+
+
+def test_sweep_without_multirun_is_one_line(monkeypatch, capsys):
+    line = one_error_line(*run("collect", ["seed=1,2"], monkeypatch, capsys))
+    assert "add --multirun" in line
+
+
+def test_adding_an_existing_key_says_drop_the_plus(monkeypatch, capsys):
+    line = one_error_line(*run("train", ["+steps=3"], monkeypatch, capsys))
+    assert line == "error: The key 'steps' already exists; write steps=3 without the +."
+
+
+def test_unresolvable_interpolation_is_one_line(monkeypatch, capsys, tmp_path):
+    line = one_error_line(*run("collect", ["task=multimodal", "task.name=${nosuchkey}", f"out={tmp_path / 'x.zarr'}"], monkeypatch, capsys))
+    assert "nosuchkey" in line
+
+
+def test_missing_mandatory_value_is_one_sentence(capsys):
+    @_hydra.report_errors
+    def command():
+        return OmegaConf.create({"run_dir": "???"}).run_dir
+
+    with pytest.raises(SystemExit) as exc:
+        command()
+    line = one_error_line(exc.value.code, capsys.readouterr().err.strip().splitlines())
+    assert line == "error: run_dir is required; add run_dir=<value> to the command."
+
+
+@pytest.mark.parametrize("command", ["deploy", "eval", "policy_server"])
+def test_documented_sampler_and_task_overrides_are_accepted(command, monkeypatch, capsys, tmp_path):
+    """conf/deploy.yaml documents policy.sampler.steps=3 and task.*: composition takes them; the
+    command then stops at the missing run (its own sentence), not at an unknown key."""
+    args = [f"run_dir={tmp_path / 'nope'}", "policy.sampler.steps=3"] + ([] if command == "policy_server" else ["task.max_episode_steps=50"])
+    line = one_error_line(*run(command, args, monkeypatch, capsys))
+    assert "nope" in line and "Unknown key" not in line
+
+
+def test_user_config_dir_from_the_environment_adds_a_robot(monkeypatch, capsys, tmp_path):
+    (tmp_path / "mine" / "robot").mkdir(parents=True)
+    (tmp_path / "mine" / "robot" / "myarm.yaml").write_text("_target_: robopolicy.runtime.sim_robot.make_sim_robot\n")
+    monkeypatch.setenv("ROBOPOLICY_CONFIG_DIR", str(tmp_path / "mine"))
+    line = one_error_line(*run("deploy", ["robot=myarm", f"run_dir={tmp_path / 'nope'}"], monkeypatch, capsys))
+    assert "run_dir=" in line and "Unknown robot" not in line
+
+
+def test_user_config_dir_flag_adds_a_task(tmp_path):
+    (tmp_path / "mine" / "task").mkdir(parents=True)
+    (tmp_path / "mine" / "task" / "mytask.yaml").write_text("defaults:\n  - multimodal\n  - _self_\nname: mytask\n")
+    cfg_line = _hydra.check_command_line("collect", ["--config-dir", str(tmp_path / "mine"), "task=mytask"])
+    assert cfg_line == ["--config-dir", str(tmp_path / "mine"), "task=mytask"]
+
+
+def test_unknown_task_mentions_the_user_config_folder(monkeypatch, capsys):
+    line = one_error_line(*run("collect", ["task=mytask"], monkeypatch, capsys))
+    assert "ROBOPOLICY_CONFIG_DIR" in line
+
+
+def test_missing_user_config_dir_is_one_line(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("ROBOPOLICY_CONFIG_DIR", str(tmp_path / "absent"))
+    line = one_error_line(*run("collect", ["episodes=1"], monkeypatch, capsys))
+    assert "ROBOPOLICY_CONFIG_DIR does not exist" in line
+
+
+def test_report_usage_error_is_one_line(monkeypatch, capsys):
+    line = one_error_line(*run("report", [], monkeypatch, capsys))
+    assert "sweep_dir" in line
+
+
+def test_console_command_exits_2_with_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "robopolicy.cli.collect", "episodes=abc"], env=ENV, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stderr.count("\n"), proc.stderr.startswith("error: episodes")) == (2, 1, True), proc.stderr
