@@ -163,5 +163,12 @@ def test_report_usage_error_is_one_line(monkeypatch, capsys):
 
 def test_console_command_exits_2_with_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "robopolicy.cli.collect", "episodes=abc"], env=ENV, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert (proc.returncode, proc.stderr.count("\n"), proc.stderr.startswith("error: episodes")) == (2, 1, True), proc.stderr
+
+
+def test_sweep_value_out_of_range_stops_before_the_sweep_starts(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    line = one_error_line(*run("collect", ["--multirun", "task=multimodal", "episodes=0,1", "out=d.zarr"], monkeypatch, capsys))
+    assert "episodes must be an integer >= 1, got 0" in line
+    assert list(tmp_path.iterdir()) == []  # no multirun/ folder, no store

@@ -242,7 +242,12 @@ def check_command_line(config_name: str, argv: list[str]) -> list[str]:
     if sweeps and not multirun:
         key = sweeps[0].lstrip("+~").partition("=")[0]
         raise ConfigError(f"{sweeps[0]!r} gives several values; add --multirun to sweep over them, or write a list as {key}=[a,b].")
-    single = [arg for arg, o in zip(overrides, parsed) if not o.is_sweep_override()]  # sweeps: each job checks its own values
+    for o in parsed:  # a sweep's values, before Hydra makes the sweep folder (each job checks its whole config again)
+        rule = schema.rules.get(o.key_or_group)
+        if rule is not None and o.is_sweep_override() and not o.is_interval_sweep():
+            for value in o.sweep_iterator():
+                _schema.check(OmegaConf.create({"v": value}), _schema.Schema({"v": rule}), rename=o.key_or_group)
+    single = [arg for arg, o in zip(overrides, parsed) if not o.is_sweep_override()]
     compose = _Composer(config_name, user_dirs)
     try:
         cfg = compose(single)

@@ -274,11 +274,12 @@ def schema_for(config_name: str) -> Schema:
     return SCHEMAS.get(config_name, Schema({}))
 
 
-def check(cfg: DictConfig, schema: Schema, examples: DictConfig | None = None) -> None:
+def check(cfg: DictConfig, schema: Schema, examples: DictConfig | None = None, rename: str | None = None) -> None:
     """Raise ConfigError for the first value in ``cfg`` that its rule refuses.
 
     Keys the config does not have, and mandatory values still ``???``, are skipped (the command
-    names a missing mandatory value itself). ``examples``: a config whose values show the fix.
+    names a missing mandatory value itself). ``examples``: a config whose values show the fix;
+    ``rename``: the key to name in the message (when checking one value on its own).
     """
     for key, rule in schema.rules.items():
         value = _select(cfg, key)
@@ -286,7 +287,8 @@ def check(cfg: DictConfig, schema: Schema, examples: DictConfig | None = None) -
             continue
         example = _select(examples, key) if examples is not None else _ABSENT
         shown = _show(example, quote=False) if example is not _ABSENT and rule.accepts(example) else rule.example()
-        raise ConfigError(f"{key} must be {rule.describe()}, got {_show(value)}; pass e.g. {key}={shown}.")
+        name = rename or key
+        raise ConfigError(f"{name} must be {rule.describe()}, got {_show(value)}; pass e.g. {name}={shown}.")
 
 
 def _select(cfg: DictConfig, key: str) -> Any:
