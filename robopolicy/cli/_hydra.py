@@ -255,9 +255,11 @@ def check_command_line(config_name: str, argv: list[str]) -> list[str]:
         raise ConfigError(_composition_message(e, single, parsed, groups, compose)) from None
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(f"{_one_line(e)}; check the overrides against conf/{config_name}.yaml.") from None
-    base = _base(compose, single, groups)
     try:
-        _schema.check(cfg, schema, examples=base)
+        _schema.check(cfg, schema)
+    except ConfigError:  # again, with the defaults (composed only now: it costs a compose) as the example fix
+        _schema.check(cfg, schema, examples=_base(compose, single, groups))
+        raise
     except OmegaConfBaseException as e:  # an interpolation that cannot be resolved
         raise ConfigError(f"{_one_line(e)}; check the overrides against conf/{config_name}.yaml.") from None
     return flags + overrides + extra
@@ -296,6 +298,7 @@ def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig], object]]
         schema = _schema.schema_for(config_name)
 
         @report_errors
+        @functools.wraps(fn)  # Hydra names the job and its --help after the command's module
         def task(cfg: DictConfig):
             _schema.check(cfg, schema)  # again per job: a multirun sweep's values are checked here
             return fn(cfg)

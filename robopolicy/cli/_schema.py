@@ -206,7 +206,7 @@ SCHEMAS: dict[str, Schema] = {
         "wandb.mode": WANDB_MODE,
         "steer.k": Int(low=1),
         "steer.beta": Float(low=0),
-    }, open_sections=("task", "policy")),
+    }, open_sections=("task", "policy.sampler")),
     "deploy": Schema({
         **TASK, **SAMPLER,
         "checkpoint": Rule("str"),
@@ -234,16 +234,15 @@ SCHEMAS: dict[str, Schema] = {
         "robot.obs_latency_s": Float(low=0),
         "robot.camera_hz": Float(above=0, nullable=True),
         "robot.max_episode_steps": Int(low=1, nullable=True),
-    }, open_sections=("task", "policy")),
+    }, open_sections=("task", "policy.sampler")),
     "policy_server": Schema({
         **SAMPLER,
         "checkpoint": Rule("str"),
         "device": DEVICE,
         "bind": Rule("str"),
-        "token": Rule("str", nullable=True),
         "torch_threads": Int(low=1, nullable=True),
         "log_level": LOG_LEVEL,
-    }, open_sections=("policy",)),
+    }, open_sections=("policy.sampler",)),
     "semantics": Schema({
         **TASK,
         "mode": Choice("train", "active", "transfer"),
