@@ -24,7 +24,13 @@ from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
+from omegaconf.errors import (
+    GrammarParseError,
+    InterpolationResolutionError,
+    MissingMandatoryValue,
+    OmegaConfBaseException,
+    ValidationError,
+)
 
 from robopolicy import resources
 from robopolicy.cli import _schema
@@ -53,7 +59,7 @@ def _one_line(text: str) -> str:
 
 
 def report_errors(fn: Callable) -> Callable:
-    """Turn RobopolicyError (and OmegaConf errors raised while the command reads its config) into one line and exit 2."""
+    """Turn RobopolicyError, a missing mandatory value and a bad interpolation or value into one line and exit 2."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -64,7 +70,9 @@ def report_errors(fn: Callable) -> Callable:
         except MissingMandatoryValue as e:
             key = getattr(e, "full_key", None)
             _fail(f"{key} is required; add {key}=<value> to the command." if key else f"{_one_line(e)}; add the missing value to the command.")
-        except OmegaConfBaseException as e:
+        except (InterpolationResolutionError, ValidationError, GrammarParseError) as e:
+            # A value the user wrote (``${...}`` that does not resolve, a type OmegaConf refuses).
+            # Other OmegaConf errors (a key the code asks for that no config has) are bugs: traceback.
             key = getattr(e, "full_key", None)
             where = f" (at {key})" if key else ""
             _fail(f"{_one_line(e)}{where}; check that key's value on the command line or in its config file.")
