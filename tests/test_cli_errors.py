@@ -172,3 +172,43 @@ def test_sweep_value_out_of_range_stops_before_the_sweep_starts(monkeypatch, cap
     line = one_error_line(*run("collect", ["--multirun", "task=multimodal", "episodes=0,1", "out=d.zarr"], monkeypatch, capsys))
     assert "episodes must be an integer >= 1, got 0" in line
     assert list(tmp_path.iterdir()) == []  # no multirun/ folder, no store
+
+
+def _documented_examples():
+    """(config name, argv) of every ``#   robopolicy-<command> ...`` example in conf/<command>.yaml."""
+    import re
+    import shlex
+
+    out = []
+    for path in sorted(_hydra.CONF_DIR.glob("*.yaml")):
+        for line in path.read_text().splitlines():
+            m = re.match(r"#\s{2,}robopolicy-(\S+) (.*)", line)
+            if m and m.group(1) != "report":
+                args = re.split(r"\s+(#|\()", m.group(2))[0].replace("$TOKEN", "secret")
+                out.append((m.group(1).replace("-", "_"), shlex.split(args)))
+    return out
+
+
+@pytest.mark.parametrize("config_name,argv", _documented_examples(), ids=lambda x: " ".join(x) if isinstance(x, list) else x)
+def test_documented_example_passes_the_check(config_name, argv):
+    checked = _hydra.check_command_line(config_name, argv)
+    assert [a.lstrip("+") for a in checked[:len(argv)]] == argv  # every override kept (open sections gain ++)
+
+
+GROUP_CHOICES = [("collect", [f"task={t}"]) for t in ("metaworld", "multimodal", "planar_push")] + [
+    ("train", [f"policy={p}", f"net={n}"]) for p in ("bc", "beso", "diffusion") for n in ("mlp", "transformer", "unet")] + [
+    ("train_critic", [f"critic={c}"]) for c in ("iql", "calql")] + [
+    ("deploy", ["run_dir=x", f"runner={r}"]) for r in ("default", "eval_match")] + [
+    ("eval", ["run_dir=x", "steer=vgps", "steer.critic=x"]),
+    ("semantics", ["semantics/real_env@real_env=same_dynamics"]),
+]
+
+
+@pytest.mark.parametrize("config_name,argv", GROUP_CHOICES, ids=lambda x: " ".join(x) if isinstance(x, list) else x)
+def test_every_shipped_config_passes_its_schema(config_name, argv):
+    assert _hydra.check_command_line(config_name, argv) == argv
+
+
+def test_unknown_choice_of_a_packaged_group_is_one_line(monkeypatch, capsys):
+    line = one_error_line(*run("semantics", ["semantics/real_env@real_env=nosuch"], monkeypatch, capsys))
+    assert "Unknown semantics/real_env 'nosuch'" in line

@@ -111,7 +111,7 @@ def check_group_choices(argv: list[str], groups: dict[str, list[Path]] | None = 
     groups = config_groups() if groups is None else groups
     for arg in argv:
         key, sep, value = arg.partition("=")
-        key = key.lstrip("+~")
+        key = key.lstrip("+~").partition("@")[0]  # group@package=name: the group's folder
         if not sep or key not in groups or not value or "," in value or value.startswith(("choice(", "range(", "glob(")):
             continue
         if value == "null" or any((folder / f"{value}.yaml").is_file() for folder in groups[key]):
@@ -275,7 +275,7 @@ def check_command_line(config_name: str, argv: list[str]) -> list[str]:
 
 def _base(compose: _Composer, overrides: list[str], groups: dict) -> DictConfig | None:
     """The config with only the group choices of ``overrides`` (its values are the defaults)."""
-    choices = [a for a in overrides if a.lstrip("+~").partition("=")[0] in groups or a.startswith("hydra")]
+    choices = [a for a in overrides if a.lstrip("+~").partition("=")[0].partition("@")[0] in groups or a.startswith("hydra")]
     try:
         return compose(choices)
     except Exception:  # noqa: BLE001  (only used to show defaults in messages)
@@ -293,7 +293,7 @@ def _composition_message(e: Exception, overrides: list[str], parsed, groups: dic
             key = o.key_or_group
             if o.is_add() and key in known:
                 return f"The key {key!r} already exists; write {arg.lstrip('+')} without the +."
-            if o.is_add() or o.is_force_add() or key in groups or key.startswith("hydra.") or key in known:
+            if o.is_add() or o.is_force_add() or key.partition("@")[0] in groups or key.startswith("hydra.") or key in known:
                 continue
             return unknown_key_message(key, known)
     return f"{_one_line(e)}; check the overrides against the command's config."

@@ -223,8 +223,8 @@ SCHEMAS: dict[str, Schema] = {
         "runner.ensemble_m": Float(low=0),
         "runner.replan_every": Int(low=0),
         "runner.wait_for_chunk_s": Float(low=0),
-        "runner.hold_after_s": Float(above=0),
-        "runner.stop_after_s": Float(above=0),
+        "runner.hold_after_s": Float(above=0, nullable=True),  # null: derived from the re-plan period
+        "runner.stop_after_s": Float(above=0, nullable=True),
         "runner.first_chunk_timeout_s": Float(above=0),
         "runner.spin_s": Float(low=0),
         "runner.deadline_frac": Float(above=0, high=1),
