@@ -11,13 +11,15 @@ import importlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
 from robopolicy.cli import _hydra
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MUJOCO_GL": "egl"}
+# The subprocess imports the same robopolicy as this process (a worktree, not the venv's install).
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MUJOCO_GL": "egl", "PYTHONPATH": str(Path(_hydra.__file__).parents[2])}
 
 
 def run(command: str, args: list[str], monkeypatch, capsys) -> tuple[int, list[str]]:
