@@ -214,3 +214,15 @@ def test_every_shipped_config_passes_its_schema(config_name, argv):
 def test_unknown_choice_of_a_packaged_group_is_one_line(monkeypatch, capsys):
     line = one_error_line(*run("semantics", ["semantics/real_env@real_env=nosuch"], monkeypatch, capsys))
     assert "Unknown semantics/real_env 'nosuch'" in line
+
+
+def test_misspelt_key_in_a_sweep_stops_before_the_sweep_starts(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    line = one_error_line(*run("train", ["--multirun", "stpes=1,2"], monkeypatch, capsys))
+    assert line == "error: Unknown key 'stpes'; did you mean 'steps'?"
+
+
+def test_unknown_choice_in_a_sweep_is_one_line(monkeypatch, capsys, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    line = one_error_line(*run("train", ["--multirun", "task=multimodal,nosuch"], monkeypatch, capsys))
+    assert "Unknown task 'nosuch'" in line

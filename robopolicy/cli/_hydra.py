@@ -112,10 +112,12 @@ def check_group_choices(argv: list[str], groups: dict[str, list[Path]] | None = 
     for arg in argv:
         key, sep, value = arg.partition("=")
         key = key.lstrip("+~").partition("@")[0]  # group@package=name: the group's folder
-        if not sep or key not in groups or not value or "," in value or value.startswith(("choice(", "range(", "glob(")):
+        if not sep or key not in groups or not value or value.startswith(("choice(", "range(", "glob(", "[", "'", '"')):
             continue
-        if value == "null" or any((folder / f"{value}.yaml").is_file() for folder in groups[key]):
+        missing = [v for v in value.split(",") if v != "null" and not any((folder / f"{v}.yaml").is_file() for folder in groups[key])]
+        if not missing:  # a,b: a sweep over choices, each checked
             continue
+        value = missing[0]
         names = sorted({p.stem for folder in groups[key] for p in folder.glob("*.yaml")})
         close = difflib.get_close_matches(value, names, n=1)
         hint = f"use {key}={close[0]} (one of {', '.join(names)})" if close else f"pick one of {', '.join(names)} ({key}=<name>)"
@@ -255,12 +257,14 @@ def check_command_line(config_name: str, argv: list[str]) -> list[str]:
         if rule is not None and o.is_sweep_override() and not o.is_interval_sweep():
             for value in o.sweep_iterator():
                 _schema.check(OmegaConf.create({"v": value}), _schema.Schema({"v": rule}), rename=o.key_or_group)
-    single = [arg for arg, o in zip(overrides, parsed) if not o.is_sweep_override()]
+    # One job's command line: each sweep at its first value (the keys and the choices are checked).
+    single = [_first_of_sweep(arg, o) if o.is_sweep_override() else arg for arg, o in zip(overrides, parsed)]
+    single = [arg for arg in single if arg is not None]
     compose = _Composer(config_name, user_dirs)
     try:
         cfg = compose(single)
     except ConfigCompositionException as e:
-        raise ConfigError(_composition_message(e, single, parsed, groups, compose)) from None
+        raise ConfigError(_composition_message(e, single, groups, compose)) from None
     except (HydraException, OmegaConfBaseException) as e:
         raise ConfigError(f"{_one_line(e)}; check the overrides against conf/{config_name}.yaml.") from None
     try:
@@ -273,6 +277,16 @@ def check_command_line(config_name: str, argv: list[str]) -> list[str]:
     return flags + overrides + extra
 
 
+def _first_of_sweep(arg: str, o) -> str | None:
+    """``a=1,2`` -> ``a=1`` (prefix kept); None for an interval sweep, which has no first value."""
+    if o.is_interval_sweep():
+        return None
+    first = next(iter(o.sweep_string_iterator()), None)
+    if first is None:
+        return None
+    return f"{arg.partition('=')[0]}={first}"  # the key as written, with its + / ++ prefix and @package
+
+
 def _base(compose: _Composer, overrides: list[str], groups: dict) -> DictConfig | None:
     """The config with only the group choices of ``overrides`` (its values are the defaults)."""
     choices = [a for a in overrides if a.lstrip("+~").partition("=")[0].partition("@")[0] in groups or a.startswith("hydra")]
@@ -282,14 +296,12 @@ def _base(compose: _Composer, overrides: list[str], groups: dict) -> DictConfig 
         return None
 
 
-def _composition_message(e: Exception, overrides: list[str], parsed, groups: dict, compose: _Composer) -> str:
+def _composition_message(e: Exception, overrides: list[str], groups: dict, compose: _Composer) -> str:
     """One sentence for Hydra's multi-line composition error: the unknown key with a hint, else its first line."""
     base = _base(compose, overrides, groups)
     if base is not None:
         known = _dotted_keys(base)
-        by_arg = {arg: o for arg, o in zip(overrides, parsed)}
-        for arg in overrides:
-            o = by_arg.get(arg) or _parse([arg])[0]
+        for arg, o in zip(overrides, _parse(overrides)):
             key = o.key_or_group
             if o.is_add() and key in known:
                 return f"The key {key!r} already exists; write {arg.lstrip('+')} without the +."
