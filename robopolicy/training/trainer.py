@@ -22,18 +22,24 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from robopolicy.errors import CheckpointError, ConfigError, DataError, TrainingDivergedError
+from robopolicy.resources import conf_dir
 from robopolicy.training import checkpoint as ckpt
 from robopolicy.training.distributed import EpochIndexed, LossModule, StepBatchSampler, barrier, mean_across_ranks, setup_distributed
 from robopolicy.training.ema import WeightEMA
 from robopolicy.training.logging import RunLogger
 from robopolicy.utils import atomic_write_json, seed_everything
 
-DEFAULTS_PATH = Path(__file__).resolve().parents[2] / "conf" / "trainer" / "default.yaml"
+DEFAULTS_PATH = conf_dir() / "trainer" / "default.yaml"  # the one place the trainer defaults live
 EvaluateFn = Callable[[nn.Module, int], Mapping[str, Any]]
 
 
 def trainer_config(cfg: Any) -> DictConfig:
-    """``conf/trainer/default.yaml`` with ``cfg`` merged over it (extra keys are kept)."""
+    """``conf/trainer/default.yaml`` with ``cfg`` merged over it (extra keys are kept).
+
+    Hydra commands already include that file (``trainer@_global_: default``), so the merge changes
+    nothing for them; it gives Python callers (``Trainer(model, data, {"steps": 100})``, the mappers)
+    the same defaults without repeating them.
+    """
     user = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg or {}))
     return OmegaConf.merge(OmegaConf.load(DEFAULTS_PATH), user)
 
