@@ -34,7 +34,7 @@ class GoalBiasPolicy(Policy):
     def sample(self, obs, n=1, goal=None):
         a = _greedy(obs, self.gain)
         if goal is not None:
-            a = (a + torch.as_tensor(np.asarray(goal["state"]), dtype=torch.float32)[:, :2]).clamp(-0.1, 0.1)
+            a = (a + torch.tensor(np.array(goal["state"]), dtype=torch.float32)[:, :2]).clamp(-0.1, 0.1)
         T = self.action_horizon - self.obs_horizon + 1
         return a[:, None, None, :].expand(-1, n, T, -1).clone()
 

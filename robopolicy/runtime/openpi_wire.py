@@ -85,8 +85,8 @@ def unpack(data: bytes, max_bytes: int) -> Any:
     if len(data) > max_bytes:
         raise WireError(f"message of {len(data)} bytes exceeds max_message_bytes={max_bytes}")
     try:
-        return msgpack.unpackb(bytes(data), object_hook=_unpack_hook, raw=False, max_buffer_size=max_bytes,
-                               max_bin_len=max_bytes, max_str_len=1 << 20, max_array_len=1 << 16, max_map_len=1 << 12)
+        return msgpack.unpackb(bytes(data), object_hook=_unpack_hook, raw=False, max_bin_len=max_bytes,
+                               max_str_len=1 << 20, max_array_len=1 << 16, max_map_len=1 << 12)
     except WireError:
         raise
     except Exception as e:  # noqa: BLE001 - truncated data, extra bytes, bad keys, nesting: the sender's fault
@@ -141,8 +141,9 @@ class OpenPIPredictor:
         deadline = time.monotonic() + timeout_s
         while True:
             try:
-                ws = connect(self.uri, compression=None, max_size=self.max_reply_bytes, additional_headers=headers,
-                             open_timeout=max(0.1, min(self.timeout_s * 5, deadline - time.monotonic())))
+                ws = _connect_direct(connect, self.uri, compression=None, max_size=self.max_reply_bytes,
+                                     additional_headers=headers,
+                                     open_timeout=max(0.1, min(self.timeout_s * 5, deadline - time.monotonic())))
                 meta = unpack(ws.recv(timeout=max(0.1, deadline - time.monotonic())), self.max_reply_bytes)
                 self._ws = ws
                 return meta if isinstance(meta, dict) else {}
@@ -194,3 +195,11 @@ class OpenPIPredictor:
             except Exception:  # noqa: BLE001 - closing is best effort
                 pass
             self._ws = None
+
+
+def _connect_direct(connect, uri: str, **kwargs):
+    """websockets >= 17.1 wants ``legacy=True`` to hand out a connection outside a ``with`` block."""
+    try:
+        return connect(uri, legacy=True, **kwargs)
+    except TypeError:
+        return connect(uri, **kwargs)
