@@ -83,3 +83,9 @@ def goal_toy_factory(max_steps: int = 12):
     from _eval_toys import PointTask
 
     return GoalBiasPolicy(PointTask(max_steps).spec)
+
+
+def eval_match(episodes: int, seed: int, rate_hz: float = 10.0) -> dict:
+    """Runner settings of conf/runner/eval_match.yaml for the toys (exec_horizon 4, PointTask at 10 Hz)."""
+    return {"rate_hz": rate_hz, "duration_s": 0, "episodes": episodes, "seed": seed, "replan_every": 4,
+            "wait_for_chunk_s": 0.5, "hold_after_s": None, "stop_after_s": None, "first_chunk_timeout_s": 30.0}

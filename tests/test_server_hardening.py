@@ -257,7 +257,7 @@ def test_client_imports_without_torch_and_talks_to_the_server(server):
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('gymnasium', 'mujoco', 'hydra', 'omegaconf', 'metaworld'))\n"
         "print(a.shape, heavy)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "(4, 2) []"

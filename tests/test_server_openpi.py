@@ -8,7 +8,7 @@ import msgpack
 import numpy as np
 import pytest
 from _eval_toys import PointTask
-from _server_toys import GoalBiasPolicy
+from _server_toys import GoalBiasPolicy, eval_match
 
 from robopolicy.errors import ConfigError
 from robopolicy.evaluation import evaluate_policy
@@ -177,8 +177,7 @@ def test_runner_through_the_openpi_endpoint_matches_in_process_evaluation(endpoi
     pred = OpenPIPredictor(endpoint.endpoint, timeout_s=5.0, goal=goal)
     robot = SimRobot(lambda: TASK.make_env(), SPEC)
     robot.connect()
-    cfg = RunnerConfig.from_mapping(dict(rate_hz=SPEC.control_hz, duration_s=0, episodes=6, seed=4, replan_every=4,
-                                         wait_for_chunk_s=0.5, hold_after_s=None, stop_after_s=None, first_chunk_timeout_s=30.0))
+    cfg = RunnerConfig.from_mapping(eval_match(6, 4))
     runner = Runner(robot, pred, cfg)
     try:
         runner.run()

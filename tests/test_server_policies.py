@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from _eval_toys import PointTask
-from _server_toys import CandidatePolicy, GoalBiasPolicy, make_vgps_toy
+from _server_toys import CandidatePolicy, GoalBiasPolicy, eval_match, make_vgps_toy
 
 from robopolicy.errors import ConfigError
 from robopolicy.evaluation import evaluate_policy
@@ -107,8 +107,7 @@ def runner_successes(endpoint: str, episodes: int, seed: int, goal=None) -> list
     client = PolicyClient(endpoint, timeout_s=5.0, goal=goal)
     robot = SimRobot(lambda: TASK.make_env(), SPEC)
     robot.connect()
-    cfg = RunnerConfig.from_mapping(dict(rate_hz=SPEC.control_hz, duration_s=0, episodes=episodes, seed=seed, replan_every=4,
-                                         wait_for_chunk_s=0.5, hold_after_s=None, stop_after_s=None, first_chunk_timeout_s=30.0))
+    cfg = RunnerConfig.from_mapping(eval_match(episodes, seed))
     runner = Runner(robot, client, cfg)
     try:
         runner.run()

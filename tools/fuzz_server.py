@@ -25,7 +25,7 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from robopolicy.runtime.wire import TAG, decode, encode  # noqa: E402
+from robopolicy.runtime.wire import TAG, decode, encode
 
 GOOD_OBS = np.zeros((1, 2, 2), np.float32)
 BAD_DTYPES = ["O", "|O", "|V8", "<c8", ">f4", "<U10", "(2,)f4", "|S4", "M8[s]", "", "f4, i4", 7, None, ["<f4"], "<f16"]
@@ -39,7 +39,7 @@ def good_message(token: bytes, rid: int) -> list:
 
 def cases(rng: random.Random, token: bytes, max_bytes: int):
     """Yield (category, frames) forever."""
-    hdr = lambda **h: json.dumps({"v": 2, "op": "infer", "id": 1, **h}).encode()  # noqa: E731
+    hdr = lambda **h: json.dumps({"v": 2, "op": "infer", "id": 1, **h}).encode()
     buf = GOOD_OBS.tobytes()
     spec = {"name": "obs/pos", "dtype": "<f4", "shape": [1, 2, 2]}
     fixed = [
@@ -169,7 +169,8 @@ def fuzz(endpoint: str, token: str, n_cases: int, seed: int, seconds: float, max
                     stats["clean_errors"] += 1
                     cat["clean_errors"] += 1
             except Exception:  # noqa: BLE001 - a reply we cannot read counts as neither
-                pass
+                stats.setdefault("unreadable_replies", 0)
+                stats["unreadable_replies"] += 1
         else:
             stats["no_reply"] += 1  # ZeroMQ dropped an oversize frame (and the connection): reconnect
             sock.close(0)

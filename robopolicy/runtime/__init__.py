@@ -22,4 +22,4 @@ def __getattr__(name):
     raise AttributeError(f"module 'robopolicy.runtime' has no attribute {name!r}")
 
 
-__all__ = sorted(_EXPORTS)
+__all__ = list(_EXPORTS)

@@ -38,8 +38,14 @@ import numpy as np
 from robopolicy.errors import ConfigError
 from robopolicy.runtime.openpi_wire import PROTOCOL, VERSION, flatten, pack, unpack
 from robopolicy.runtime.pool import Busy, FairPool
-from robopolicy.runtime.server import DEFAULT_LIMITS, as_predictor, predictor_info, run_predictor, warn_if_exposed
 from robopolicy.runtime.served import RequestError
+from robopolicy.runtime.server import (
+    DEFAULT_LIMITS,
+    as_predictor,
+    predictor_info,
+    run_predictor,
+    warn_if_exposed,
+)
 from robopolicy.runtime.wire import WireError
 
 log = logging.getLogger(__name__)
@@ -59,7 +65,7 @@ class OpenPIServer:
         self.info = predictor_info(self.predictor)
         self.metadata = {**self.info, "protocol": PROTOCOL, "version": VERSION}
         self.token = token or None
-        self._auth = f"Api-Key {token}".encode("utf-8") if token else None
+        self._auth = f"Api-Key {token}".encode() if token else None
         self.max_clients, self.request_timeout_s = int(max_clients), float(request_timeout_s)
         self.pool = FairPool(int(workers or lim["workers"]), int(per_client or lim["per_client"]),
                              int(max_queue or lim["max_queue"]), name="openpi-pool")
@@ -104,7 +110,7 @@ class OpenPIServer:
                     self.rejected += 1
                     return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "too many clients\n")
             return None
-        except Exception:  # noqa: BLE001
+        except Exception:  # one connection's trouble is not the server's
             log.exception("handshake check failed")
             return connection.respond(http.HTTPStatus.INTERNAL_SERVER_ERROR, "internal error\n")
 
@@ -120,7 +126,7 @@ class OpenPIServer:
                 ws.send(self._respond(ws, message))
         except ConnectionClosed:
             pass
-        except Exception:  # noqa: BLE001 - one connection's trouble is not the server's
+        except Exception:  # one connection's trouble is not the server's
             with self._lock:
                 self.internal_errors += 1
             log.exception("openpi connection failed")
@@ -146,7 +152,7 @@ class OpenPIServer:
             with self._lock:
                 self.failed += 1
             return f"error: {e}"
-        except Exception as e:  # noqa: BLE001 - policy failures and bugs become error texts
+        except Exception as e:  # policy failures and bugs become error texts
             with self._lock:
                 self.internal_errors += 1
             log.exception("openpi request failed")

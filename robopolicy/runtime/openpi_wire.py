@@ -17,6 +17,7 @@ it needs numpy, msgpack and websockets only.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Any
@@ -25,6 +26,8 @@ import msgpack
 import numpy as np
 
 from robopolicy.runtime.wire import DTYPES, MAX_DIMS, WireError
+
+log = logging.getLogger(__name__)
 
 PROTOCOL = "openpi-websocket"
 VERSION = 1  # of our metadata fields; openpi's protocol itself carries no version
@@ -192,8 +195,8 @@ class OpenPIPredictor:
         if self._ws is not None:
             try:
                 self._ws.close()
-            except Exception:  # noqa: BLE001 - closing is best effort
-                pass
+            except Exception as e:  # noqa: BLE001 - closing is best effort
+                log.debug("closing the websocket failed: %s", e)
             self._ws = None
 
 

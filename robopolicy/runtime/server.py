@@ -34,8 +34,16 @@ import zmq
 from robopolicy.errors import ConfigError
 from robopolicy.runtime.pool import Busy, FairPool
 from robopolicy.runtime.served import RequestError, ServedPolicy
-from robopolicy.runtime.wire import (AuthError, VersionError, WireError, check_envelope, decode_arrays, decode_header,
-                                     encode, reply_id)
+from robopolicy.runtime.wire import (
+    AuthError,
+    VersionError,
+    WireError,
+    check_envelope,
+    decode_arrays,
+    decode_header,
+    encode,
+    reply_id,
+)
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +155,7 @@ class PolicyServer:
                     if self._stop.is_set():
                         break
                     log.error("ZeroMQ error in the serve loop (continuing): %s", e)
-                except Exception:  # noqa: BLE001 - the loop must survive anything
+                except Exception:  # the loop must survive anything
                     self.internal_errors += 1
                     log.exception("unexpected error in the serve loop (continuing)")
         finally:
@@ -230,7 +238,7 @@ class PolicyServer:
         except Busy as e:
             self.failed += 1
             return error_frames(rid, "busy", str(e))
-        except Exception as e:  # noqa: BLE001 - a bug must not take the server down
+        except Exception as e:  # a bug must not take the server down
             self.internal_errors += 1
             log.exception("unexpected error handling a request")
             return error_frames(rid, "internal", f"internal server error ({type(e).__name__})")
@@ -260,7 +268,7 @@ class PolicyServer:
                 frames = encode({"ok": True, "id": rid, "infer_s": infer_s, "server_s": time.perf_counter() - t_recv},
                                 {"actions": actions})
                 failed = 0
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # a bug must not take the server down
             log.exception("could not build a reply")
             frames = error_frames(rid, "internal", f"internal server error ({type(e).__name__})")
         self._outbox.put((ident, frames, failed))

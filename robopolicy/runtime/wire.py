@@ -22,7 +22,8 @@ from __future__ import annotations
 import hmac
 import json
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
