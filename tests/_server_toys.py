@@ -89,3 +89,64 @@ def eval_match(episodes: int, seed: int, rate_hz: float = 10.0) -> dict:
     """Runner settings of conf/runner/eval_match.yaml for the toys (exec_horizon 4, PointTask at 10 Hz)."""
     return {"rate_hz": rate_hz, "duration_s": 0, "episodes": episodes, "seed": seed, "replan_every": 4,
             "wait_for_chunk_s": 0.5, "hold_after_s": None, "stop_after_s": None, "first_chunk_timeout_s": 30.0}
+
+
+def make_goal_beso_run(run_dir, max_episode_steps: int = 20):
+    """An untrained tiny goal-conditioned BESO run on the multimodal task, as robopolicy-train writes it."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from robopolicy.cli._hydra import CONF_DIR
+    from robopolicy.data.normalize import Normalizer
+    from robopolicy.envs import make_task
+    from robopolicy.policies.build import build_policy
+    from robopolicy.training.checkpoint import set_latest, state_dict_for_safetensors, write_checkpoint
+
+    cfg = OmegaConf.create({"task": OmegaConf.load(CONF_DIR / "task" / "multimodal.yaml"),
+                            "policy": OmegaConf.load(CONF_DIR / "policy" / "beso.yaml"),
+                            "net": OmegaConf.load(CONF_DIR / "net" / "mlp.yaml")})
+    cfg.task.max_episode_steps = max_episode_steps
+    cfg.policy.goal_keys = ["state"]
+    cfg.net.hidden_dims = [32, 32]
+    cfg.net.t_embed_dim = 16
+    OmegaConf.resolve(cfg)
+    spec = make_task(cfg.task).spec
+    rng = np.random.default_rng(0)
+    data = {"state": rng.normal(size=(64, *spec.obs["state"].shape)).astype(np.float32),
+            "action": rng.uniform(spec.action_low, spec.action_high, size=(64, spec.action_dim)).astype(np.float32)}
+    torch.manual_seed(0)
+    policy = build_policy(cfg, spec, Normalizer.fit(data, {k: "minmax" for k in data}))
+    root = Path(run_dir) / "checkpoints"
+    write_checkpoint(root, 1, {"model.safetensors": state_dict_for_safetensors(policy), "config.yaml": OmegaConf.to_yaml(cfg),
+                               "spec.json": spec.to_dict(), "meta.json": {"step": 1, "metrics": {}, "ema": False}})
+    set_latest(root, 1)
+    return Path(run_dir)
+
+
+def make_critic_run(tmp, steps: int = 2):
+    """A critic run (robopolicy-train-critic, a few steps) on random multimodal episodes; -> run dir."""
+    from hydra import compose, initialize_config_dir
+
+    from robopolicy.cli._hydra import CONF_DIR
+    from robopolicy.data.store import EpisodeStore
+    from robopolicy.envs import make_task
+    from robopolicy.value.train import train_critic
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        spec = make_task(compose("train_critic", overrides=["task=multimodal", "dataset=x", "run_dir=x"]).task).spec
+    rng = np.random.default_rng(0)
+    store = EpisodeStore.create(tmp / "mm.zarr", spec)
+    for i in range(6):
+        T = 20
+        success = np.zeros(T, bool)
+        success[-2:] = i % 2 == 0
+        store.append_episode({"state": rng.normal(size=(T, 6)).astype(np.float32),
+                              "action": rng.uniform(-1, 1, (T, 2)).astype(np.float32),
+                              "reward": success.astype(np.float32), "success": success, "done": success.copy()})
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train_critic", overrides=["task=multimodal", f"dataset={tmp / 'mm.zarr'}", f"run_dir={tmp / 'q'}",
+                                                 f"steps={steps}", "batch_size=8", "wandb.mode=disabled", "progress=false",
+                                                 "device=cpu", "critic.hidden_dims=[16,16]", "val_fraction=0.2"])
+    train_critic(cfg)
+    return tmp / "q"
