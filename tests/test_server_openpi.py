@@ -185,3 +185,18 @@ def test_runner_through_the_openpi_endpoint_matches_in_process_evaluation(endpoi
         robot.disconnect()
         pred.close()
     assert [e["success"] for e in runner.stats.episodes] == ref
+
+
+@pytest.mark.slow
+def test_openpi_endpoint_in_a_child_process():
+    from _server_toys import goal_toy_factory
+
+    from robopolicy.runtime.server import ServerProcess
+
+    proc = ServerProcess(goal_toy_factory, {}, bind="ws://127.0.0.1:0", openpi=True)
+    try:
+        pred = OpenPIPredictor(proc.endpoint, timeout_s=10.0)
+        np.testing.assert_allclose(pred({"state": np.tile(STATE, (1, 2, 1))})[0], GREEDY)
+        pred.close()
+    finally:
+        proc.stop()

@@ -307,18 +307,19 @@ class ServerProcess:
     ``factory(**factory_kwargs)`` runs in the child and returns a Policy or a predictor; it must be
     importable by name (multiprocessing "spawn": only the factory's name and kwargs are pickled to
     start the child, nothing travels that way afterwards). ``bind`` may use port 0: the endpoint
-    actually bound is sent back. ``server_kwargs`` go to :class:`PolicyServer`.
+    actually bound is sent back. ``server_kwargs`` go to :class:`PolicyServer`, or to
+    :class:`~robopolicy.runtime.openpi_server.OpenPIServer` with ``openpi=True`` (bind ``ws://...``).
     """
 
     def __init__(self, factory, factory_kwargs: dict | None = None, bind: str = "tcp://127.0.0.1:0",
                  token: str | None = None, torch_threads: int | None = None, start_timeout_s: float = 120.0,
-                 server_kwargs: dict | None = None):
+                 server_kwargs: dict | None = None, openpi: bool = False):
         import multiprocessing as mp
 
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
         self.process = ctx.Process(target=_serve_child, args=(factory, dict(factory_kwargs or {}), bind, token, torch_threads,
-                                                              dict(server_kwargs or {}), child),
+                                                              dict(server_kwargs or {}), openpi, child),
                                    daemon=True, name="policy-server")
         self.process.start()
         child.close()
@@ -343,12 +344,17 @@ class ServerProcess:
         self.process.join(5)
 
 
-def _serve_child(factory, factory_kwargs, bind, token, torch_threads, server_kwargs, conn) -> None:
+def _serve_child(factory, factory_kwargs, bind, token, torch_threads, server_kwargs, openpi, conn) -> None:
     import signal as _signal
 
     _signal.signal(_signal.SIGTERM, lambda *_: (_ for _ in ()).throw(SystemExit(0)))
     try:
-        server = PolicyServer(factory(**factory_kwargs), bind=bind, token=token, torch_threads=torch_threads, **server_kwargs)
+        if openpi:
+            from robopolicy.runtime.openpi_server import OpenPIServer
+
+            server = OpenPIServer(factory(**factory_kwargs), bind=bind, token=token, torch_threads=torch_threads, **server_kwargs)
+        else:
+            server = PolicyServer(factory(**factory_kwargs), bind=bind, token=token, torch_threads=torch_threads, **server_kwargs)
     except Exception as e:  # noqa: BLE001 - reported to the parent as one line
         conn.send((False, f"{type(e).__name__}: {e}"))
         return
