@@ -237,7 +237,7 @@ def test_bounded_seeded_fuzz_then_a_good_request_is_answered(server):
     spec = importlib.util.spec_from_file_location("fuzz_server", REPO / "tools" / "fuzz_server.py")
     fuzz = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fuzz)
-    st = fuzz.fuzz(server.endpoint, "s3cret", n_cases=150, seed=1, seconds=60, max_bytes=1 << 16, reply_timeout_s=2.0)
+    st = fuzz.fuzz(server.endpoint, "s3cret", n_cases=150, seed=1, seconds=60, max_bytes=1 << 16, reply_timeout_s=1.0)
     assert st["cases"] == 150
     assert st["crashes"] == 0
     assert st["data_lost"] == 0

@@ -3,8 +3,8 @@
     python tools/fuzz_server.py                         # 2000 cases or 120 s, seed 0
     python tools/fuzz_server.py --cases 500 --seed 3 --seconds 30
 
-Starts a server (a child process serving robopolicy.runtime.fakes.GoToGoal, token "fuzz-token")
-on 127.0.0.1, then sends malformed tags, tokens, headers, shapes, dtypes, sizes and ops, plus
+Starts a server (a child process serving an untrained BESO on --task, or with --policy fake
+robopolicy.runtime.fakes.GoToGoal; token "fuzz-token") on 127.0.0.1, then sends malformed tags, tokens, headers, shapes, dtypes, sizes and ops, plus
 random mutations of a good request. Meanwhile a second client sends good requests with a known
 answer. Prints: cases tried / clean errors / accepted / no reply (dropped by ZeroMQ's size limit)
 / crashes / data lost, where a crash is the server no longer answering a good request and data
@@ -27,21 +27,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from robopolicy.runtime.wire import TAG, decode, encode
 
-GOOD_OBS = np.zeros((1, 2, 2), np.float32)
 BAD_DTYPES = ["O", "|O", "|V8", "<c8", ">f4", "<U10", "(2,)f4", "|S4", "M8[s]", "", "f4, i4", 7, None, ["<f4"], "<f16"]
 BAD_SHAPES = [[-1, 2], [1.5, 2], [True, 2], ["2", 2], [2 ** 64], [2 ** 70, 2 ** 70], [2 ** 31] * 3, [1] * 40, "12", None,
               {"a": 1}, [0, 2 ** 63], [10 ** 30]]
 
 
-def good_message(token: bytes, rid: int) -> list:
-    return encode({"op": "infer", "id": rid}, {"obs/pos": GOOD_OBS}, token=token)
+def good_obs(info: dict) -> dict[str, np.ndarray]:
+    """A valid observation for the served policy, from its ``info`` (key shapes default to (2,))."""
+    shapes = info.get("obs_shapes", {})
+    return {f"obs/{k}": np.zeros((1, info["obs_horizon"], *shapes.get(k, [2])), np.float32) for k in info["obs_keys"]}
 
 
-def cases(rng: random.Random, token: bytes, max_bytes: int):
-    """Yield (category, frames) forever."""
+def good_message(obs: dict, token: bytes, rid: int) -> list:
+    return encode({"op": "infer", "id": rid}, obs, token=token)
+
+
+def cases(rng: random.Random, token: bytes, max_bytes: int, obs: dict):
+    """Yield (category, frames) forever; ``obs``: a valid observation (its first key is mangled)."""
     hdr = lambda **h: json.dumps({"v": 2, "op": "infer", "id": 1, **h}).encode()
-    buf = GOOD_OBS.tobytes()
-    spec = {"name": "obs/pos", "dtype": "<f4", "shape": [1, 2, 2]}
+    name, first = next(iter(obs.items()))
+    buf = first.tobytes()
+    spec = {"name": name, "dtype": "<f4", "shape": list(first.shape)}
+    shape1 = [*first.shape[:-1], first.shape[-1] + 1]
     fixed = [
         ("tag", [b"", token, hdr(arrays=[spec]), buf]),
         ("tag", [b"robopolicy-wire/1", token, hdr(arrays=[spec]), buf]),
@@ -68,10 +75,10 @@ def cases(rng: random.Random, token: bytes, max_bytes: int):
         ("op", [TAG, token, hdr(arrays=[dict(spec, name="evil")]), buf]),
         ("op", [TAG, token, hdr(arrays=[dict(spec, name="obs/other")]), buf]),
         ("op", [TAG, token, hdr(arrays=[spec, spec]), buf, buf]),
-        ("op", [TAG, token, hdr(arrays=[dict(spec, dtype="<f8")]), np.zeros((1, 2, 2)).tobytes()]),
-        ("op", [TAG, token, hdr(arrays=[dict(spec, shape=[1, 2, 3])]), np.zeros((1, 2, 3), np.float32).tobytes()]),
+        ("op", [TAG, token, hdr(arrays=[dict(spec, dtype="<f8")]), np.zeros(first.shape).tobytes()]),
+        ("op", [TAG, token, hdr(arrays=[dict(spec, shape=shape1)]), np.zeros(shape1, np.float32).tobytes()]),
         ("op", [TAG, token, hdr(arrays=[dict(spec, shape=[0])]), b""]),
-        ("op", [TAG, token, hdr(arrays=[spec]), np.full((1, 2, 2), np.nan, np.float32).tobytes()]),
+        ("op", [TAG, token, hdr(arrays=[spec]), np.full(first.shape, np.nan, np.float32).tobytes()]),
         ("op", [TAG, token, hdr(arrays=[spec, {"name": "prefix", "dtype": "<f4", "shape": [3, 7]}]), buf,
                 np.zeros((3, 7), np.float32).tobytes()]),
         ("size", [TAG, token, hdr(arrays=[spec]), buf[:-1]]),
@@ -87,7 +94,7 @@ def cases(rng: random.Random, token: bytes, max_bytes: int):
     fixed += [("dtype", [TAG, token, hdr(arrays=[dict(spec, dtype=d)]), buf]) for d in BAD_DTYPES]
     fixed += [("shape", [TAG, token, hdr(arrays=[dict(spec, shape=s)]), buf]) for s in BAD_SHAPES]
     yield from fixed
-    good = [bytes(f) for f in good_message(token, 1)]
+    good = [bytes(f) for f in good_message(obs, token, 1)]
     while True:  # random mutations of a good message
         frames = list(good)
         kind = rng.choice(["flip", "truncate", "extend", "drop", "dup", "swap", "header"])
@@ -122,7 +129,7 @@ def fuzz(endpoint: str, token: str, n_cases: int, seed: int, seconds: float, max
     ctx = zmq.Context()
     tok = token.encode()
     rng = random.Random(seed)
-    stats = {"cases": 0, "clean_errors": 0, "accepted": 0, "no_reply": 0, "crashes": 0, "data_lost": 0,
+    stats = {"deterministic": None, "cases": 0, "clean_errors": 0, "accepted": 0, "no_reply": 0, "crashes": 0, "data_lost": 0,
              "good_requests": 0, "by_category": {}}
     good = ctx.socket(zmq.DEALER)
     good.setsockopt(zmq.LINGER, 0)
@@ -137,8 +144,13 @@ def fuzz(endpoint: str, token: str, n_cases: int, seed: int, seconds: float, max
         s.connect(endpoint)
         return s
 
+    good.send_multipart(encode({"op": "info", "id": 0}, token=tok))
+    if not good.poll(int(reply_timeout_s * 5000)):
+        raise SystemExit(f"the server at {endpoint} does not answer; nothing to fuzz")
+    obs = good_obs(decode(good.recv_multipart())[0]["info"])
+
     def good_round_trip(rid: int):
-        good.send_multipart(good_message(tok, rid))
+        good.send_multipart(good_message(obs, tok, rid))
         if not good.poll(int(reply_timeout_s * 1000) * 5):
             return None
         rep, arrays = decode(good.recv_multipart())
@@ -147,7 +159,16 @@ def fuzz(endpoint: str, token: str, n_cases: int, seed: int, seconds: float, max
     expected = good_round_trip(0)
     if expected is None:
         raise SystemExit(f"the server at {endpoint} does not answer a good request; nothing to fuzz")
-    for i, (category, frames) in enumerate(cases(rng, tok, max_bytes)):
+    # A sampling policy answers differently each time: then a good answer is one of the right shape,
+    # finite; a deterministic one (two equal answers) must also repeat its first answer exactly.
+    deterministic = np.array_equal(expected, good_round_trip(-1))
+
+    def lost(got) -> bool:
+        if got.shape != expected.shape or got.dtype != expected.dtype or not np.isfinite(got).all():
+            return True
+        return deterministic and not np.array_equal(got, expected)
+
+    for i, (category, frames) in enumerate(cases(rng, tok, max_bytes, obs)):
         if i >= n_cases or time.monotonic() > t_end:
             break
         if sock is None:
@@ -181,14 +202,15 @@ def fuzz(endpoint: str, token: str, n_cases: int, seed: int, seconds: float, max
             if got is None:
                 stats["crashes"] += 1
                 break
-            if not np.array_equal(got, expected):
+            if lost(got):
                 stats["data_lost"] += 1
     stats["good_requests"] += 1
     got = good_round_trip(10 ** 9)
     if got is None:
         stats["crashes"] += 1
-    elif not np.array_equal(got, expected):
+    elif lost(got):
         stats["data_lost"] += 1
+    stats["deterministic"] = bool(deterministic)
     if sock is not None:
         sock.close(0)
     good.close(0)
@@ -202,12 +224,23 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=120.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-bytes", type=int, default=1 << 20, help="the server's max_message_bytes")
+    ap.add_argument("--policy", choices=["fake", "beso"], default="beso",
+                    help="beso: an untrained BESO on --task behind ServedPolicy (request checks on); fake: GoToGoal")
+    ap.add_argument("--task", default="multimodal")
     args = ap.parse_args()
-    from robopolicy.runtime.fakes import GoToGoal
     from robopolicy.runtime.server import ServerProcess
 
     token = "fuzz-token"
-    proc = ServerProcess(GoToGoal, {"horizon": 8}, bind="tcp://127.0.0.1:0",
+    if args.policy == "beso":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_runner import build_untrained
+
+        factory, kw = build_untrained, {"task": args.task, "policy": "beso", "steps": 3, "sampler": "ddim"}
+    else:
+        from robopolicy.runtime.fakes import GoToGoal
+
+        factory, kw = GoToGoal, {"horizon": 8}
+    proc = ServerProcess(factory, kw, bind="tcp://127.0.0.1:0",
                          token=token, server_kwargs={"max_message_bytes": args.max_bytes})
     try:
         t0 = time.monotonic()
@@ -217,10 +250,11 @@ def main() -> None:
     finally:
         proc.stop()
     print(f"# python tools/fuzz_server.py --cases {args.cases} --seconds {args.seconds:g} --seed {args.seed} "
-          f"--max-bytes {args.max_bytes}")
+          f"--max-bytes {args.max_bytes} --policy {args.policy} --task {args.task}")
     print(f"cases tried {st['cases']} / clean errors {st['clean_errors']} / accepted {st['accepted']} / "
           f"no reply (oversize, dropped by ZeroMQ) {st['no_reply']} / crashes {st['crashes']} / data lost {st['data_lost']}"
-          f" (good requests {st['good_requests']}, {st['seconds']} s, server alive: {st['server_alive']})")
+          f" (good requests {st['good_requests']}, answers compared exactly: {st['deterministic']}, {st['seconds']} s, "
+          f"server alive: {st['server_alive']})")
     for cat, c in sorted(st["by_category"].items()):
         print(f"  {cat:10s} cases {c['cases']:5d}  clean errors {c['clean_errors']:5d}")
 
