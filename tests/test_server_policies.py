@@ -134,3 +134,33 @@ def test_vgps_policy_through_the_server_matches_in_process_evaluation(serve):
     srv = serve(make_vgps_toy(SPEC))
     assert runner_successes(srv.endpoint, 6, seed=4) == ref
     assert 0 < sum(ref) < 6
+
+
+def test_one_sample_at_a_time_per_model(serve):
+    """Two clients at once never run the model's sample concurrently (schedulers keep state)."""
+    import threading
+    import time
+
+    class Probe(GoalBiasPolicy):
+        def __init__(self, spec):
+            super().__init__(spec)
+            self.inside, self.overlaps = 0, 0
+
+        def sample(self, obs, n=1, goal=None):
+            self.inside += 1
+            self.overlaps += self.inside > 1
+            time.sleep(0.05)
+            self.inside -= 1
+            return super().sample(obs, n, goal)
+
+    probe = Probe(SPEC)
+    srv = serve(probe, workers=2)
+    clients = [PolicyClient(srv.endpoint, timeout_s=10.0) for _ in range(2)]
+    threads = [threading.Thread(target=lambda c=c: [c(OBS) for _ in range(4)]) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for c in clients:
+        c.close()
+    assert probe.overlaps == 0

@@ -45,8 +45,10 @@ class ServedPolicy:
             self.supports_prefix = "prefix_actions" in inspect.signature(policy.sample).parameters
         except (TypeError, ValueError):
             self.supports_prefix = False
-        # A steered policy draws its choice from its own torch.Generator, which threads must not share.
-        self._lock = threading.Lock() if self.steered else None
+        # One sample at a time per model: diffusers schedulers keep per-call state (timesteps, step
+        # index, solver history) and a steered policy draws from its own torch.Generator, neither of
+        # which threads may share. Request checks and encoding still overlap across the pool.
+        self._lock = threading.Lock()
         if torch_threads:
             torch.set_num_threads(int(torch_threads))
         policy.eval()
@@ -113,12 +115,8 @@ class ServedPolicy:
         kwargs = {"goal": g}
         if p is not None and self.supports_prefix:
             kwargs["prefix_actions"] = torch.as_tensor(p)[None]
-        with torch.inference_mode():
-            if self._lock is not None:
-                with self._lock:
-                    out = self.policy.sample(o, n=1, **kwargs)
-            else:
-                out = self.policy.sample(o, n=1, **kwargs)
+        with self._lock, torch.inference_mode():
+            out = self.policy.sample(o, n=1, **kwargs)
         actions = out.detach().cpu().numpy()[0, 0].astype(np.float32)
         if p is not None and not self.supports_prefix:
             actions[: len(p)] = p[: len(actions)]  # no inpainting in this policy: keep the committed actions
