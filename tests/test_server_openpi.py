@@ -200,3 +200,24 @@ def test_openpi_endpoint_in_a_child_process():
         pred.close()
     finally:
         proc.stop()
+
+
+def test_bounded_seeded_fuzz_of_the_openpi_endpoint_then_a_good_request_is_answered():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("fuzz_server", Path(__file__).resolve().parents[1] / "tools" / "fuzz_server.py")
+    fuzz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fuzz)
+    srv, th = serve_openpi_in_thread(GoalBiasPolicy(SPEC), token="k3y", max_message_bytes=1 << 16)
+    try:
+        st = fuzz.fuzz_openpi(srv.endpoint, "k3y", n_cases=120, seed=2, seconds=60, max_bytes=1 << 16, reply_timeout_s=1.0)
+        assert st["cases"] == 120
+        assert st["crashes"] == 0
+        assert st["data_lost"] == 0
+        pred = OpenPIPredictor(srv.endpoint, token="k3y", timeout_s=5.0)
+        np.testing.assert_allclose(pred({"state": np.tile(STATE, (1, 2, 1))})[0], GREEDY)
+        pred.close()
+    finally:
+        srv.stop()
+        th.join(5)

@@ -2,6 +2,7 @@
 
     python tools/fuzz_server.py                         # 2000 cases or 120 s, seed 0
     python tools/fuzz_server.py --cases 500 --seed 3 --seconds 30
+    python tools/fuzz_server.py --endpoint openpi        # the openpi websocket endpoint
 
 Starts a server (a child process serving an untrained BESO on --task, or with --policy fake
 robopolicy.runtime.fakes.GoToGoal; token "fuzz-token") on 127.0.0.1, then sends malformed tags, tokens, headers, shapes, dtypes, sizes and ops, plus
@@ -218,6 +219,97 @@ def fuzz(endpoint: str, token: str, n_cases: int, seed: int, seconds: float, max
     return stats
 
 
+def openpi_cases(rng: random.Random, max_bytes: int, obs: dict):
+    """Yield (category, message) forever for the openpi endpoint; ``obs``: a valid observation."""
+    import msgpack
+
+    from robopolicy.runtime.openpi_wire import pack
+
+    name, first = next(iter(obs.items()))
+    nd = lambda **kw: {b"__ndarray__": True, b"data": first.tobytes(), b"dtype": "<f4", b"shape": list(first.shape), **kw}
+    fixed = [
+        ("text", "hello"), ("text", "\u2603" * 1000), ("bytes", b""), ("bytes", b"\xc1"), ("bytes", b"\xff" * 100),
+        ("msgpack", msgpack.packb([1, 2, 3])), ("msgpack", msgpack.packb(None)), ("msgpack", msgpack.packb("state")),
+        ("msgpack", msgpack.packb({})), ("msgpack", msgpack.packb({name: None})), ("msgpack", msgpack.packb({name: "x"})),
+        ("msgpack", msgpack.packb({1: 2})), ("msgpack", b"\x91" * 100000), ("msgpack", msgpack.packb({name: [[[[]]]]})),
+        ("msgpack", msgpack.packb({"goal": 5, name: nd()})), ("msgpack", msgpack.packb({"prefix": "x", name: nd()})),
+        ("msgpack", msgpack.packb({"goal": {"state": nd()}, name: nd()})),
+        ("size", b"\0" * (max_bytes + 1)),  # websockets closes the connection (1009)
+        ("size", msgpack.packb({name: nd(data=b"\0" * 3)})), ("size", msgpack.packb({name: nd(shape=[2 ** 32] * 3)})),
+    ]
+    fixed += [("dtype", msgpack.packb({name: nd(dtype=d)})) for d in ["O", "|O", ">f4", "<U4", "(2,)f4", "<c8", "", 7, None]]
+    fixed += [("shape", msgpack.packb({name: nd(shape=sh)})) for sh in [[-1], [1.5], [True], ["2"], None, "3", [1] * 40]]
+    yield from fixed
+    good = pack({k: v[0] for k, v in obs.items()})
+    while True:
+        m = bytearray(good)
+        kind = rng.choice(["flip", "truncate", "extend"])
+        if kind == "flip":
+            for _ in range(rng.randint(1, 4)):
+                m[rng.randrange(len(m))] = rng.randrange(256)
+        elif kind == "truncate":
+            m = m[: rng.randrange(len(m))]
+        else:
+            m += bytes(rng.randrange(256) for _ in range(rng.randint(1, 64)))
+        yield f"mutate-{kind}", bytes(m)
+
+
+def fuzz_openpi(uri: str, token: str, n_cases: int, seed: int, seconds: float, max_bytes: int, reply_timeout_s: float = 2.0) -> dict:
+    """The openpi endpoint's version of :func:`fuzz`: error texts are the clean errors."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    from robopolicy.runtime.openpi_wire import OpenPIPredictor, _connect_direct
+
+    rng = random.Random(seed)
+    stats = {"cases": 0, "clean_errors": 0, "accepted": 0, "no_reply": 0, "crashes": 0, "data_lost": 0, "good_requests": 0,
+             "by_category": {}}
+    good = OpenPIPredictor(uri, token=token, timeout_s=reply_timeout_s * 5)
+    obs = {k: np.zeros((1, good.obs_horizon, *good.metadata.get("obs_shapes", {}).get(k, [2])), np.float32) for k in good.obs_keys}
+    expected = good(obs)
+    headers = {"Authorization": f"Api-Key {token}"}
+    ws, t_end = None, time.monotonic() + seconds
+    for i, (category, message) in enumerate(openpi_cases(rng, max_bytes, obs)):
+        if i >= n_cases or time.monotonic() > t_end:
+            break
+        if ws is None:
+            ws = _connect_direct(connect, uri, compression=None, max_size=None, additional_headers=headers)
+            ws.recv(timeout=reply_timeout_s * 5)  # metadata
+        stats["cases"] += 1
+        cat = stats["by_category"].setdefault(category.split("-")[0], {"cases": 0, "clean_errors": 0})
+        cat["cases"] += 1
+        try:
+            ws.send(message)
+            rep = ws.recv(timeout=reply_timeout_s)
+            if isinstance(rep, str) and rep.startswith("error: "):
+                stats["clean_errors"] += 1
+                cat["clean_errors"] += 1
+            else:
+                stats["accepted"] += 1
+        except (ConnectionClosed, TimeoutError):
+            stats["no_reply"] += 1  # the oversize message: websockets closed this connection
+            ws = None
+        if i % 10 == 0:
+            stats["good_requests"] += 1
+            try:
+                got = good(obs)
+            except Exception:  # noqa: BLE001 - any failure of a good request is a crash
+                stats["crashes"] += 1
+                break
+            if got.shape != expected.shape or not np.isfinite(got).all():
+                stats["data_lost"] += 1
+    stats["good_requests"] += 1
+    try:
+        got = good(obs)
+        stats["data_lost"] += int(got.shape != expected.shape or not np.isfinite(got).all())
+    except Exception:  # noqa: BLE001
+        stats["crashes"] += 1
+    good.close()
+    if ws is not None:
+        ws.close()
+    return stats
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", type=int, default=2000)
@@ -227,6 +319,7 @@ def main() -> None:
     ap.add_argument("--policy", choices=["fake", "beso"], default="beso",
                     help="beso: an untrained BESO on --task behind ServedPolicy (request checks on); fake: GoToGoal")
     ap.add_argument("--task", default="multimodal")
+    ap.add_argument("--endpoint", choices=["zmq", "openpi"], default="zmq")
     args = ap.parse_args()
     from robopolicy.runtime.server import ServerProcess
 
@@ -240,20 +333,21 @@ def main() -> None:
         from robopolicy.runtime.fakes import GoToGoal
 
         factory, kw = GoToGoal, {"horizon": 8}
-    proc = ServerProcess(factory, kw, bind="tcp://127.0.0.1:0",
+    openpi = args.endpoint == "openpi"
+    proc = ServerProcess(factory, kw, bind="ws://127.0.0.1:0" if openpi else "tcp://127.0.0.1:0", openpi=openpi,
                          token=token, server_kwargs={"max_message_bytes": args.max_bytes})
     try:
         t0 = time.monotonic()
-        st = fuzz(proc.endpoint, token, args.cases, args.seed, args.seconds, args.max_bytes)
+        st = (fuzz_openpi if openpi else fuzz)(proc.endpoint, token, args.cases, args.seed, args.seconds, args.max_bytes)
         st["seconds"] = round(time.monotonic() - t0, 1)
         st["server_alive"] = proc.process.is_alive()
     finally:
         proc.stop()
     print(f"# python tools/fuzz_server.py --cases {args.cases} --seconds {args.seconds:g} --seed {args.seed} "
-          f"--max-bytes {args.max_bytes} --policy {args.policy} --task {args.task}")
+          f"--max-bytes {args.max_bytes} --policy {args.policy} --task {args.task} --endpoint {args.endpoint}")
     print(f"cases tried {st['cases']} / clean errors {st['clean_errors']} / accepted {st['accepted']} / "
-          f"no reply (oversize, dropped by ZeroMQ) {st['no_reply']} / crashes {st['crashes']} / data lost {st['data_lost']}"
-          f" (good requests {st['good_requests']}, answers compared exactly: {st['deterministic']}, {st['seconds']} s, "
+          f"no reply (oversize, connection dropped) {st['no_reply']} / crashes {st['crashes']} / data lost {st['data_lost']}"
+          f" (good requests {st['good_requests']}, answers compared exactly: {st.get('deterministic', False)}, {st['seconds']} s, "
           f"server alive: {st['server_alive']})")
     for cat, c in sorted(st["by_category"].items()):
         print(f"  {cat:10s} cases {c['cases']:5d}  clean errors {c['clean_errors']:5d}")
