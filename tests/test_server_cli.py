@@ -104,3 +104,11 @@ def test_goal_missing_a_key_is_one_sentence(server):
     zmq_ep, _, _ = server
     with pytest.raises(ConfigError, match=r"^The goal lacks key\(s\) \['state'\]; the served policy needs goal keys \['state'\]\.$"):
         PolicyClient(zmq_ep, token="tok", timeout_s=30.0, goal={"other": [1.0]})
+
+
+def test_server_without_any_endpoint_is_one_sentence(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "robopolicy.cli.policy_server", f"run_dir={tmp_path}", "bind=null"],
+                          env=env(), capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: Neither bind= nor openpi= is set")
+    assert proc.stderr.count("\n") == 1
