@@ -8,7 +8,7 @@ import msgpack
 import numpy as np
 import pytest
 from _eval_toys import PointTask
-from _server_toys import GoalBiasPolicy, eval_match
+from _server_toys import PHASE, GoalBiasPolicy, eval_match
 
 from robopolicy.errors import ConfigError
 from robopolicy.evaluation import evaluate_policy
@@ -175,7 +175,7 @@ def test_runner_through_the_openpi_endpoint_matches_in_process_evaluation(endpoi
     goal = {"state": np.array([0.0, 0.02, 0.0, 0.0], np.float32)}
     ref = evaluate_policy(GoalBiasPolicy(SPEC), TASK, 6, seed=4, goal=goal, progress=False)["successes"]
     pred = OpenPIPredictor(endpoint.endpoint, timeout_s=5.0, goal=goal)
-    robot = SimRobot(lambda: TASK.make_env(), SPEC)
+    robot = SimRobot(lambda: TASK.make_env(), SPEC, phase=PHASE)
     robot.connect()
     cfg = RunnerConfig.from_mapping(eval_match(6, 4))
     runner = Runner(robot, pred, cfg)
@@ -221,3 +221,14 @@ def test_bounded_seeded_fuzz_of_the_openpi_endpoint_then_a_good_request_is_answe
     finally:
         srv.stop()
         th.join(5)
+
+
+def test_openpi_endpoint_on_all_interfaces_without_token_warns(caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="robopolicy.runtime.server"):
+        srv, th = serve_openpi_in_thread(GoalBiasPolicy(SPEC), bind="ws://0.0.0.0:0")
+    srv.stop()
+    th.join(5)
+    assert srv.exposed_without_token
+    assert "without a token" in caplog.text

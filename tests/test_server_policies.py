@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 from _eval_toys import PointTask
-from _server_toys import CandidatePolicy, GoalBiasPolicy, eval_match, make_vgps_toy
+from _server_toys import (
+    PHASE,
+    CandidatePolicy,
+    GoalBiasPolicy,
+    eval_match,
+    make_vgps_toy,
+)
 
 from robopolicy.errors import ConfigError
 from robopolicy.evaluation import evaluate_policy
@@ -105,7 +111,7 @@ def test_read_goal_bad_file_is_one_sentence(tmp_path):
 def runner_successes(endpoint: str, episodes: int, seed: int, goal=None) -> list[bool]:
     """The runner on the simulated PointTask through the server, with the eval-matching settings."""
     client = PolicyClient(endpoint, timeout_s=5.0, goal=goal)
-    robot = SimRobot(lambda: TASK.make_env(), SPEC)
+    robot = SimRobot(lambda: TASK.make_env(), SPEC, phase=PHASE)
     robot.connect()
     cfg = RunnerConfig.from_mapping(eval_match(episodes, seed))
     runner = Runner(robot, client, cfg)
