@@ -15,7 +15,8 @@ Here:
   policy's ``To`` steps, as at an episode start) or a ``(To, *shape)`` history; optionally
   ``"goal"`` {key: (*shape)} and ``"prefix"`` (m, A); other keys (openpi's ``"prompt"``) are
   ignored;
-* reply: ``{"actions": (T, A) float32, "server_timing": {"infer_ms": ..}}``; any error is a text
+* reply: ``{"actions": (T, A) float32, "server_timing": {"infer_ms": .., "server_ms": ..}}``
+  (the policy's own time, and receipt to reply); any error is a text
   message and the connection stays open.
 
 Same hardening as the ZeroMQ server: the token is checked in constant time during the HTTP
@@ -144,10 +145,11 @@ class OpenPIServer:
             with self._lock:
                 self.requests += 1
             t0 = time.perf_counter()
-            fut = self.pool.submit(id(ws), lambda: run_predictor(self.predictor, obs, prefix, goal))
-            actions = fut.result(timeout=self.request_timeout_s)
+            fut = self.pool.submit(id(ws), lambda: _timed(run_predictor, self.predictor, obs, prefix, goal))
+            actions, infer_s = fut.result(timeout=self.request_timeout_s)
+            # infer_ms: the policy alone (as the ZeroMQ server's infer_s); server_ms: receipt to reply
             return pack({"actions": np.asarray(actions, np.float32),
-                         "server_timing": {"infer_ms": (time.perf_counter() - t0) * 1000.0}})
+                         "server_timing": {"infer_ms": infer_s * 1000.0, "server_ms": (time.perf_counter() - t0) * 1000.0}})
         except (WireError, RequestError, Busy) as e:
             with self._lock:
                 self.failed += 1
@@ -179,6 +181,12 @@ class OpenPIServer:
         if prefix is not None and not isinstance(prefix, np.ndarray):
             raise RequestError("'prefix' must be an array (m, A)")
         return obs, goal or None, prefix
+
+
+def _timed(fn, *args):
+    t0 = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - t0
 
 
 def serve_openpi_in_thread(policy, bind: str = "ws://127.0.0.1:0", token: str | None = None, **kwargs):
