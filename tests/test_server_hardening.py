@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import zmq
 
+from robopolicy.errors import ConfigError
 from robopolicy.runtime.client import PolicyClient, ServerError
 from robopolicy.runtime.fakes import GoToGoal
 from robopolicy.runtime.pool import Busy, FairPool
@@ -269,3 +270,28 @@ def test_server_error_carries_its_code(server):
         client._request({"op": "nonsense"})
     assert e.value.code == "bad_request"
     client.close()
+
+
+def test_client_facing_a_server_of_another_wire_version_gets_one_sentence():
+    # A stand-in for an old server: it answers everything with a version-1 style single JSON frame.
+    ctx = zmq.Context.instance()
+    old = ctx.socket(zmq.ROUTER)
+    old.setsockopt(zmq.LINGER, 0)
+    port = old.bind_to_random_port("tcp://127.0.0.1")
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            if old.poll(50):
+                ident, *_ = old.recv_multipart()
+                old.send_multipart([ident, json.dumps({"v": 1, "ok": False, "error": "unsupported"}).encode()])
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    try:
+        with pytest.raises(ConfigError, match="another wire version"):
+            PolicyClient(f"tcp://127.0.0.1:{port}", timeout_s=2.0, connect_timeout_s=3.0)
+    finally:
+        stop.set()
+        th.join(5)
+        old.close(0)

@@ -20,7 +20,7 @@ import numpy as np
 import zmq
 
 from robopolicy.errors import ConfigError
-from robopolicy.runtime.wire import decode, encode
+from robopolicy.runtime.wire import WireError, decode, encode
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,10 @@ class PolicyClient:
             if left_ms <= 0 or not sock.poll(left_ms, zmq.POLLIN):
                 self._drop_socket()
                 raise ServerTimeout(f"policy server at {self.endpoint} did not answer within {timeout_s:g} s")
-            rep, out = decode(sock.recv_multipart(), max_message_bytes=self.max_reply_bytes)
+            try:
+                rep, out = decode(sock.recv_multipart(), max_message_bytes=self.max_reply_bytes)
+            except WireError as e:
+                raise ServerError(f"unreadable reply ({e}); the server may speak another wire version", "version") from None
             if rep.get("id") != rid and rep.get("code") not in ("auth", "version"):
                 continue  # a late reply to an earlier, timed-out request (auth/version errors carry no id)
             if not rep.get("ok"):
