@@ -11,6 +11,7 @@ server in a child process on 127.0.0.1; (3) an openpi-protocol websocket endpoin
 process on 127.0.0.1. Prints per endpoint: period error p50/p99/max, deadline misses, stale
 actions executed, inference latency seen by the runner (p50/p99) and the latency the transport
 adds on top of the server's own inference time (round trip minus server inference, p50/p99).
+A second table times the transport alone: round trips of a trivial predictor through each server.
 """
 
 from __future__ import annotations
@@ -71,6 +72,43 @@ def run_endpoint(args, endpoint: str) -> dict:
     return rep
 
 
+def transport_round_trips(n: int, obs_dim: int) -> list[list]:
+    """Round trips of a trivial predictor (no network, no torch) through each server on loopback: the
+    transport's own cost (encode, send, queue, reply), p50 / p99 / max in ms, with a (1, 2, obs_dim) observation."""
+    import time
+
+    import numpy as np
+
+    from robopolicy.runtime.client import PolicyClient
+    from robopolicy.runtime.openpi_server import serve_openpi_in_thread
+    from robopolicy.runtime.openpi_wire import OpenPIPredictor
+    from robopolicy.runtime.server import serve_in_thread
+
+    class Zero:
+        obs_horizon, obs_keys, supports_prefix = 2, ["state"], False
+
+        def __call__(self, obs, prefix=None):
+            return np.zeros((16, 4), np.float32)
+
+    obs = {"state": np.zeros((1, 2, obs_dim), np.float32)}
+    rows = []
+    for name, start, make in [("zmq", lambda: serve_in_thread(Zero(), bind="tcp://127.0.0.1:0"), PolicyClient),
+                              ("openpi", lambda: serve_openpi_in_thread(Zero()), OpenPIPredictor)]:
+        srv, th = start()
+        client = make(srv.endpoint, timeout_s=5.0)
+        rt = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            client(obs)
+            rt.append(time.perf_counter() - t0)
+        client.close()
+        srv.stop()
+        th.join(5)
+        ms = np.array(rt) * 1000.0
+        rows.append([name, n, f"{np.percentile(ms, 50):.3f}", f"{np.percentile(ms, 99):.3f}", f"{ms.max():.3f}"])
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=30.0, help="duration per endpoint")
@@ -81,9 +119,11 @@ def main() -> None:
     ap.add_argument("--endpoints", default="in-process,zmq,openpi")
     ap.add_argument("--torch-threads", type=int, default=1)
     ap.add_argument("--json", default=None, help="also write the reports here")
+    ap.add_argument("--round-trips", type=int, default=2000, help="requests per endpoint for the transport-only table")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     load_start = os.getloadavg()[0]
+    transport = transport_round_trips(args.round_trips, 39) if args.round_trips else []
     reports = [run_endpoint(args, e) for e in args.endpoints.split(",")]
     cols = ["endpoint", "Hz", "ticks", "p50 ms", "p99 ms", "max ms", "misses", "stale exec", "held", "infer p50 ms",
             "infer p99 ms", "added p50 ms", "added p99 ms"]
@@ -101,6 +141,12 @@ def main() -> None:
     print(f"# cpus: {os.cpu_count()}, load average at start {load_start:.2f}, at end {os.getloadavg()[0]:.2f}")
     for row in [cols, *rows]:
         print("  ".join(str(x).rjust(w) for x, w in zip(row, widths)))
+    if transport:
+        print("# transport only: a trivial predictor in a thread of this process, client here, 127.0.0.1")
+        tcols = ["endpoint", "requests", "round trip p50 ms", "p99 ms", "max ms"]
+        tw = [max(len(str(x)) for x in col) for col in zip(tcols, *transport)]
+        for row in [tcols, *transport]:
+            print("  ".join(str(x).rjust(w) for x, w in zip(row, tw)))
     if args.json:
         Path(args.json).write_text(json.dumps(reports, indent=2, default=str))
 
