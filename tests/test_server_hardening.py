@@ -295,3 +295,14 @@ def test_client_facing_a_server_of_another_wire_version_gets_one_sentence():
         stop.set()
         th.join(5)
         old.close(0)
+
+
+def test_numeric_token_from_the_command_line_works():
+    srv, th = serve_in_thread(GoToGoal(horizon=4), bind="tcp://127.0.0.1:0", token=12345)
+    try:
+        client = PolicyClient(srv.endpoint, token=12345, timeout_s=5.0)
+        assert client(OBS).shape == (4, 2)
+        client.close()
+    finally:
+        srv.stop()
+        th.join(5)

@@ -51,7 +51,7 @@ class AuthError(WireError):
 
 
 def encode(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None,
-           token: bytes | str | None = None) -> list[bytes | memoryview]:
+           token: bytes | str | int | None = None) -> list[bytes | memoryview]:
     """header (JSON-able) + arrays {name: ndarray} -> frames for ``socket.send_multipart``."""
     h = dict(header)
     h["v"] = VERSION
@@ -64,7 +64,8 @@ def encode(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = 
         specs.append({"name": str(name), "dtype": a.dtype.str, "shape": list(a.shape)})
         frames.append(memoryview(a).cast("B") if a.size else b"")
     h["arrays"] = specs
-    tok = token.encode("utf-8") if isinstance(token, str) else (token or b"")
+    # A token from the command line may arrive as a number (token=12345): its text is the secret.
+    tok = token if isinstance(token, bytes) else (str(token).encode("utf-8") if token not in (None, "") else b"")
     return [TAG, tok, json.dumps(h).encode("utf-8"), *frames]
 
 
