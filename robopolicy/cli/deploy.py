@@ -4,7 +4,9 @@ Loads the policy and the task from the run's saved config (``robopolicy.api.load
 from ``conf/robot/<name>.yaml`` (``robot=sim``: the task's simulator against the wall clock), runs
 the real-time runner and writes ``timing.json`` + ``timing.png`` into ``<run_dir>/deploy/<stamp>/``
 (or ``out=``). The policy runs in a worker thread, in a local policy-server process
-(``runner.inference=process``) or on a remote server (``server=tcp://host:port``).
+(``runner.inference=process``) or on a remote server (``server=tcp://host:port``, or
+``server=ws://host:port`` for an openpi-protocol endpoint); ``goal=`` (a .npz or {key: [numbers]})
+is sent with every request to a goal-conditioned policy.
 """
 
 from __future__ import annotations
@@ -55,19 +57,31 @@ def build_predictor(cfg: DictConfig, runner_cfg: dict, policy=None):
     sampler = OmegaConf.to_container(cfg.policy.sampler, resolve=True) if cfg.get("policy") else {}
     mode = runner_cfg.pop("inference", "thread")
     timeout_s = float(runner_cfg.pop("server_timeout_s", 1.0))
+    goal = cfg.get("goal")
+    goal = OmegaConf.to_container(goal, resolve=True) if isinstance(goal, DictConfig) else goal
+    if cfg.server and str(cfg.server).startswith("ws://"):  # openpi's websocket protocol
+        from robopolicy.runtime.openpi_wire import OpenPIPredictor
+
+        pred = OpenPIPredictor(str(cfg.server), token=cfg.token, timeout_s=timeout_s, goal=goal)
+        return pred, pred.close
     if cfg.server:
-        client = PolicyClient(cfg.server, token=cfg.token, timeout_s=timeout_s)
+        client = PolicyClient(cfg.server, token=cfg.token, timeout_s=timeout_s, goal=goal)
         return client, client.close
     if mode == "thread":
         if policy is None:
             from robopolicy.api import load_run
 
             policy = load_run(cfg.run_dir, str(cfg.checkpoint), _overrides(None, sampler), device=str(cfg.device)).policy
+        if goal is not None:
+            from robopolicy.runtime.client import read_goal
+            from robopolicy.runtime.served import ServedPolicy
+
+            return ServedPolicy(policy, torch_threads=runner_cfg.get("torch_threads"), goal=read_goal(goal)), (lambda: None)
         return LocalPredictor(policy, torch_threads=runner_cfg.get("torch_threads")), (lambda: None)
     if mode == "process":
         proc = ServerProcess(load_for_serving, {"run_dir": cfg.run_dir, "checkpoint": cfg.checkpoint, "device": cfg.device,
                                                 "sampler": sampler}, token=cfg.token, torch_threads=runner_cfg.get("torch_threads"))
-        client = PolicyClient(proc.endpoint, token=cfg.token, timeout_s=timeout_s)
+        client = PolicyClient(proc.endpoint, token=cfg.token, timeout_s=timeout_s, goal=goal)
 
         def close():
             client.close()
