@@ -36,9 +36,6 @@ def main(cfg: DictConfig) -> None:
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not cfg.bind and not cfg.openpi:
         raise ConfigError("Neither bind= nor openpi= is set, so there is nothing to serve on; give at least one address.")
-    for key in ("max_message_bytes", "workers", "per_client", "max_queue", "max_clients"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise ConfigError(f"{key}={cfg[key]} must be a positive integer.")
     sampler = OmegaConf.to_container(cfg.policy.sampler, resolve=True) if cfg.get("policy") else {}
     policy = load_for_serving(cfg.run_dir, cfg.checkpoint, cfg.device, sampler)
     policy, steer_info = _steer(cfg, policy)
