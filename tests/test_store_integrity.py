@@ -188,3 +188,14 @@ def test_verify_cli_corrupt_store_is_one_sentence_and_exit_2(tmp_path, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert exit_.value.code == 2 and len(lines) == 1
     assert lines[0].startswith("error: ") and "data/cam holding rows 0..15 does not decode" in lines[0]
+
+
+def test_create_without_overwrite_refuses_a_store_made_meanwhile(tmp_path, monkeypatch):
+    path = _store(tmp_path)
+    import robopolicy.data.store as store_mod
+
+    monkeypatch.setattr(store_mod.Path, "exists", lambda self: False)  # as if it appeared after the first check
+    with pytest.raises(DataError, match="already exists"):
+        EpisodeStore.create(path, SPEC)
+    monkeypatch.undo()
+    assert EpisodeStore.open(path).n_episodes == 3

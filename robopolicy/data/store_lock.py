@@ -46,9 +46,12 @@ class StoreLock:
     def acquire(cls, store_dir: Path) -> "StoreLock":
         """Take the lock of ``store_dir`` (made if missing) or raise StoreLockedError naming the holder."""
         store_dir = Path(store_dir)
-        store_dir.mkdir(parents=True, exist_ok=True)
         path = store_dir / LOCK_NAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            store_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise DataError(f"Cannot write the lock file {path} ({e.strerror}); writing a store needs a writable folder, so check the path and its permissions.") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
