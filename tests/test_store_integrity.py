@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -199,3 +200,11 @@ def test_create_without_overwrite_refuses_a_store_made_meanwhile(tmp_path, monke
         EpisodeStore.create(path, SPEC)
     monkeypatch.undo()
     assert EpisodeStore.open(path).n_episodes == 3
+
+
+def test_plain_zarr_lists_a_locked_store_without_warnings(tmp_path):
+    path = _store(tmp_path)
+    with EpisodeStore.open(path, mode="a"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        names = {k for k, _ in zarr.open_group(str(path), mode="r").members(max_depth=None)}
+    assert {"data/action", "meta/episode_ends"} <= names

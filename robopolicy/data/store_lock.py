@@ -1,11 +1,12 @@
-"""One writer per episode store: an exclusive ``flock`` on ``<store>/.robopolicy.lock``.
+"""One writer per episode store: an exclusive ``flock`` on the folder ``<store>/.robopolicy.lock/``.
 
 The lock belongs to the open file description, so the kernel releases it when the holder closes
 it, exits or is killed (SIGKILL included): a dead writer never leaves a lock that blocks forever.
-The file itself stays (deleting it would let two writers lock two different files); after taking
-the lock the holder writes who it is into it (pid, host, command, since when), which is what a
-second writer's error message quotes. Readers take no lock: the commit protocol of
-:mod:`robopolicy.data.store` keeps committed episodes consistent while a writer appends.
+The lock folder stays (removing it would let two writers lock two different folders). It is an
+empty zarr group whose attributes record the holder (pid, host, command, since when), which is
+what a second writer's error quotes; being a zarr node, it does not disturb zarr's own listing of
+the store. Readers take no lock: the commit protocol of :mod:`robopolicy.data.store` keeps
+committed episodes consistent while a writer appends.
 """
 
 from __future__ import annotations
@@ -19,19 +20,21 @@ import time
 from pathlib import Path
 
 from robopolicy.errors import DataError
+from robopolicy.utils.io import atomic_write_bytes
 
 LOCK_NAME = ".robopolicy.lock"
+_HOLDER_KEY = "robopolicy_write_lock"
 
 
 class StoreLockedError(DataError):
     """Another process holds the store's write lock."""
 
 
-def _holder_text(raw: bytes) -> str:
+def _holder_text(lock_dir: Path) -> str:
     try:
-        h = json.loads(raw.decode("utf-8"))
+        h = json.loads((lock_dir / "zarr.json").read_text())["attributes"][_HOLDER_KEY]
         return f"pid {h['pid']} on {h['host']} (command {h['command']!r}, since {h['since']})"
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (OSError, ValueError, KeyError, TypeError):
         return "another process (it has not recorded itself yet)"
 
 
@@ -43,30 +46,27 @@ class StoreLock:
         self.path = path
 
     @classmethod
-    def acquire(cls, store_dir: Path) -> "StoreLock":
+    def acquire(cls, store_dir: Path) -> StoreLock:
         """Take the lock of ``store_dir`` (made if missing) or raise StoreLockedError naming the holder."""
-        store_dir = Path(store_dir)
-        path = store_dir / LOCK_NAME
+        lock_dir = Path(store_dir) / LOCK_NAME
         try:
-            store_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            lock_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
-            raise DataError(f"Cannot write the lock file {path} ({e.strerror}); writing a store needs a writable folder, so check the path and its permissions.") from None
+            raise DataError(f"Cannot make the lock folder {lock_dir} ({e.strerror}); writing a store needs a writable folder, so check the path and its permissions.") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raw = os.pread(fd, 4096, 0)
             os.close(fd)
-            raise StoreLockedError(f"The store {store_dir} is being written by {_holder_text(raw)}; wait for that writer to finish or stop it, then retry.") from None
+            raise StoreLockedError(f"The store {store_dir} is being written by {_holder_text(lock_dir)}; wait for that writer to finish or stop it, then retry.") from None
         except BaseException:
             os.close(fd)
             raise
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
                   "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        # Written in place (not temp + rename): the lock lives on this inode.
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(holder) + "\n").encode("utf-8"), 0)
-        return cls(fd, path)
+        meta = {"zarr_format": 3, "node_type": "group", "attributes": {_HOLDER_KEY: holder}}
+        atomic_write_bytes(lock_dir / "zarr.json", json.dumps(meta).encode("utf-8"), fsync=False)
+        return cls(fd, lock_dir)
 
     @property
     def held(self) -> bool:
