@@ -208,3 +208,12 @@ def test_plain_zarr_lists_a_locked_store_without_warnings(tmp_path):
         warnings.simplefilter("error")
         names = {k for k, _ in zarr.open_group(str(path), mode="r").members(max_depth=None)}
     assert {"data/action", "meta/episode_ends"} <= names
+
+
+@pytest.mark.parametrize("meta", ["zarr.json", "data/zarr.json", "data/action/zarr.json", "meta/episode_ends/zarr.json"])
+def test_garbage_metadata_is_one_sentence(tmp_path, meta):
+    path = _store(tmp_path)
+    (path / meta).write_bytes(b"\xb0\x00 not json")
+    with pytest.raises(DataError) as err:
+        EpisodeStore.open(path)
+    assert len(str(err.value).splitlines()) == 1 and str(path) in str(err.value)

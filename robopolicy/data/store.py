@@ -181,7 +181,11 @@ class EpisodeStore:
             group = zarr.open_group(store=DurableLocalStore(path, read_only=mode == "r", fsync=fsync), mode="r" if mode == "r" else "r+")
         except Exception as e:  # zarr raises several types (GroupNotFoundError, ContainsArrayError, JSON errors)
             raise DataError(f"{path} is not a zarr store ({type(e).__name__}); point to a store written by robopolicy-collect.") from None
-        if "meta/episode_ends" not in group or "data" not in group or "env_spec" not in group.attrs:
+        try:
+            has_layout = "meta/episode_ends" in group and "data" in group and "env_spec" in group.attrs
+        except Exception as e:  # a damaged zarr.json of data/ or meta/ (JSON, Unicode or metadata errors)
+            raise DataError(f"{path} has unreadable metadata under data/ or meta/ ({type(e).__name__}); restore the store from a copy or re-create it.") from None
+        if not has_layout:
             raise DataError(f"{path} is a zarr group but not an episode store (it needs meta/episode_ends, data/ and an env_spec attribute); point to a store written by robopolicy-collect.")
         try:
             store = cls(group, path, mode, lock)
