@@ -217,3 +217,12 @@ def test_garbage_metadata_is_one_sentence(tmp_path, meta):
     with pytest.raises(DataError) as err:
         EpisodeStore.open(path)
     assert len(str(err.value).splitlines()) == 1 and str(path) in str(err.value)
+
+
+def test_a_folder_with_some_json_named_zarr_json_is_not_a_store(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "zarr.json").write_text('{"mine": true}')
+    with pytest.raises(DataError, match="not a zarr store"):
+        EpisodeStore.create(target, SPEC, overwrite=True)
+    assert (target / "zarr.json").read_text() == '{"mine": true}'

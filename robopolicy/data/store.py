@@ -56,7 +56,8 @@ def is_store_dir(path: Path) -> bool:
         return False
     for meta in ("zarr.json", ".zgroup", ".zarray"):
         try:
-            if isinstance(json.loads((path / meta).read_text()), dict):
+            doc = json.loads((path / meta).read_text())
+            if isinstance(doc, dict) and doc.get("zarr_format") in (2, 3):
                 return True
         except (OSError, ValueError):
             pass
