@@ -266,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
             per_kind[kind][label] += 1
             if label in ("crash", "data lost"):
                 problems.append(f"case {case} {kind} ({what}): {outcome}")
+            if kind == "concurrent":
+                per_kind[kind][f"[{what}]"] += 1
     tried = sum(counts.values())
     print(f"cases tried {tried}, clean errors {counts['clean error']}, recovered {counts['recovered']}, "
           f"crashes {counts['crash']}, data lost {counts['data lost']}  ({time.monotonic() - t0:.0f} s, seed {args.seed})")
