@@ -180,11 +180,11 @@ class EpisodeStore:
     def _open_locked(cls, path: Path, mode: str, required_keys, fsync: bool, lock: StoreLock | None) -> "EpisodeStore":
         try:
             group = zarr.open_group(store=DurableLocalStore(path, read_only=mode == "r", fsync=fsync), mode="r" if mode == "r" else "r+")
-        except Exception as e:  # zarr raises several types (GroupNotFoundError, ContainsArrayError, JSON errors)
+        except Exception as e:  # noqa: BLE001 - zarr raises several types (GroupNotFoundError, ContainsArrayError, JSON errors)
             raise DataError(f"{path} is not a zarr store ({type(e).__name__}); point to a store written by robopolicy-collect.") from None
         try:
             has_layout = "meta/episode_ends" in group and "data" in group and "env_spec" in group.attrs
-        except Exception as e:  # a damaged zarr.json of data/ or meta/ (JSON, Unicode or metadata errors)
+        except Exception as e:  # noqa: BLE001 - a damaged zarr.json of data/ or meta/ (JSON, Unicode or metadata errors)
             raise DataError(f"{path} has unreadable metadata under data/ or meta/ ({type(e).__name__}); restore the store from a copy or re-create it.") from None
         if not has_layout:
             raise DataError(f"{path} is a zarr group but not an episode store (it needs meta/episode_ends, data/ and an env_spec attribute); point to a store written by robopolicy-collect.")
@@ -192,7 +192,7 @@ class EpisodeStore:
             store = cls(group, path, mode, lock)
         except DataError:
             raise
-        except Exception as e:  # KeyError/TypeError/ValueError from a damaged env_spec or commit record
+        except Exception as e:  # noqa: BLE001 - KeyError/TypeError/ValueError from a damaged env_spec or commit record
             raise DataError(f"{path} has an unreadable env_spec or commit record ({type(e).__name__}); re-create the store.") from None
         store._validate(required_keys or [])
         return store
@@ -256,7 +256,7 @@ class EpisodeStore:
         """Run ``read()``, turning a damaged chunk's decoding failure into one sentence."""
         try:
             return read()
-        except Exception as e:  # zarr/numcodecs raise ValueError, RuntimeError, ... for damaged chunks
+        except Exception as e:  # noqa: BLE001 - zarr/numcodecs raise ValueError, RuntimeError, ... for damaged chunks
             raise store_verify.StoreCorruptError(f"A chunk of data/{key} in {self.path} does not decode ({type(e).__name__}); run robopolicy-verify {self.path} and restore or re-create the store.") from None
 
     def episode_range(self, i: int) -> tuple[int, int]:
@@ -333,7 +333,7 @@ class EpisodeStore:
     def _load_committed(self) -> None:
         try:
             ends = np.asarray(self._ends_array[:])
-        except Exception as e:  # a damaged chunk of meta/episode_ends
+        except Exception as e:  # noqa: BLE001 - a damaged chunk of meta/episode_ends
             raise store_verify.StoreCorruptError(f"{self.path}: meta/episode_ends does not decode ({type(e).__name__}); restore the store from a copy or re-create it.") from None
         committed = self._group.attrs.get("committed")
         # Stores written by other tools (no commit record) are taken at their episode_ends.

@@ -106,7 +106,7 @@ def verify_store(store: "EpisodeStore", decode: bool = True) -> VerifyReport:
                 stop = min(start + c0, rows)
                 try:
                     block = np.asarray(arr[start:stop])
-                except Exception as e:  # zarr/numcodecs raise ValueError, RuntimeError, ... for damaged chunks
+                except Exception as e:  # noqa: BLE001 - zarr/numcodecs raise ValueError, RuntimeError, ... for damaged chunks
                     raise StoreCorruptError(
                         f"{store.path}: the chunk of {name} holding rows {start}..{stop - 1} does not decode "
                         f"({type(e).__name__}); restore the store from a copy or re-create it.") from None
