@@ -172,3 +172,39 @@ def test_append_refuses_other_settings(tmp_path, mm_task):
     with pytest.raises(DataError, match="collected with noise=0.1 but this run has noise=0.2"):
         collect(mm_task, episodes=2, noise=0.2, out=tmp_path / "x.zarr", append=True, progress=False)
     assert EpisodeStore.open(tmp_path / "x.zarr").n_episodes == 1
+
+
+KILLED_COLLECT = """
+import sys
+from robopolicy.collect import collect
+from robopolicy.envs.multimodal import MultimodalTask
+collect(MultimodalTask(), out=sys.argv[1], episodes=12, noise=0.3, fail_fraction=0.25, seed=4, progress=False)
+"""
+
+
+def test_sigkilled_collect_continues_with_append_to_the_same_store(tmp_path, mm_task):
+    import signal
+    import time
+
+    path = tmp_path / "killed.zarr"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_COLLECT, str(path)], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if EpisodeStore.open(path, verify=False).n_episodes >= 2:
+                    break
+            except DataError:  # not there yet, or still being created
+                pass
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    n_killed = EpisodeStore.open(path).n_episodes
+    assert 2 <= n_killed < 12
+    collect(mm_task, out=path, episodes=12, noise=0.3, fail_fraction=0.25, seed=4, progress=False, append=True)
+    collect(mm_task, out=tmp_path / "one.zarr", episodes=12, noise=0.3, fail_fraction=0.25, seed=4, progress=False)
+    killed, one = EpisodeStore.open(path), EpisodeStore.open(tmp_path / "one.zarr")
+    np.testing.assert_array_equal(killed.episode_ends, one.episode_ends)
+    for key in one.keys:
+        np.testing.assert_array_equal(killed.get(key), one.get(key), err_msg=key)
