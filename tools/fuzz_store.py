@@ -11,7 +11,9 @@ open, decoding when episodes are read). Outcomes:
 
 Damages: delete / truncate / empty / garbage / bit-flipped chunk file, rewritten meta/episode_ends
 (shifted, swapped, shortened, lengthened, decreasing), damaged zarr.json files, SIGKILL of a writer
-process mid-append, and two writer processes on one store. Bounded by --cases and --time-s.
+process mid-append, two writer processes on one store, and a reader opening and reading the store
+over and over while a writer process appends (any error there is a false alarm, counted as a
+crash). Bounded by --cases and --time-s.
 
     OMP_NUM_THREADS=1 python tools/fuzz_store.py                       # 300 cases, at most 600 s
     OMP_NUM_THREADS=1 python tools/fuzz_store.py --cases 40 --seed 1   # quick
@@ -209,9 +211,37 @@ def concurrent_writers(path: Path, seed: int, n: int) -> tuple[str, dict[int, di
     return f"{refused} of 2 writers refused", expected, both_wrote
 
 
+def reader_during_append(path: Path, seed: int, n: int) -> tuple[str, str]:
+    """Open and read the store over and over while a writer appends: no error, no wrong episode."""
+    proc, lines = _spawn(path, seed, 0.0), []
+    _lines(proc, lines)
+    t0 = time.monotonic()
+    while not any(s.startswith("committed") for s in lines) and time.monotonic() - t0 < 60 and proc.poll() is None:
+        time.sleep(0.01)
+    reads, t0 = 0, time.monotonic()
+    outcome = "recovered"
+    try:
+        while time.monotonic() - t0 < 2.0 and outcome == "recovered":
+            outcome = read_back(path, {i: make_episode(seed, i) for i in range(n)}, full_verify=bool(reads % 2))
+            store = EpisodeStore.open(path, verify=False)
+            for i in range(n, store.n_episodes):  # episodes the writer committed meanwhile
+                if any(not np.array_equal(store.episode(i)[k], v) for k, v in make_episode(seed, i).items()):
+                    outcome = "data lost"
+            reads += 1
+    except RobopolicyError as e:
+        outcome = f"crash: error while a writer appends: {str(e)[:80]}"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    if outcome == "clean error":  # nothing was damaged, so any error is a false alarm
+        outcome = "crash: error while a writer appends"
+    grown = EpisodeStore.open(path, verify=False).n_episodes if outcome == "recovered" else "?"
+    return f"{reads} reads while the store grew from {n} to {grown} episodes", outcome
+
+
 # -- driver -------------------------------------------------------------------------------------
-KINDS = ["delete", "truncate", "empty", "garbage", "flip_bit", "episode_ends", "metadata", "kill", "concurrent"]
-WEIGHTS = np.array([2, 2, 1, 2, 2, 2, 1, 1, 0.4])
+KINDS = ["delete", "truncate", "empty", "garbage", "flip_bit", "episode_ends", "metadata", "kill", "concurrent", "reader"]
+WEIGHTS = np.array([2, 2, 1, 2, 2, 2, 1, 1, 0.4, 0.4])
 
 
 def run_case(root: Path, case: int, seed: int) -> tuple[str, str, str]:
@@ -229,6 +259,9 @@ def run_case(root: Path, case: int, seed: int) -> tuple[str, str, str]:
         what = damage_metadata(path, rng)
     elif kind == "kill":
         what, expected = kill_mid_append(path, rng, case, n)
+    elif kind == "reader":
+        what, outcome = reader_during_append(path, case, n)
+        return kind, what, outcome
     else:
         what, expected, both = concurrent_writers(path, case, n)
         if both:
