@@ -226,3 +226,18 @@ def test_a_folder_with_some_json_named_zarr_json_is_not_a_store(tmp_path):
     with pytest.raises(DataError, match="not a zarr store"):
         EpisodeStore.create(target, SPEC, overwrite=True)
     assert (target / "zarr.json").read_text() == '{"mine": true}'
+
+
+def test_pickled_store_reopens_read_only_without_decoding_again(tmp_path, monkeypatch):
+    import pickle
+
+    path = _store(tmp_path)
+    blob = pickle.dumps(EpisodeStore.open(path))
+
+    def no_decode(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    monkeypatch.setattr(store_verify, "verify_store", no_decode)
+    copy = pickle.loads(blob)
+    assert copy.mode == "r"
+    assert_episode_equal(copy.episode(1), make_episode(1))
