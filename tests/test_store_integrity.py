@@ -241,3 +241,12 @@ def test_pickled_store_reopens_read_only_without_decoding_again(tmp_path, monkey
     copy = pickle.loads(blob)
     assert copy.mode == "r"
     assert_episode_equal(copy.episode(1), make_episode(1))
+
+
+def test_append_to_a_folder_that_is_not_a_store_leaves_it_untouched(tmp_path):
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me")
+    with pytest.raises(DataError, match="is not a zarr store"):
+        EpisodeStore.open(target, mode="a")
+    assert [p.name for p in target.iterdir()] == ["notes.txt"]

@@ -130,7 +130,7 @@ class EpisodeStore:
             _check_overwritable(path)  # again under the lock: another process may have written meanwhile
             if not overwrite and any(c.name != LOCK_NAME for c in path.iterdir()):
                 raise DataError(f"{path} already exists; pass overwrite=True or choose another output path.")
-            for child in path.iterdir():  # the lock file stays: the lock lives on it
+            for child in path.iterdir():  # the lock folder stays: the lock lives on it
                 if child.name != LOCK_NAME:
                     shutil.rmtree(child) if child.is_dir() else child.unlink()
             root_attrs = {"env_spec": spec.to_dict(), "provenance": dict(attrs or {}), FORMAT_KEY: FORMAT_COMPLETE_CHUNKS,
@@ -159,8 +159,8 @@ class EpisodeStore:
         path = Path(path)
         if not path.exists():
             raise DataError(f"No episode store at {path}; check the path or make one with robopolicy-collect.")
-        if mode == "a" and not path.is_dir():
-            raise DataError(f"{path} is not a zarr store (it is a file); point to a store written by robopolicy-collect.")
+        if mode == "a" and not is_store_dir(path):  # checked before the lock folder is made inside it
+            raise DataError(f"{path} is not a zarr store; point to a store written by robopolicy-collect.")
         lock = StoreLock.acquire(path) if mode == "a" else None
         try:
             store = cls._open_locked(path, mode, required_keys, fsync, lock)
