@@ -1,8 +1,12 @@
 """Demonstrations from a task's scripted expert into an episode store (``robopolicy-collect``).
 
-Each episode ``i`` resets the environment with seed ``seed + i``. The executed action is the
-expert's action plus Gaussian noise of std ``noise`` (per dimension, in action units), clipped to
-the action bounds; the store records the executed action.
+Episode ``i`` resets the environment with the seed-block seed ``seed * SEED_BLOCK + i``
+(:func:`robopolicy.evaluation.episode_seeds`, the scheme evaluation uses) and draws its expert's,
+noise and failure random numbers from generators seeded by that episode seed alone, so every
+episode depends only on ``(seed, i)``: ``append=True`` continues a killed collection and gives the
+same store as one uninterrupted run. The executed action is the expert's action plus Gaussian
+noise of std ``noise`` (per dimension, in action units), clipped to the action bounds; the store
+records the executed action.
 
 Deliberately failing episodes (``fail_fraction``): a fixed-size random subset of the episodes is
 driven by a *random-walk* behaviour instead of the expert after a short expert prefix. The walk
@@ -80,7 +84,7 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _check_args(episodes, noise, fail_fraction, stop_after_success, out, overwrite) -> Path:
+def _check_args(episodes, noise, fail_fraction, stop_after_success, out, overwrite, append) -> Path:
     if out is None or str(out).strip() == "":
         raise ConfigError("No output store given; pass out=PATH.zarr.")
     if int(episodes) < 1:
@@ -91,10 +95,30 @@ def _check_args(episodes, noise, fail_fraction, stop_after_success, out, overwri
         raise ConfigError(f"fail_fraction={fail_fraction} is outside [0, 1]; pass e.g. fail_fraction=0.2.")
     if stop_after_success is not None and int(stop_after_success) < 0:
         raise ConfigError(f"stop_after_success={stop_after_success} is negative; pass 0 or more (or null to record full episodes).")
+    if overwrite and append:
+        raise ConfigError("overwrite=true and append=true contradict each other; pass only one of them.")
     path = Path(out)
-    if path.exists() and not overwrite:
-        raise DataError(f"{path} already exists; pass overwrite=true to replace it or choose another out=PATH.")
+    if path.exists() and not overwrite and not append:
+        raise DataError(f"{path} already exists; pass append=true to continue it, overwrite=true to replace it, or choose another out=PATH.")
     return path
+
+
+# Provenance entries that decide the episodes: an append must match them all.
+RECIPE_KEYS = ("task_config", "env", "seed", "seed_scheme", "noise", "fail_fraction", "fail_behaviour", "stop_after_success", "expert")
+
+
+def _check_append(store, spec: EnvSpec, prov: Mapping[str, Any], episodes: int) -> None:
+    """Refuse to continue ``store`` unless it was collected with the same spec and recipe."""
+    if store.spec.to_dict() != spec.to_dict():
+        raise DataError(f"{store.path} holds episodes of another observation/action spec ({store.spec.name}); append=true needs the same task settings, or choose another out=PATH.")
+    old = store.attrs
+    for k in RECIPE_KEYS:
+        if old.get(k) != prov.get(k):
+            raise DataError(f"{store.path} was collected with {k}={old.get(k)!r} but this run has {k}={prov.get(k)!r}; append=true needs the same settings, or choose another out=PATH.")
+    if prov["fail_fraction"] > 0 and old.get("episodes") != episodes:
+        raise DataError(f"{store.path} was collected as a run of episodes={old.get('episodes')} and failing episodes are drawn from that count; pass episodes={old.get('episodes')} to continue it.")
+    if store.n_episodes > episodes:
+        raise DataError(f"{store.path} already has {store.n_episodes} episodes, more than episodes={episodes}; pass at least episodes={store.n_episodes}.")
 
 
 def run_episode(env, policy: Expert, seed: int, noise: float, noise_rng: np.random.Generator,
@@ -147,62 +171,83 @@ def collect(
     walk_std: float = 0.3,
     fail_prefix: float = 0.3,
     provenance: Mapping[str, Any] | None = None,
+    append: bool = False,
+    task_config: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run the task's expert for ``episodes`` episodes and write them to the store ``out``.
 
     render: None keeps the task's camera setting, True/False turns camera images on/off.
+    append: continue the store at ``out`` (collected with the same settings) up to ``episodes``
+    episodes. task_config: the task's settings as a plain dict, recorded and compared on append
+    (default: ``task`` itself when it is a config).
     Returns the summary dict (also stored under ``provenance["summary"]``).
     """
     from tqdm.auto import tqdm
 
-    path = _check_args(episodes, noise, fail_fraction, stop_after_success, out, overwrite)
+    path = _check_args(episodes, noise, fail_fraction, stop_after_success, out, overwrite, append)
+    if task_config is None and isinstance(task, Mapping):
+        from omegaconf import DictConfig, OmegaConf
+
+        task_config = OmegaConf.to_container(task, resolve=True) if isinstance(task, DictConfig) else dict(task)
     task = make_task(task)
-    episodes, noise = int(episodes), float(noise)
+    episodes, noise, seed = int(episodes), float(noise), int(seed)
     stop_after_success = None if stop_after_success is None else int(stop_after_success)
-    rng, expert_rng, noise_rng, fail_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(int(seed)).spawn(4))
+    # Imported here, after every check: the evaluation module pulls in torch, seconds of start-up.
+    from robopolicy.data.store import EpisodeStore
+    from robopolicy.evaluation.rollout import SEED_BLOCK, episode_seeds
+
+    seeds = episode_seeds(seed, episodes)
     n_fail = int(round(float(fail_fraction) * episodes))
-    failing = set(rng.permutation(episodes)[:n_fail].tolist())
+    failing = set(np.random.default_rng(seed).permutation(episodes)[:n_fail].tolist())
 
     env = task.make_env(render=render)
+    store = None
     try:
-        expert = task.make_expert(expert_rng)
-        first_obs, _ = env.reset(seed=int(seed))
+        first_obs, _ = env.reset(seed=seeds[0])
         spec = observed_spec(task.spec, first_obs)
         low, high = env.action_space.low, env.action_space.high
         limit = getattr(env, "max_episode_steps", spec.max_episode_steps)
-        expert_name = getattr(expert, "name", type(expert).__name__)
+        probe = task.make_expert(np.random.default_rng(0))
         prov = {
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-            "task": task.name, "env": spec.name, "seed": int(seed), "episodes": episodes, "noise": noise,
+            "task": task.name, "task_config": task_config, "env": spec.name, "seed": seed, "episodes": episodes, "noise": noise,
             "fail_fraction": float(fail_fraction), "failing_episodes": sorted(failing),
             "fail_behaviour": f"expert for U[0,{fail_prefix}]*{limit} steps, then random walk std {walk_std}",
-            "stop_after_success": stop_after_success, "expert": expert_name,
-            "episode_seeds": [int(seed) + i for i in range(episodes)],
+            "stop_after_success": stop_after_success, "expert": getattr(probe, "name", type(probe).__name__),
+            "seed_scheme": f"episode i: env seed seed*{SEED_BLOCK}+i; expert, noise and failure generators seeded by that seed",
+            "episode_seeds": seeds,
             "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **dict(provenance or {}),
         }
-        # Imported here, after every check: robopolicy.data pulls in torch, seconds of start-up.
-        from robopolicy.data.store import EpisodeStore
-
-        store = EpisodeStore.create(path, spec, attrs=prov, overwrite=overwrite)
+        if append and path.exists():
+            store = EpisodeStore.open(path, mode="a")
+            _check_append(store, spec, prov, episodes)
+            store.update_attrs({"episodes": episodes, "failing_episodes": prov["failing_episodes"], "episode_seeds": seeds,
+                                "appends": [*store.attrs.get("appends", []), {"command": prov["command"], "created": prov["created"], "from_episode": store.n_episodes}]})
+        else:
+            store = EpisodeStore.create(path, spec, attrs=prov, overwrite=overwrite)
+        start = store.n_episodes
         results = []
         t0 = time.perf_counter()
-        bar = tqdm(range(episodes), desc=f"collect {spec.name or task.name}", unit="ep", disable=not progress, file=sys.stderr)
+        bar = tqdm(range(start, episodes), desc=f"collect {spec.name or task.name}", unit="ep", disable=not progress, file=sys.stderr)
         for i in bar:
-            policy = expert
+            expert_rng, noise_rng, fail_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seeds[i]).spawn(3))
+            policy = task.make_expert(expert_rng)
             if i in failing:
                 prefix = int(fail_rng.integers(0, int(fail_prefix * limit) + 1))
-                policy = RandomWalkFailure(expert, fail_rng, prefix, walk_std, low, high)
-            episode, res = run_episode(env, policy, int(seed) + i, noise, noise_rng, stop_after_success)
+                policy = RandomWalkFailure(policy, fail_rng, prefix, walk_std, low, high)
+            episode, res = run_episode(env, policy, seeds[i], noise, noise_rng, stop_after_success)
             store.append_episode(episode)
             results.append(res)
             bar.set_postfix(success=f"{np.mean([r['success'] for r in results]):.2f}")
         seconds = time.perf_counter() - t0
+        summary = summarize(results, seconds, str(path))
+        summary["store_episodes"] = store.n_episodes
+        store.update_attrs({"summary": summary})
     finally:
         env.close()
-
-    summary = summarize(results, seconds, str(path))
-    store.update_attrs({"summary": summary})
+        if store is not None:
+            store.close()
     return summary
 
 
@@ -225,7 +270,7 @@ def summarize(results: list[dict], seconds: float, out: str) -> dict[str, Any]:
 def format_summary(summary: Mapping[str, Any]) -> str:
     """One human-readable line per figure."""
     lines = [
-        f"wrote {summary['episodes']} episodes, {summary['steps']} steps to {summary['out']}",
+        f"wrote {summary['episodes']} episodes, {summary['steps']} steps to {summary['out']} (it has {summary.get('store_episodes', summary['episodes'])} episodes)",
         f"success rate {summary['success_rate']:.3f}",
         f"{summary['seconds']:.1f} s ({summary['steps_per_second']} env steps/s incl. expert and writing)",
     ]

@@ -107,6 +107,9 @@ def test_cli_multimodal_and_bad_input(tmp_path):
     r = run_cli(["task=multimodal", "episodes=4", "out=mm.zarr", "progress=false"], cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "modes" in r.stdout and EpisodeStore.open(tmp_path / "mm.zarr").n_episodes == 4
+    r = run_cli(["task=multimodal", "episodes=5", "out=mm.zarr", "progress=false", "append=true"], cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "wrote 1 episodes" in r.stdout and EpisodeStore.open(tmp_path / "mm.zarr").n_episodes == 5
     for args, words in [
         (["task=nosuchtask", "out=z.zarr"], "metaworld"),
         (["task.env_name=pusj-v3", "out=z.zarr"], "push-v3"),
@@ -116,3 +119,92 @@ def test_cli_multimodal_and_bad_input(tmp_path):
         lines = r.stderr.strip().splitlines()
         assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], (args, r.stderr)
     assert not (tmp_path / "z.zarr").exists()
+
+
+def _interrupt_after(monkeypatch, n):
+    """Make the n+1-th episode raise, as a kill during collection would stop it."""
+    import robopolicy.collect as collect_mod
+
+    real, calls = collect_mod.run_episode, []
+
+    def run_then_stop(*args, **kwargs):
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(collect_mod, "run_episode", run_then_stop)
+
+
+RECIPE = dict(episodes=5, noise=0.3, fail_fraction=0.4, seed=3, progress=False)
+
+
+def test_append_after_an_interruption_equals_one_run(tmp_path, mm_task, monkeypatch):
+    collect(mm_task, out=tmp_path / "one.zarr", **RECIPE)
+    _interrupt_after(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        collect(mm_task, out=tmp_path / "two.zarr", **RECIPE)
+    monkeypatch.undo()
+    assert EpisodeStore.open(tmp_path / "two.zarr").n_episodes == 2
+    summary = collect(mm_task, out=tmp_path / "two.zarr", append=True, **RECIPE)
+    assert (summary["episodes"], summary["store_episodes"]) == (3, 5)
+    one, two = EpisodeStore.open(tmp_path / "one.zarr"), EpisodeStore.open(tmp_path / "two.zarr")
+    np.testing.assert_array_equal(one.episode_ends, two.episode_ends)
+    for key in one.keys:
+        np.testing.assert_array_equal(one.get(key), two.get(key), err_msg=key)
+    assert two.attrs["appends"][0]["from_episode"] == 2
+
+
+def test_episode_seeds_follow_the_seed_blocks(tmp_path, mm_task):
+    collect(mm_task, episodes=2, seed=2, out=tmp_path / "s.zarr", progress=False)
+    assert EpisodeStore.open(tmp_path / "s.zarr").attrs["episode_seeds"] == [20000, 20001]
+
+
+def test_existing_store_needs_append_or_overwrite(tmp_path, mm_task):
+    collect(mm_task, episodes=1, out=tmp_path / "x.zarr", progress=False)
+    with pytest.raises(DataError, match="pass append=true to continue it, overwrite=true to replace it"):
+        collect(mm_task, episodes=2, out=tmp_path / "x.zarr", progress=False)
+    assert EpisodeStore.open(tmp_path / "x.zarr").n_episodes == 1
+
+
+def test_append_refuses_other_settings(tmp_path, mm_task):
+    collect(mm_task, episodes=1, noise=0.1, out=tmp_path / "x.zarr", progress=False)
+    with pytest.raises(DataError, match="collected with noise=0.1 but this run has noise=0.2"):
+        collect(mm_task, episodes=2, noise=0.2, out=tmp_path / "x.zarr", append=True, progress=False)
+    assert EpisodeStore.open(tmp_path / "x.zarr").n_episodes == 1
+
+
+KILLED_COLLECT = """
+import sys
+from robopolicy.collect import collect
+from robopolicy.envs.multimodal import MultimodalTask
+collect(MultimodalTask(), out=sys.argv[1], episodes=12, noise=0.3, fail_fraction=0.25, seed=4, progress=False)
+"""
+
+
+def test_sigkilled_collect_continues_with_append_to_the_same_store(tmp_path, mm_task):
+    import signal
+    import time
+
+    path = tmp_path / "killed.zarr"
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_COLLECT, str(path)], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if EpisodeStore.open(path, verify=False).n_episodes >= 2:
+                    break
+            except DataError:  # not there yet, or still being created
+                pass
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    n_killed = EpisodeStore.open(path).n_episodes
+    assert 2 <= n_killed < 12
+    collect(mm_task, out=path, episodes=12, noise=0.3, fail_fraction=0.25, seed=4, progress=False, append=True)
+    collect(mm_task, out=tmp_path / "one.zarr", episodes=12, noise=0.3, fail_fraction=0.25, seed=4, progress=False)
+    killed, one = EpisodeStore.open(path), EpisodeStore.open(tmp_path / "one.zarr")
+    np.testing.assert_array_equal(killed.episode_ends, one.episode_ends)
+    for key in one.keys:
+        np.testing.assert_array_equal(killed.get(key), one.get(key), err_msg=key)

@@ -125,3 +125,30 @@ def test_import_errors(tmp_path):
     with pytest.raises(DataError, match="NaN"):
         import_robomimic(tmp_path / "in.hdf5", tmp_path / "s.zarr")
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_import_overwrite_refuses_a_directory_that_is_not_a_store(tmp_path):
+    write_robomimic(src := tmp_path / "demo.hdf5")
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me")
+    with pytest.raises(DataError, match="is not a zarr store, so it will not be overwritten"):
+        import_robomimic(src, target, overwrite=True)
+    assert (target / "notes.txt").read_text() == "keep me"
+
+
+def test_import_overwrite_replaces_a_store(tmp_path):
+    write_robomimic(src := tmp_path / "demo.hdf5")
+    import_robomimic(src, tmp_path / "s.zarr", obs_keys=["object"])
+    store = import_robomimic(src, tmp_path / "s.zarr", overwrite=True)
+    assert store.n_episodes == 4 and "agentview_image" in store.spec.obs
+
+
+def test_export_overwrite_refuses_a_file_that_is_not_hdf5(tmp_path):
+    write_robomimic(src := tmp_path / "demo.hdf5")
+    store = import_robomimic(src, tmp_path / "s.zarr")
+    target = tmp_path / "notes.hdf5"
+    target.write_text("keep me")
+    with pytest.raises(DataError, match="is not an HDF5 file"):
+        export_robomimic(store, target, overwrite=True)
+    assert target.read_text() == "keep me"

@@ -80,6 +80,7 @@ def test_extra_key_with_first_episode_and_update_attrs(tmp_path):
     ep = {**make_episode(0), "state_sim": np.ones((5, 4), np.float64)}
     store.append_episode(ep)
     store.update_attrs({"episodes_ok": 1})
+    store.close()
     r = EpisodeStore.open(tmp_path / "s.zarr", required_keys=["state_sim"])
     assert r.get("state_sim").dtype == np.float64 and r.attrs == {"episodes_ok": 1}
     with pytest.raises(DataError, match="lacks key"):
@@ -266,6 +267,7 @@ def test_recovery_drops_extra_key_of_an_uncommitted_first_episode(tmp_path, monk
     with pytest.raises(KeyboardInterrupt):
         store.append_episode({**make_episode(0), "state_sim": np.zeros((5, 2))})
     monkeypatch.undo()
+    store.close()  # the killed writer's lock dies with it
     assert EpisodeStore.open(tmp_path / "s.zarr").n_episodes == 0
     store = EpisodeStore.open(tmp_path / "s.zarr", mode="a")
     assert "state_sim" not in store.keys

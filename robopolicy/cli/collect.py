@@ -28,6 +28,7 @@ def _main(cfg: DictConfig) -> dict:
         progress=cfg.progress,
         render=cfg.render,
         overwrite=cfg.overwrite,
+        append=cfg.append,
         walk_std=cfg.fail_walk_std,
         fail_prefix=cfg.fail_prefix,
         provenance={"config": OmegaConf.to_container(cfg, resolve=True)},

@@ -27,7 +27,7 @@ from typing import Sequence
 import h5py
 import numpy as np
 
-from robopolicy.data.store import EpisodeStore
+from robopolicy.data.store import EpisodeStore, is_store_dir, remove_store
 from robopolicy.envs.spec import EnvSpec, ObsKeySpec
 from robopolicy.errors import DataError
 
@@ -96,6 +96,8 @@ def import_robomimic(hdf5_path, store_path, obs_keys: Sequence[str] | None = Non
     hdf5_path, store_path = Path(hdf5_path), Path(store_path)
     if store_path.exists() and not overwrite:
         raise DataError(f"{store_path} already exists; pass overwrite=True or choose another output path.")
+    if store_path.exists() and not is_store_dir(store_path):
+        raise DataError(f"{store_path} exists and is not a zarr store, so it will not be overwritten; choose another output path or remove it yourself.")
     with _open_hdf5(hdf5_path) as f:
         data = f["data"]
         names = sorted_demo_names(list(data.keys()))
@@ -116,16 +118,15 @@ def import_robomimic(hdf5_path, store_path, obs_keys: Sequence[str] | None = Non
         masks = {k: [n.decode() if isinstance(n, bytes) else str(n) for n in f["mask"][k][()]] for k in f["mask"]} if "mask" in f else {}
         provenance = {"source": "robomimic", "hdf5": str(hdf5_path.resolve()), "env_args": env_args, "demo_names": names, "masks": masks}
         tmp = store_path.with_name(f".{store_path.name}.importing")
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_store(tmp)  # the remains of a killed import (refused if it is not a store)
         try:
-            store = EpisodeStore.create(tmp, spec, attrs=provenance)
-            for n in names:
-                store.append_episode(_read_demo(data[n], n, keys))
+            with EpisodeStore.create(tmp, spec, attrs=provenance) as store:
+                for n in names:
+                    store.append_episode(_read_demo(data[n], n, keys))
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    if store_path.exists():
-        shutil.rmtree(store_path)
+    remove_store(store_path)  # checked again, under the old store's lock
     os.replace(tmp, store_path)
     return EpisodeStore.open(store_path)
 
@@ -136,6 +137,8 @@ def export_robomimic(store: EpisodeStore | str | os.PathLike, hdf5_path, overwri
     hdf5_path = Path(hdf5_path)
     if hdf5_path.exists() and not overwrite:
         raise DataError(f"{hdf5_path} already exists; pass overwrite=True or choose another output path.")
+    if hdf5_path.exists() and not (hdf5_path.is_file() and h5py.is_hdf5(hdf5_path)):
+        raise DataError(f"{hdf5_path} exists and is not an HDF5 file, so it will not be overwritten; choose another output path or remove it yourself.")
     prov = store.attrs
     names = prov.get("demo_names") if len(prov.get("demo_names", [])) == store.n_episodes else None
     names = names or [f"demo_{i}" for i in range(store.n_episodes)]

@@ -16,67 +16,70 @@ new ``committed`` counts. Every file write is temp (+ fsync) + rename (``Durable
 the root ``zarr.json`` is replaced in one atomic step: that replacement *is* the commit. Readers use only
 the committed counts; whatever lies beyond them (a killed append) is ignored and is truncated when
 the store is next opened for appending. Chunks shared by the last committed episode and the new one
-are rewritten whole and atomically, so earlier episodes are never seen half-written. One writer at
-a time.
+are rewritten whole and atomically, so earlier episodes are never seen half-written.
+
+One writer at a time: ``create`` and ``open(mode="a")`` take the store's exclusive lock
+(:mod:`robopolicy.data.store_lock`), held until :meth:`EpisodeStore.close` (or the process ends);
+a second writer gets an error naming the holder. Every chunk is written (also all-zero ones) with a
+CRC32C, and every open checks that the committed chunks exist (small stores are also decoded in
+full, :mod:`robopolicy.data.store_verify`), so damage is an error instead of zeros. Overwriting
+deletes only a directory that is a zarr store (:func:`remove_store`).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+import zlib
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import numpy as np
 import zarr
 
-from robopolicy.data._zarr_io import DurableLocalStore, chunk_shape, remove_stale_temp_files
+from robopolicy.data import store_verify
+from robopolicy.data._zarr_io import (FORMAT_COMPLETE_CHUNKS, FORMAT_KEY, DurableLocalStore, chunk_shape, create_array,
+                                      remove_stale_temp_files, writing)
+from robopolicy.data.episode_check import expected_arrays, validate_episode
+from robopolicy.data.store_lock import LOCK_NAME, StoreLock
 from robopolicy.envs.spec import EnvSpec
 from robopolicy.errors import DataError
 
-STEP_KEYS = ("action", "reward", "success", "done")
+__all__ = ["EpisodeStore", "expected_arrays", "is_store_dir", "remove_store", "validate_episode"]
 
 
-def expected_arrays(spec: EnvSpec) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """key -> (per-step shape, dtype) of every array an episode of ``spec`` must have."""
-    out = {k: (tuple(v.shape), np.dtype(v.dtype)) for k, v in spec.obs.items()}
-    out["action"] = ((spec.action_dim,), np.dtype("float32"))
-    out["reward"] = ((), np.dtype("float32"))
-    out["success"] = ((), np.dtype("bool"))
-    out["done"] = ((), np.dtype("bool"))
-    return out
+def is_store_dir(path: Path) -> bool:
+    """Whether ``path`` is a directory that overwriting may delete: a zarr (v3 or v2) store, or
+    only the lock and temporary files a killed robopolicy writer leaves."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    for meta in ("zarr.json", ".zgroup", ".zarray"):
+        try:
+            doc = json.loads((path / meta).read_text())
+            if isinstance(doc, dict) and doc.get("zarr_format") in (2, 3):
+                return True
+        except (OSError, ValueError):
+            pass
+    return all(c.name == LOCK_NAME or c.name.endswith((".tmp", ".partial")) for c in path.iterdir())
 
 
-def validate_episode(episode: Mapping[str, Any], expected: Mapping[str, tuple[tuple[int, ...], np.dtype]]) -> dict[str, np.ndarray]:
-    """Check an episode dict against ``expected`` and return it as arrays cast to the stored dtypes.
+def _check_overwritable(path: Path) -> None:
+    if path.exists() and not is_store_dir(path):
+        raise DataError(f"{path} exists and is not a zarr store, so it will not be overwritten; choose another output path or remove it yourself.")
 
-    episode: key -> (T, *shape) for every expected key. Raises DataError naming the first problem.
-    """
-    missing = [k for k in expected if k not in episode]
-    if missing:
-        raise DataError(f"The episode lacks key(s) {missing} that the store needs; include every key of {sorted(expected)}.")
-    extra = sorted(set(episode) - set(expected))
-    if extra:
-        raise DataError(f"The episode has key(s) {extra} that the store does not hold; drop them or add them to the env spec.")
-    arrays = {k: np.asarray(episode[k]) for k in expected}
-    lengths = {k: (a.shape[0] if a.ndim else 0) for k, a in arrays.items()}
-    if len(set(lengths.values())) != 1:
-        raise DataError(f"The episode's arrays have different lengths {lengths}; every key needs one row per step.")
-    if next(iter(lengths.values())) < 1:
-        raise DataError("The episode has no steps; append episodes with at least one step.")
-    out = {}
-    for k, a in arrays.items():
-        shape, dtype = expected[k]
-        if tuple(a.shape[1:]) != shape:
-            raise DataError(f"Episode key {k!r} has per-step shape {tuple(a.shape[1:])} but the store expects {shape}; fix the recorder or the env spec.")
-        if dtype == np.uint8 and a.dtype != np.uint8:
-            raise DataError(f"Episode key {k!r} has dtype {a.dtype} but images are stored as uint8; convert it with .astype(np.uint8).")
-        if dtype.kind == "f":
-            if not np.issubdtype(a.dtype, np.number) and a.dtype != np.bool_:
-                raise DataError(f"Episode key {k!r} has dtype {a.dtype}, not numbers; record float values.")
-            if not np.all(np.isfinite(a)):
-                raise DataError(f"Episode key {k!r} contains NaN or infinite values; fix the recorder or drop this episode.")
-        out[k] = a.astype(dtype, copy=False)
-    return out
+
+def remove_store(path) -> None:
+    """Delete the store at ``path`` (nothing if absent); refuses a non-store or a store being written."""
+    path = Path(path)
+    if not path.exists():
+        return
+    _check_overwritable(path)
+    lock = StoreLock.acquire(path)  # refuses while another process writes it
+    try:
+        shutil.rmtree(path)
+    finally:
+        lock.release()
 
 
 class EpisodeStore:
@@ -85,14 +88,30 @@ class EpisodeStore:
     Build with :meth:`create` or :meth:`open`, not the constructor.
     """
 
-    def __init__(self, group: zarr.Group, path: Path, mode: str):
+    def __init__(self, group: zarr.Group, path: Path, mode: str, lock: StoreLock | None = None):
         self._group = group
         self.path = path
         self.mode = mode
+        self._lock = lock
         self.spec = EnvSpec.from_dict(dict(group.attrs["env_spec"]))
-        self._arrays: dict[str, zarr.Array] = {k: a for k, a in group["data"].arrays()}
-        self._ends_array: zarr.Array = group["meta/episode_ends"]
+        prepare = writing if mode == "a" else (lambda a: a)
+        self._arrays: dict[str, zarr.Array] = {k: prepare(a) for k, a in group["data"].arrays()}
+        self._ends_array: zarr.Array = prepare(group["meta/episode_ends"])
         self._load_committed()
+
+    # -- lifetime -------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the write lock (a no-op for read-only stores); the store is read-only afterwards."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        self.mode = "r"
+
+    def __enter__(self) -> "EpisodeStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
@@ -103,47 +122,91 @@ class EpisodeStore:
         it appends are still atomic against a killed process.
         """
         path = Path(path)
-        if path.exists():
-            if not overwrite:
+        if path.exists() and not overwrite:
+            raise DataError(f"{path} already exists; pass overwrite=True or choose another output path.")
+        _check_overwritable(path)
+        lock = StoreLock.acquire(path)
+        try:
+            _check_overwritable(path)  # again under the lock: another process may have written meanwhile
+            if not overwrite and any(c.name != LOCK_NAME for c in path.iterdir()):
                 raise DataError(f"{path} already exists; pass overwrite=True or choose another output path.")
-            if path.is_file() or (any(path.iterdir()) and not (path / "zarr.json").exists()):
-                raise DataError(f"{path} exists and is not a zarr store, so it will not be overwritten; choose another output path.")
-            shutil.rmtree(path)
-        root_attrs = {"env_spec": spec.to_dict(), "provenance": dict(attrs or {}), "committed": {"n_episodes": 0, "n_steps": 0}}
-        group = zarr.open_group(store=DurableLocalStore(path, fsync=fsync), mode="w", attributes=root_attrs)
-        group.create_group("data")
-        group.create_array("meta/episode_ends", shape=(0,), chunks=(4096,), dtype="int64", fill_value=0)
-        for key, (shape, dtype) in expected_arrays(spec).items():
-            _create_data_array(group, key, shape, dtype, is_image=key in spec.rgb_keys)
-        return cls(group, path, "a")
+            for child in path.iterdir():  # the lock folder stays: the lock lives on it
+                if child.name != LOCK_NAME:
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
+            root_attrs = {"env_spec": spec.to_dict(), "provenance": dict(attrs or {}), FORMAT_KEY: FORMAT_COMPLETE_CHUNKS,
+                          "committed": _commit_record(np.zeros(0, np.int64))}
+            group = zarr.open_group(store=DurableLocalStore(path, fsync=fsync), mode="a", attributes=root_attrs)
+            group.create_group("data")
+            create_array(group, "meta/episode_ends", shape=(0,), chunks=(4096,), dtype="int64")
+            for key, (shape, dtype) in expected_arrays(spec).items():
+                _create_data_array(group, key, shape, dtype, is_image=key in spec.rgb_keys)
+            return cls(group, path, "a", lock)
+        except BaseException:
+            lock.release()
+            raise
 
     @classmethod
-    def open(cls, path, mode: str = "r", required_keys: list[str] | None = None, fsync: bool = True) -> "EpisodeStore":
+    def open(cls, path, mode: str = "r", required_keys: list[str] | None = None, fsync: bool = True,
+             verify: bool | None = None) -> "EpisodeStore":
         """Open and validate an existing store; ``mode`` is ``"r"`` or ``"a"`` (append).
 
-        Opening for append also discards the remains of an append that was killed before its commit.
+        Opening for append takes the store's write lock and discards the remains of an append that
+        was killed before its commit. Every open checks that the committed chunks exist; ``verify``
+        also decodes them all: None does so for stores up to ``store_verify.VERIFY_ON_OPEN_MAX_BYTES``.
         """
         if mode not in ("r", "a"):
             raise DataError(f"Unknown store mode {mode!r}; use mode='r' to read or mode='a' to append.")
         path = Path(path)
         if not path.exists():
             raise DataError(f"No episode store at {path}; check the path or make one with robopolicy-collect.")
+        if mode == "a" and not is_store_dir(path):  # checked before the lock folder is made inside it
+            raise DataError(f"{path} is not a zarr store; point to a store written by robopolicy-collect.")
+        lock = StoreLock.acquire(path) if mode == "a" else None
+        try:
+            store = cls._open_locked(path, mode, required_keys, fsync, lock)
+            if mode == "a":
+                store._discard_uncommitted()
+            if verify or (verify is None and store_verify.committed_bytes(store) <= store_verify.VERIFY_ON_OPEN_MAX_BYTES):
+                store_verify.verify_store(store, decode=True)
+            else:
+                store_verify.check_chunks_present(store)
+            return store
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+
+    @classmethod
+    def _open_locked(cls, path: Path, mode: str, required_keys, fsync: bool, lock: StoreLock | None) -> "EpisodeStore":
         try:
             group = zarr.open_group(store=DurableLocalStore(path, read_only=mode == "r", fsync=fsync), mode="r" if mode == "r" else "r+")
-        except Exception as e:  # zarr raises several types (GroupNotFoundError, ContainsArrayError, JSON errors)
+        except Exception as e:  # noqa: BLE001 - zarr raises several types (GroupNotFoundError, ContainsArrayError, JSON errors)
             raise DataError(f"{path} is not a zarr store ({type(e).__name__}); point to a store written by robopolicy-collect.") from None
-        if "meta/episode_ends" not in group or "data" not in group or "env_spec" not in group.attrs:
+        try:
+            has_layout = "meta/episode_ends" in group and "data" in group and "env_spec" in group.attrs
+        except Exception as e:  # noqa: BLE001 - a damaged zarr.json of data/ or meta/ (JSON, Unicode or metadata errors)
+            raise DataError(f"{path} has unreadable metadata under data/ or meta/ ({type(e).__name__}); restore the store from a copy or re-create it.") from None
+        if not has_layout:
             raise DataError(f"{path} is a zarr group but not an episode store (it needs meta/episode_ends, data/ and an env_spec attribute); point to a store written by robopolicy-collect.")
         try:
-            store = cls(group, path, mode)
-        except (KeyError, TypeError, ValueError) as e:
-            raise DataError(f"{path} has an unreadable env_spec or commit record ({e}); re-create the store.") from None
+            store = cls(group, path, mode, lock)
+        except DataError:
+            raise
+        except Exception as e:  # noqa: BLE001 - KeyError/TypeError/ValueError from a damaged env_spec or commit record
+            raise DataError(f"{path} has an unreadable env_spec or commit record ({type(e).__name__}); re-create the store.") from None
         store._validate(required_keys or [])
-        if mode == "a":
-            store._discard_uncommitted()
         return store
 
     # -- reading --------------------------------------------------------------------------------
+    @property
+    def complete_chunks(self) -> bool:
+        """Whether every chunk of the committed range is written (stores made by this version)."""
+        return int(self._group.attrs.get(FORMAT_KEY, 1)) >= FORMAT_COMPLETE_CHUNKS
+
+    def verify(self, decode: bool = True) -> "store_verify.VerifyReport":
+        """Check that every committed chunk exists (and decodes); raises StoreCorruptError."""
+        return store_verify.verify_store(self, decode=decode)
+
     @property
     def attrs(self) -> dict:
         """The provenance dict (command, time, versions, ...)."""
@@ -176,16 +239,25 @@ class EpisodeStore:
         """Rows of ``key`` over committed steps: all (None), a slice, or an integer index array."""
         arr = self.array(key)
         if sl is None:
-            return arr[: self.n_steps]
+            return self._read(key, lambda: arr[: self.n_steps])
         if isinstance(sl, slice):
             start, stop, step = sl.indices(self.n_steps)
             if step == 1:
-                return arr[start:max(start, stop)]
+                return self._read(key, lambda: arr[start:max(start, stop)])
             sl = np.arange(start, stop, step)
         idx = np.asarray(sl, dtype=np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= self.n_steps):
             raise IndexError(f"step index out of range [0, {self.n_steps})")
-        return arr.oindex[(idx,)] if idx.ndim == 1 else arr.oindex[(idx.ravel(),)].reshape(*idx.shape, *arr.shape[1:])
+        if idx.ndim == 1:
+            return self._read(key, lambda: arr.oindex[(idx,)])
+        return self._read(key, lambda: arr.oindex[(idx.ravel(),)].reshape(*idx.shape, *arr.shape[1:]))
+
+    def _read(self, key: str, read) -> np.ndarray:
+        """Run ``read()``, turning a damaged chunk's decoding failure into one sentence."""
+        try:
+            return read()
+        except Exception as e:  # noqa: BLE001 - zarr/numcodecs raise ValueError, RuntimeError, ... for damaged chunks
+            raise store_verify.StoreCorruptError(f"A chunk of data/{key} in {self.path} does not decode ({type(e).__name__}); run robopolicy-verify {self.path} and restore or re-create the store.") from None
 
     def episode_range(self, i: int) -> tuple[int, int]:
         """(start, stop) steps of episode ``i`` (negative counts from the end)."""
@@ -198,7 +270,7 @@ class EpisodeStore:
     def episode(self, i: int) -> dict[str, np.ndarray]:
         """Every key of episode ``i`` as arrays ``(T, ...)``."""
         start, stop = self.episode_range(i)
-        return {k: a[start:stop] for k, a in self._arrays.items()}
+        return {k: self._read(k, lambda a=a: a[start:stop]) for k, a in self._arrays.items()}
 
     def iter_episodes(self) -> Iterator[dict[str, np.ndarray]]:
         for i in range(self.n_episodes):
@@ -211,8 +283,9 @@ class EpisodeStore:
         return f"EpisodeStore({str(self.path)!r}, episodes={self.n_episodes}, steps={self.n_steps}, keys={self.keys})"
 
     def __reduce__(self):
-        # Picklable for DataLoader workers: re-open read-only by path instead of pickling zarr handles.
-        return (EpisodeStore.open, (str(self.path), "r"))
+        # Picklable for DataLoader workers: re-open read-only by path instead of pickling zarr handles
+        # (the chunks were verified when this handle was opened: only the presence check again).
+        return (EpisodeStore.open, (str(self.path), "r", None, True, False))
 
     # -- writing --------------------------------------------------------------------------------
     def append_episode(self, episode: Mapping[str, Any]) -> None:
@@ -251,12 +324,17 @@ class EpisodeStore:
 
     def _commit(self, n_episodes: int, n_steps: int) -> None:
         """The commit point: one atomic rewrite of the root zarr.json."""
-        self._group.update_attributes({"committed": {"n_episodes": int(n_episodes), "n_steps": int(n_steps)}})
-        self._ends = np.concatenate([self._ends, np.array([n_steps], dtype=np.int64)])
+        ends = np.concatenate([self._ends, np.array([n_steps], dtype=np.int64)])
+        assert len(ends) == n_episodes
+        self._group.update_attributes({"committed": _commit_record(ends)})
+        self._ends = ends
 
     # -- validation and recovery ----------------------------------------------------------------
     def _load_committed(self) -> None:
-        ends = np.asarray(self._ends_array[:])
+        try:
+            ends = np.asarray(self._ends_array[:])
+        except Exception as e:  # noqa: BLE001 - a damaged chunk of meta/episode_ends
+            raise store_verify.StoreCorruptError(f"{self.path}: meta/episode_ends does not decode ({type(e).__name__}); restore the store from a copy or re-create it.") from None
         committed = self._group.attrs.get("committed")
         # Stores written by other tools (no commit record) are taken at their episode_ends.
         n = int(committed["n_episodes"]) if committed is not None else len(ends)
@@ -265,6 +343,8 @@ class EpisodeStore:
         self._ends = ends[:n].astype(np.int64)
         if committed is not None and self.n_steps != int(committed["n_steps"]):
             raise DataError(f"{self.path} records {committed['n_steps']} committed steps but episode_ends ends at {self.n_steps}; the store is corrupt, re-create it.")
+        if committed is not None and "episode_ends_crc32" in committed and _ends_crc32(self._ends) != int(committed["episode_ends_crc32"]):
+            raise store_verify.StoreCorruptError(f"{self.path}: meta/episode_ends differs from the committed episode boundaries (checksum mismatch); restore the store from a copy or re-create it.")
 
     def _validate(self, required_keys: list[str]) -> None:
         if not np.issubdtype(self._ends_array.dtype, np.integer):
@@ -303,4 +383,13 @@ def _create_data_array(group: zarr.Group, key: str, shape: tuple[int, ...], dtyp
     """An empty ``data/<key>`` array of ``(0, *shape)``, chunked along time."""
     if "/" in key or key.startswith("."):
         raise DataError(f"Key {key!r} cannot be a store array name; use a key without '/' or a leading '.'.")
-    return group.create_array(f"data/{key}", shape=(0, *shape), chunks=chunk_shape(shape, dtype, is_image), dtype=dtype, fill_value=0)
+    return create_array(group, f"data/{key}", shape=(0, *shape), chunks=chunk_shape(shape, dtype, is_image), dtype=dtype)
+
+
+def _ends_crc32(ends: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(ends, dtype="<i8").tobytes())
+
+
+def _commit_record(ends: np.ndarray) -> dict:
+    """The root attribute whose atomic rewrite commits an append."""
+    return {"n_episodes": len(ends), "n_steps": int(ends[-1]) if len(ends) else 0, "episode_ends_crc32": _ends_crc32(ends)}

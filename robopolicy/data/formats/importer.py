@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from robopolicy.data.formats.common import Source
-from robopolicy.data.store import EpisodeStore
+from robopolicy.data.store import EpisodeStore, is_store_dir, remove_store
 from robopolicy.errors import DataError
 
 FORMATS = ("lerobot", "dp_zarr", "robomimic")
@@ -76,6 +76,8 @@ def import_dataset(src, out, fmt: str = "auto", cfg: Mapping[str, Any] | None = 
     if fmt not in FORMATS:
         raise DataError(f"Unknown format {fmt!r}; use format=auto or one of {', '.join(FORMATS)}.")
     _check_out(out, overwrite)
+    if out.exists() and not is_store_dir(out):
+        raise DataError(f"{out} exists and is not a zarr store, so it will not be overwritten; choose another out= or remove it yourself.")
     if fmt == "robomimic":
         from robopolicy.data.robomimic_io import import_robomimic
 
@@ -83,7 +85,7 @@ def import_dataset(src, out, fmt: str = "auto", cfg: Mapping[str, Any] | None = 
         return summary(store, "robomimic", ["robomimic has no success flag: success = reward > 0"])
     source = open_source(src, fmt, cfg)
     tmp = out.with_name(f".{out.name}.importing")
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_store(tmp)  # the remains of a killed import (refused if it is not a store)
     prov = {**source.provenance, "format": fmt, "task": "dataset"}
     try:
         store = EpisodeStore.create(tmp, source.spec, attrs=prov, fsync=False)
@@ -93,11 +95,11 @@ def import_dataset(src, out, fmt: str = "auto", cfg: Mapping[str, Any] | None = 
             bar.update(len(ep["action"]))
         bar.close()
         store.update_attrs({"notes": sorted(source.notes)})
+        store.close()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if out.exists():
-        shutil.rmtree(out)
+    remove_store(out)  # only a store, and not while another process writes it
     os.replace(tmp, out)
     return summary(EpisodeStore.open(out), fmt, sorted(source.notes))
 
