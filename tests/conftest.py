@@ -19,3 +19,13 @@ def rng():
     import numpy as np
 
     return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_hydra_config():
+    """Tests that compose a command in-process set Hydra's global HydraConfig; clear it after each
+    test so a later test does not see that run's overrides (e.g. whether task= was given)."""
+    yield
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().cfg = None
