@@ -92,7 +92,7 @@ def read_checkpoint_config(folder: Path) -> tuple[DictConfig, EnvSpec]:
         spec = EnvSpec.from_dict(json.loads((folder / "spec.json").read_text()))
     except FileNotFoundError as e:
         raise CheckpointError(f"Checkpoint {str(folder)!r} lacks {Path(e.filename).name}; it was not written by robopolicy-train, retrain it.") from None
-    except Exception as e:  # unparsable YAML / JSON, or a spec.json of the wrong shape
+    except Exception as e:  # noqa: BLE001 - unparsable YAML / JSON, or a spec.json of the wrong shape
         raise CheckpointError(f"Checkpoint {str(folder)!r} has an unreadable config.yaml or spec.json ({type(e).__name__}); "
                               "load another checkpoint (checkpoint=step_<N>).") from None
     if not isinstance(cfg, DictConfig):

@@ -228,7 +228,7 @@ def test_real_task_and_diffusion_policy_reproducible(tiny_run):
         r = evaluate_policy(load(tiny_run, device="cpu"), LoggedTask(), episodes=3, seed=seed, num_envs=2, progress=False)
         return r, np.stack(log)
 
-    (a, la), (b, lb), (c, lc) = run(11), run(11), run(12)
+    (a, la), (b, lb), (_, lc) = run(11), run(11), run(12)
     assert a["returns"] == b["returns"] and a["episode_lengths"] == b["episode_lengths"]
     assert la.shape == lb.shape and np.array_equal(la, lb)  # bit-identical closed loop
     assert not np.array_equal(la, lc)  # another seed list: other starts and other sampler noise

@@ -75,7 +75,7 @@ def torchcodec_status(path: Path, n: int) -> dict:
 
         t0 = time.perf_counter()
         VideoDecoder(str(path)).get_frames_in_range(0, n)
-    except Exception as e:  # ImportError, or RuntimeError/OSError when its FFmpeg libraries are missing
+    except Exception as e:  # noqa: BLE001 - ImportError, or RuntimeError/OSError when its FFmpeg libraries are missing
         lines = str(e).splitlines()
         missing = next((ln.strip() for ln in lines if "cannot open shared object" in ln), "")
         return {"decoder": "torchcodec", "available": False, "reason": f"{type(e).__name__}: {lines[0][:120]} {missing}".strip()}

@@ -63,7 +63,7 @@ def _frames(obs: Mapping[str, np.ndarray], venv: gym.vector.VectorEnv, camera_ke
         return list(obs[camera_key])
     try:
         frames = venv.call("render")
-    except Exception:  # the env has no render_mode: nothing to film
+    except Exception:  # noqa: BLE001 - the env has no render_mode: nothing to film
         return None
     return None if frames is None or any(f is None for f in frames) else list(frames)
 
@@ -221,7 +221,7 @@ def evaluate_policy(policy, task, episodes: int, seed: int = 0, num_envs: int = 
                 if recorder.wants(start + i):
                     path = recorder.flush(start + i, batch[i], res["success"][i], spec.control_hz)
                     if path is None:
-                        warnings.warn("No video frames: the task has no camera observation and env.render() gave none.")
+                        warnings.warn("No video frames: the task has no camera observation and env.render() gave none.", stacklevel=2)
                     else:
                         videos.append(str(path))
             bar.update(n_real)

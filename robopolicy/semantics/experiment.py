@@ -78,7 +78,7 @@ def run_active_experiment(cfg: DictConfig, strategies: list[str] | None = None, 
         strategy = instantiate(cfg.strategies[name])
         oracle = AnnotationOracle(truths, int(cfg.budget), float(cfg.oracle.noise_std), np.random.default_rng(int(cfg.seed) + 1))
 
-        def on_round(mapper, labels, annotations, _oracle=oracle):
+        def on_round(mapper, labels, annotations, _oracle=oracle, name=name):
             rec = offline_semantics_error(mapper, test_images, test_truth)
             labeled = labels.labeled
             rec["label_error_m"] = float(np.abs(labels.labels[labeled] - np.concatenate(truths)[labeled]).mean())

@@ -279,7 +279,7 @@ def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     verify_file(path)
     try:
         state = load_file(str(path))
-    except Exception as e:  # safetensors raises its own error types for truncated / garbled headers
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for truncated / garbled headers
         raise CheckpointError(f"{str(path)!r} is not a readable safetensors file ({type(e).__name__}); "
                               "load another checkpoint (checkpoint=step_<N>).") from None
     check_finite(state, path)

@@ -69,7 +69,7 @@ def plain_config(cfg: Any, source: str = "the config") -> Any:
         node = OmegaConf.create(cfg)
     try:
         return OmegaConf.to_container(node, resolve=True)
-    except Exception as e:  # an interpolation that cannot be resolved (missing key, unknown resolver)
+    except Exception as e:  # noqa: BLE001 - an interpolation that cannot be resolved (missing key, unknown resolver)
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"{source} has an interpolation that cannot be resolved ({first}); "
                               "use the config.yaml robopolicy-train wrote, unedited.") from None
