@@ -52,11 +52,11 @@ def train(policy, batch, steps, lr=2e-3):
     opt = torch.optim.Adam(policy.parameters(), lr=lr)
     losses = []
     for _ in range(steps):
-        loss, metrics = policy.compute_loss(batch)
+        loss, _ = policy.compute_loss(batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(metrics["loss"])
+        losses.append(float(loss.detach()))
     return losses
 
 

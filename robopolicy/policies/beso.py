@@ -70,4 +70,4 @@ class BESOPolicy(DenoisingPolicy):
         c = edm_coefficients(sigma, self.sigma_data)
         raw = self.net(c.c_in * x, c.c_noise.view(-1), cond)
         loss = F.mse_loss(raw, edm_training_target(a, x, sigma, self.sigma_data))
-        return loss, {"loss": float(loss.detach())}
+        return loss, {}  # the trainer logs the loss itself (summed on device: no host sync per step)
