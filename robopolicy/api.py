@@ -75,4 +75,7 @@ def load(run_dir: str | os.PathLike, checkpoint: str = "last", device: str = "au
     load_weights(policy, folder / "model.safetensors", what="policy built from the config")
     if overrides and "sampler" in (cfg.get("policy") or {}) and hasattr(policy, "set_sampler"):
         policy.set_sampler(cfg.policy.sampler)
-    return policy.to(resolve_device(device)).eval()
+    policy = policy.to(resolve_device(device)).eval()
+    if callable(getattr(policy, "warmup", None)):  # one-off inference setup now, not in the first chunk
+        policy.warmup()
+    return policy

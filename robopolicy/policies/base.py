@@ -70,7 +70,7 @@ class Policy(nn.Module, abc.ABC):
     def reset(self) -> None:
         """Clear any per-episode state (none by default; the controller keeps histories)."""
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict_chunk(self, obs_history: ObsDict, goal: ObsDict | None = None) -> np.ndarray:
         """obs_history: {key: (To, ...)} -> (Ta, A) numpy actions to execute from the current step."""
         batched = {k: np.asarray(v)[None] for k, v in obs_history.items()}

@@ -53,7 +53,7 @@ class BESOPolicy(DenoisingPolicy):
     def _predict(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """Denoised chunk D(x, σ) = c_skip·x + c_out·F(c_in·x, c_noise, cond). x: (N, Tp, A), σ: (N,)."""
         c = edm_coefficients(sigma.view(-1, 1, 1), self.sigma_data)
-        raw = self.net(c.c_in * x, c.c_noise.view(-1), cond)
+        raw = self.denoiser(c.c_in * x, c.c_noise.view(-1), cond)
         return c.c_skip * x + c.c_out * raw
 
     def _sample_normalized(self, guided: Callable, x: torch.Tensor) -> torch.Tensor:

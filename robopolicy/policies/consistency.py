@@ -119,7 +119,7 @@ class ConsistencyPolicy(BESOPolicy):
     def _predict(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, net: torch.nn.Module | None = None) -> torch.Tensor:
         """f(x, σ) = c_skip·x + c_out·F(c_in·x, c_noise, cond). x: (N, Tp, A), σ: (N,) -> (N, Tp, A)."""
         c = self._coefficients(sigma.view(-1, 1, 1))
-        raw = (net or self.net)(c.c_in * x, c.c_noise.view(-1), cond)
+        raw = (net or self.denoiser)(c.c_in * x, c.c_noise.view(-1), cond)
         return c.c_skip * x + c.c_out * raw
 
     # -- distillation -----------------------------------------------------------------------------

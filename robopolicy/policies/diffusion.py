@@ -35,7 +35,7 @@ class DiffusionPolicy(DenoisingPolicy):
         return DiscreteSampler(self.noise_scheduler, **cfg)
 
     def _predict(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self.net(x, t, cond)
+        return self.denoiser(x, t, cond)
 
     def _sample_normalized(self, guided: Callable, x: torch.Tensor) -> torch.Tensor:
         return self.sampler.sample(guided, x)
