@@ -167,3 +167,20 @@ def test_student_run_evaluates_with_robopolicy_eval(runs, tmp_path):
     assert p.returncode == 0, p.stderr
     r = json.loads(out.read_text())
     assert r["episodes"] == 2 and r["sampler"]["name"] == "consistency" and r["sampler"]["steps"] == 1
+
+
+def test_weight_ema_step_matches_the_ema_formula():
+    from robopolicy.training.ema import WeightEMA
+
+    net = torch.nn.Linear(3, 2)
+    ema = WeightEMA(net, power=0.75, max_decay=0.9999)
+    for _ in range(2):
+        before = [s.clone() for s in ema.ema.shadow_params]
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))
+        ema.step()
+        d = ema.decay
+        assert d == pytest.approx(1 - ema.ema.optimization_step ** -0.75)  # diffusers: step k (1-based) -> 1 - k^-power
+        for s, b, p in zip(ema.ema.shadow_params, before, net.parameters()):
+            assert torch.allclose(s, d * b + (1 - d) * p)
