@@ -13,11 +13,14 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
+from test_policies import SPEC, TINY_NETS, TO, TP, fixed_batch, normalizer
 
 from robopolicy.errors import ConfigError
-from robopolicy.policies.consistency import ConsistencyPolicy, consistency_coefficients, teacher_ode_step
-
-from test_policies import SPEC, TINY_NETS, TO, TP, fixed_batch, normalizer
+from robopolicy.policies.consistency import (
+    ConsistencyPolicy,
+    consistency_coefficients,
+    teacher_ode_step,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,10 +52,10 @@ def test_boundary_condition_is_exact_at_sigma_min():
 def test_heun_step_is_exact_for_a_linear_trajectory():
     """D(x, σ) = 0 makes dx/dσ = x/σ, whose exact solution x·σ_next/σ Heun reproduces (Euler does not)."""
     x, s, s_next = torch.ones(1, 2, 1), torch.tensor([2.0]), torch.tensor([1.0])
-    zero = lambda x, s: torch.zeros_like(x)  # noqa: E731
+    zero = lambda x, s: torch.zeros_like(x)
     assert torch.allclose(teacher_ode_step(zero, x, s, s_next, "heun"), x * 0.5)
     assert torch.allclose(teacher_ode_step(zero, x, s, s_next, "euler"), x * 0.5)  # linear in σ: Euler exact too
-    quad = lambda x, s: x * (1 - s.view(-1, 1, 1))  # noqa: E731  (dx/dσ = x: exponential, Euler is off)
+    quad = lambda x, s: x * (1 - s.view(-1, 1, 1))
     heun, euler = teacher_ode_step(quad, x, s, s_next, "heun"), teacher_ode_step(quad, x, s, s_next, "euler")
     exact = x * float(np.exp(-1.0))
     assert (heun - exact).abs().max() < (euler - exact).abs().max()
@@ -163,7 +166,7 @@ def test_student_run_evaluates_with_robopolicy_eval(runs, tmp_path):
     out = tmp_path / "eval.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MUJOCO_GL": "egl", "WANDB_MODE": "disabled"}
     p = subprocess.run([sys.executable, "-m", "robopolicy.cli.eval", f"run_dir={runs}", "episodes=2", "progress=false",
-                        "wandb.mode=disabled", f"out={out}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+                        "wandb.mode=disabled", f"out={out}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert p.returncode == 0, p.stderr
     r = json.loads(out.read_text())
     assert r["episodes"] == 2 and r["sampler"]["name"] == "consistency" and r["sampler"]["steps"] == 1

@@ -3,8 +3,8 @@
 1. Latency per action chunk at batch 1 (``predict_chunk``: observation history in, numpy actions out) for our
    policies at 1 / 3 / 10 network evaluations on three U-Nets (quick start 32/64/128, default 64/128/256, and
    Diffusion Policy's 64 M 256/512/1024), against a re-implementation of LeRobot's Diffusion Policy DDIM-10
-   inference on the same 64 M network; median ms and the ratio to the LeRobot figure. The share of each
-   chunk spent outside the network is 1 − evals × (median bare forward) / (median chunk).
+   inference on the same 64 M network; median ms and the ratio to the LeRobot figure. The share of a chunk
+   spent outside the network is measured paired: after each chunk, as many bare forwards as it made.
 2. V-GPS at K = 10 over the 1-step consistency student (quick-start net) against the student alone.
 3. Training step at batch 64 on the 64 M net: the one Trainer (AdamW, warm-up/cosine, clipping, EMA) against a
    plain PyTorch loop with the same optimizer (AdamW defaults, ``loss.item()`` per step as such loops log).
@@ -104,16 +104,26 @@ class LeRobotDDIM:
         return actions[0, TO - 1: TO - 1 + TA].numpy()
 
 
-def interleaved(fns: dict, reps: int, warmup: int = 2) -> dict[str, float]:
-    """Median ms of each fn, one call of every fn per round."""
-    times = {k: [] for k in fns}
+def interleaved(fns: dict, reps: int, paired: dict | None = None, warmup: int = 2) -> tuple[dict[str, float], dict[str, float]]:
+    """Median ms of each fn, one call of every fn per round. ``paired[k] = (net_fn, n)``: right after fn k,
+    n bare network calls are timed too, and the share outside the network is 1 − net / chunk for that
+    round (a paired figure: both halves see the same load). -> (median ms, median outside-network share)."""
+    paired = paired or {}
+    times, shares = {k: [] for k in fns}, {k: [] for k in paired}
     for i in range(reps + warmup):
         for k, f in fns.items():
             t0 = time.perf_counter()
             f()
+            t1 = time.perf_counter()
+            if k in paired:
+                net_fn, n = paired[k]
+                for _ in range(n):
+                    net_fn()
+                if i >= warmup:
+                    shares[k].append(1.0 - (time.perf_counter() - t1) / (t1 - t0))
             if i >= warmup:
-                times[k].append((time.perf_counter() - t0) * 1e3)
-    return {k: statistics.median(v) for k, v in times.items()}
+                times[k].append((t1 - t0) * 1e3)
+    return {k: statistics.median(v) for k, v in times.items()}, {k: statistics.median(v) for k, v in shares.items()}
 
 
 def latency(reps: int) -> dict:
@@ -141,21 +151,19 @@ def latency(reps: int) -> dict:
     vgps = ValueGuidedPolicy(student, critic, k=10)
     fns = {"LeRobot DDIM-10 [dp64M]": lambda: lerobot.predict_chunk(hist), "V-GPS K=10 over CD 1-step [quick]": lambda: vgps.predict_chunk(hist)}
     fns.update({k: (lambda p=p: p.predict_chunk(hist)) for k, p in cases.items()})
+    # Outside-network shares are measured paired for the cases where they matter and cost little: 1 and 3 network
+    # evaluations on the small nets, 1 on the 64 M one.
+    paired = {k: (nets[label], n) for k, (label, n) in evals.items() if n == 1 or (n == 3 and label != "dp64M")}
     with torch.inference_mode():
-        fns.update({f"net forward [{k}]": f for k, f in nets.items()})
-        med = interleaved(fns, reps)
+        med, shares = interleaved(fns, reps, paired)
     ref = med["LeRobot DDIM-10 [dp64M]"]
     rows = []
     for k, ms in med.items():
-        if k.startswith("net forward"):
-            continue
         row = {"case": k, "median_ms": ms, "speedup_vs_lerobot": ref / ms}
-        if k in evals:
-            label, n = evals[k]
-            row["outside_net_share"] = 1.0 - n * med[f"net forward [{label}]"] / ms
+        if k in shares:
+            row["outside_net_share"] = shares[k]
         rows.append(row)
-    return {"rows": rows, "net_forward_ms": {k[13:-1]: v for k, v in med.items() if k.startswith("net forward")},
-            "vgps_over_base": med["V-GPS K=10 over CD 1-step [quick]"] / med["CD student 1-step [quick]"]}
+    return {"rows": rows, "vgps_over_base": med["V-GPS K=10 over CD 1-step [quick]"] / med["CD student 1-step [quick]"]}
 
 
 class SyntheticWindows(torch.utils.data.Dataset):
@@ -209,19 +217,20 @@ def main() -> None:
     ap.add_argument("--train-rounds", type=int, default=2, help="ours/plain runs alternated this many times")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default=None, help="also write the figures as JSON here")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 1, median of {args.reps} interleaved rounds")
-    res = latency(args.reps)
-    print(f"{'case':<36} {'ms/chunk':>9} {'× LeRobot':>9} {'outside net':>11}")
-    for r in res["rows"]:
-        share = f"{r['outside_net_share']:.1%}" if "outside_net_share" in r else "-"
-        print(f"{r['case']:<36} {r['median_ms']:>9.2f} {r['speedup_vs_lerobot']:>9.1f} {share:>11}")
-    print("bare net forward ms:", {k: round(v, 2) for k, v in res["net_forward_ms"].items()})
-    print(f"V-GPS K=10 over the 1-step student / the student alone: {res['vgps_over_base']:.2f}×")
+    res = {} if args.skip_latency else latency(args.reps)
+    if res:
+        print(f"{'case':<36} {'ms/chunk':>9} {'× LeRobot':>9} {'outside net':>11}")
+        for r in res["rows"]:
+            share = f"{r['outside_net_share']:.1%}" if "outside_net_share" in r else "-"
+            print(f"{r['case']:<36} {r['median_ms']:>9.2f} {r['speedup_vs_lerobot']:>9.1f} {share:>11}")
+        print(f"V-GPS K=10 over the 1-step student / the student alone: {res['vgps_over_base']:.2f}×")
     if not args.skip_train:
         ours, plain = [], []
         for _ in range(args.train_rounds):
