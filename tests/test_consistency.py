@@ -187,3 +187,14 @@ def test_weight_ema_step_matches_the_ema_formula():
         assert d == pytest.approx(1 - ema.ema.optimization_step ** -0.75)  # diffusers: step k (1-based) -> 1 - k^-power
         for s, b, p in zip(ema.ema.shadow_params, before, net.parameters()):
             assert torch.allclose(s, d * b + (1 - d) * p)
+
+
+@pytest.mark.parametrize("policy", ["beso", "consistency"])
+def test_float_sigma_path_matches_the_tensor_path(policy):
+    """Samplers pass one float level (cached scalar coefficients); training passes (N,) tensors: same D."""
+    p = make(policy).eval()
+    x = torch.randn(3, TP, 2)
+    with torch.no_grad():
+        cond = p.encode({"state": torch.randn(3, TO, 5)})
+        for s in (p.sigma_max, 2.5, p.sigma_min):
+            assert torch.allclose(p._predict(x, float(s), cond), p._predict(x, torch.full((3,), float(s)), cond), atol=1e-6)

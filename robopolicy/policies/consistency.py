@@ -116,11 +116,10 @@ class ConsistencyPolicy(BESOPolicy):
     def _coefficients(self, sigma: torch.Tensor) -> EDMCoefficients:
         return consistency_coefficients(sigma, self.sigma_data, self.sigma_min)
 
-    def _predict(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor, net: torch.nn.Module | None = None) -> torch.Tensor:
-        """f(x, σ) = c_skip·x + c_out·F(c_in·x, c_noise, cond). x: (N, Tp, A), σ: (N,) -> (N, Tp, A)."""
+    def _target_predict(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """f_θ⁻(x, σ) with the target network. x: (N, Tp, A), σ: (N,) -> (N, Tp, A)."""
         c = self._coefficients(sigma.view(-1, 1, 1))
-        raw = (net or self.denoiser)(c.c_in * x, c.c_noise.view(-1), cond)
-        return c.c_skip * x + c.c_out * raw
+        return c.c_skip * x + c.c_out * self._target_net()(c.c_in * x, c.c_noise.view(-1), cond)
 
     # -- distillation -----------------------------------------------------------------------------
     @property
@@ -180,7 +179,7 @@ class ConsistencyPolicy(BESOPolicy):
         x_hi = a + s_hi.view(-1, 1, 1) * torch.randn_like(a)
         with torch.no_grad():
             x_lo = teacher_ode_step(lambda x, s: teacher._predict(x, s, t_cond), x_hi, s_hi, s_lo, self.ode_solver)
-            target = self._predict(x_lo, s_lo, cond.detach(), net=self._target_net())
+            target = self._target_predict(x_lo, s_lo, cond.detach())
         loss = self.distance(self._predict(x_hi, s_hi, cond), target).mean()
         return loss, {}  # the trainer logs the loss itself (summed on device: no host sync per step)
 

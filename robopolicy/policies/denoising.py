@@ -116,7 +116,7 @@ class DenoisingPolicy(ChunkPolicy, abc.ABC):
         both = torch.cat([cond, cond_uncond], dim=0)
 
         def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            t2 = torch.cat([t, t]) if torch.as_tensor(t).dim() > 0 else t
+            t2 = torch.cat([t, t]) if isinstance(t, torch.Tensor) and t.dim() > 0 else t
             pc, pu = self._predict(torch.cat([x, x]), t2, both).chunk(2)
             return cfg_combine(pc, pu, w)
 

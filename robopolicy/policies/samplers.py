@@ -29,7 +29,9 @@ from diffusers import (
 from robopolicy.errors import ConfigError
 from robopolicy.policies.edm import edm_raw_output_from_denoised
 
-DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# denoise_fn(x (N, T, A), σ) -> D (N, T, A); σ is a float (one level for the whole batch: the policy
+# caches its coefficients per level, so a step costs the network and a few tensor ops) or an (N,) tensor.
+DenoiseFn = Callable[[torch.Tensor, "torch.Tensor | float"], torch.Tensor]
 
 # --------------------------------------------------------------------------------------------
 # Discrete-time samplers (Diffusion Policy)
@@ -119,7 +121,7 @@ class EDMSampler:
         x = x * self.sigma_max  # VE noise at σ_max (diffusers' init_noise_sigma assumes another input scaling)
         if self.steps == 1:
             # Euler, DDIM and DPM-Solver++ all reduce to x_0 = D(x_T, σ_max) for one step to σ = 0.
-            return denoise_fn(x, torch.full((x.shape[0],), self.sigma_max, device=x.device, dtype=x.dtype))
+            return denoise_fn(x, self.sigma_max)
         return self._sample_steps(denoise_fn, x, generator)
 
     def _sample_steps(self, denoise_fn: DenoiseFn, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -141,9 +143,9 @@ class DDIMSigmaSampler(EDMSampler):
     """BESO's DDIM in σ-space (by hand: diffusers' DDIMScheduler works on discrete α-bar timesteps only)."""
 
     def _sample_steps(self, denoise_fn: DenoiseFn, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        sigmas = self.sigmas().tolist()
+        sigmas = self._sigma_list = getattr(self, "_sigma_list", None) or self.sigmas().tolist()
         for s, s_next in zip(sigmas[:-1], sigmas[1:]):
-            d = denoise_fn(x, torch.full((x.shape[0],), s, device=x.device, dtype=x.dtype))
+            d = denoise_fn(x, s)
             x = ddim_sigma_step(x, d, s, s_next)
         return x
 
@@ -157,7 +159,7 @@ class EDMEulerSampler(EDMSampler):
         sched.set_begin_index(0)
         for i, t in enumerate(sched.timesteps):
             sigma = float(sched.sigmas[i])
-            d = denoise_fn(x, torch.full((x.shape[0],), sigma, device=x.device, dtype=x.dtype))
+            d = denoise_fn(x, sigma)
             # Our denoise_fn applies c_in itself; mark the input as scaled so diffusers does not warn.
             sched.is_scale_input_called = True
             x = sched.step(d, t, x, pred_original_sample=d, generator=generator).prev_sample
@@ -182,7 +184,7 @@ class EDMDPMSolverSampler(EDMSampler):
         sched.set_begin_index(0)
         for i, t in enumerate(sched.timesteps):
             sigma = float(sched.sigmas[i])
-            d = denoise_fn(x, torch.full((x.shape[0],), sigma, device=x.device, dtype=x.dtype))
+            d = denoise_fn(x, sigma)
             raw = edm_raw_output_from_denoised(x, d, sigma, self.sigma_data)
             x = sched.step(raw, t, x, generator=generator).prev_sample
         return x
@@ -222,11 +224,10 @@ class ConsistencySampler(EDMSampler):
 
     def sample(self, denoise_fn: DenoiseFn, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """x: (N, T, A) standard normal -> (N, T, A). One ``denoise_fn`` call per step."""
-        sig = torch.full((x.shape[0],), self.sigma_max, device=x.device, dtype=x.dtype)
-        x0 = denoise_fn(x * self.sigma_max, sig)
+        x0 = denoise_fn(x * self.sigma_max, self.sigma_max)
         for tau, scale in zip(self.levels[1:], self.renoise[1:]):
             noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-            x0 = denoise_fn(x0 + scale * noise, sig.fill_(tau))
+            x0 = denoise_fn(x0 + scale * noise, tau)
         return x0
 
 
