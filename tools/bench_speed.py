@@ -11,7 +11,7 @@
 
 State 39 -> action 4, To = 2, horizon 16, 8 executed actions. Weights are untrained: timing does not depend on them.
 
-    python tools/bench_speed.py [--reps 15] [--train-steps 6] [--train-rounds 2] [--skip-train] [--out bench_out/speed.json]
+    python tools/bench_speed.py [--reps 15] [--train-steps 6] [--train-rounds 3] [--skip-train] [--out bench_out/speed.json]
 """
 
 from __future__ import annotations
@@ -178,43 +178,41 @@ class SyntheticWindows(torch.utils.data.Dataset):
         return {"obs": {"state": self.state[i]}, "action": self.action[i]}
 
 
-def train_ours(steps: int, batch: int) -> float:
-    """ms per step over the second half of a Trainer.fit run (the trainer's own steps_per_s)."""
+def train_ours(steps: int, batch: int) -> list[float]:
+    """ms of each step after the first two of a Trainer.fit run (log_every=1: the trainer's own per-step rate)."""
     from robopolicy.training import Trainer
 
     model = build("beso", NETS["dp64M"]).train()
-    half = max(steps // 2, 1)
-    cfg = {"steps": 2 * half, "batch_size": batch, "device": "cpu", "log_every": half, "val_every": 0, "ckpt_every": 0,
+    cfg = {"steps": steps, "batch_size": batch, "device": "cpu", "log_every": 1, "val_every": 0, "ckpt_every": 0,
            "progress": False, "wandb": {"mode": "disabled"}, "ema": {"enabled": True}}
     with tempfile.TemporaryDirectory() as run_dir:
         Trainer(model, SyntheticWindows(), cfg, run_dir).fit()
         recs = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
-    return 1000.0 / [r for r in recs if "train/steps_per_s" in r][-1]["train/steps_per_s"]
+    return [1000.0 / r["train/steps_per_s"] for r in recs if "train/steps_per_s" in r][2:]
 
 
-def train_plain(steps: int, batch: int) -> float:
-    """ms per step over the second half of a plain loop: DataLoader, AdamW (same lr/betas/decay), backward, step."""
+def train_plain(steps: int, batch: int) -> list[float]:
+    """ms of each step after the first two of a plain loop: DataLoader, AdamW (same lr/betas/decay), backward, step."""
     model = build("beso", NETS["dp64M"]).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.95, 0.999), weight_decay=1e-6)
     loader = iter(torch.utils.data.DataLoader(SyntheticWindows(), batch_size=batch, shuffle=True))
-    half = max(steps // 2, 1)
     times, losses = [], []
-    for _ in range(2 * half):
+    for _ in range(steps):
         t0 = time.perf_counter()
         loss, _ = model.compute_loss(next(loader))
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-        times.append(time.perf_counter() - t0)
-    return 1000.0 * sum(times[half:]) / half
+        times.append((time.perf_counter() - t0) * 1000.0)
+    return times[2:]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=15)
-    ap.add_argument("--train-steps", type=int, default=6, help="steps per training run; timed over the second half")
-    ap.add_argument("--train-rounds", type=int, default=2, help="ours/plain runs alternated this many times")
+    ap.add_argument("--train-steps", type=int, default=6, help="steps per training run; all but the first two are timed")
+    ap.add_argument("--train-rounds", type=int, default=3, help="ours/plain runs alternated this many times")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--skip-latency", action="store_true")
@@ -233,13 +231,13 @@ def main() -> None:
         print(f"V-GPS K=10 over the 1-step student / the student alone: {res['vgps_over_base']:.2f}×")
     if not args.skip_train:
         ours, plain = [], []
-        for _ in range(args.train_rounds):
-            ours.append(train_ours(args.train_steps, args.batch))
-            plain.append(train_plain(args.train_steps, args.batch))
+        for _ in range(args.train_rounds):  # alternated runs; the median over all their per-step times
+            ours += train_ours(args.train_steps, args.batch)
+            plain += train_plain(args.train_steps, args.batch)
         res["train"] = {"ours_ms": statistics.median(ours), "plain_ms": statistics.median(plain), "ours_all": ours, "plain_all": plain}
         res["train"]["speedup"] = res["train"]["plain_ms"] / res["train"]["ours_ms"]
         print(f"training step, batch {args.batch}, 64 M U-Net: ours {res['train']['ours_ms']:.0f} ms, plain loop "
-              f"{res['train']['plain_ms']:.0f} ms -> {res['train']['speedup']:.2f}× (runs: ours {[round(v) for v in ours]}, plain {[round(v) for v in plain]})")
+              f"{res['train']['plain_ms']:.0f} ms -> {res['train']['speedup']:.2f}× (median of {len(ours)} / {len(plain)} steps)")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(res, indent=2))
