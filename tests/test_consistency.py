@@ -198,3 +198,27 @@ def test_float_sigma_path_matches_the_tensor_path(policy):
         cond = p.encode({"state": torch.randn(3, TO, 5)})
         for s in (p.sigma_max, 2.5, p.sigma_min):
             assert torch.allclose(p._predict(x, float(s), cond), p._predict(x, torch.full((3,), float(s)), cond), atol=1e-6)
+
+
+def test_student_run_serves_through_the_policy_server(runs):
+    import socket
+
+    import robopolicy
+    from robopolicy.runtime.client import PolicyClient
+    from robopolicy.runtime.server import serve_in_thread
+    from robopolicy.runtime.worker import LocalPredictor
+
+    policy = robopolicy.load(runs, device="cpu")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server, th = serve_in_thread(LocalPredictor(policy), bind=f"tcp://127.0.0.1:{port}")
+    try:
+        client = PolicyClient(f"tcp://127.0.0.1:{port}", timeout_s=10.0)
+        assert client.obs_horizon == policy.obs_horizon and client.obs_keys == policy.obs_keys
+        out = client({"state": np.zeros((1, policy.obs_horizon, 6), np.float32)})
+        assert out.shape == (policy.action_horizon - policy.obs_horizon + 1, 2)
+        client.close()
+    finally:
+        server.stop()
+        th.join(5)
