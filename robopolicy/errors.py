@@ -24,3 +24,11 @@ class CheckpointError(RobopolicyError):
 
 class TaskError(RobopolicyError):
     """A task name or task option is unknown."""
+
+
+class TrainingDivergedError(ConfigError):
+    """The training or validation loss became NaN/inf; the run stopped without saving the bad weights."""
+
+
+class PolicyOutputError(RobopolicyError):
+    """A policy produced actions that cannot be executed (NaN or inf)."""

@@ -198,8 +198,9 @@ def test_wire_roundtrip_and_rejects():
         assert out[k].dtype == v.dtype and np.array_equal(out[k], v)
     with pytest.raises(WireError):
         encode({}, {"o": np.array([object()])})
-    bad = [frames[0].replace(b'"|u1"', b'"|O"'), *frames[1:]]
+    # wire v2: frames = [tag, token, header, *buffers]
+    bad = [*frames[:2], frames[2].replace(b'"|u1"', b'"|O"'), *frames[3:]]
     with pytest.raises(WireError):
         decode(bad)
     with pytest.raises(WireError):
-        decode([frames[0], frames[1][:-1], frames[2]])  # truncated buffer
+        decode([*frames[:3], frames[3][:-1], frames[4]])  # truncated buffer

@@ -110,7 +110,8 @@ def test_train_critic_with_the_trainer_then_load_and_steer(store, tmp_path):
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("train_critic", overrides=[f"dataset={store.path}", f"run_dir={run}", "critic=calql", "steps=30",
                                                  "batch_size=32", "wandb.mode=disabled", "progress=false", "device=cpu",
-                                                 "critic.hidden_dims=[32,32]", "val_fraction=0.1"])
+                                                 "critic.hidden_dims=[32,32]", "val_fraction=0.1",
+                                                 "allow_task_mismatch=true"])  # a toy store, not the default task's data
     summary = train_critic(cfg)
     assert summary["step"] == 30
     critic = load_critic(run, device="cpu")

@@ -24,9 +24,14 @@ def test_binary_rewards_on_the_last_h_steps_of_a_successful_episode():
 
 def test_failing_episode_has_no_reward_and_no_terminal():
     r, term = label_sparse_rewards(np.zeros(5, bool), horizon=3, scheme="binary")
-    assert r.sum() == 0 and not term.any()
+    np.testing.assert_array_equal(r, np.zeros(5))
+    assert not term.any()
+
+
+def test_failing_episode_under_the_negative_scheme_pays_minus_one_and_never_terminates():
     r, term = label_sparse_rewards(np.zeros(5, bool), horizon=3, scheme="negative")
-    np.testing.assert_array_equal(r, -np.ones(5)) and not term.any()
+    np.testing.assert_array_equal(r, -np.ones(5))
+    assert not term.any()
 
 
 def test_negative_scheme_and_short_episode():

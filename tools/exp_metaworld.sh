@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 . .venv/bin/activate
 export OMP_NUM_THREADS=1 MUJOCO_GL=egl
 STEPS=${1:-3000}
-NET_ARGS=${NET_ARGS:-"net=unet net.down_dims=[32,64,128] batch_size=128 optim.lr=1e-3"}; shift || true
+NET_ARGS=${NET_ARGS:-"net=unet"}; shift || true
 TASKS=${*:-push-v3 door-open-v3 pick-place-v3}
 D=experiments/mw
 E=experiments/mw3

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the multimodal-task experiment (issue 3 done-means) and the runner-vs-eval check (issue 7)
+# Reproduces the multimodal-task experiment and the runner-vs-eval check
 # with the public commands. Machine used: 2-core CPU, shared, OMP_NUM_THREADS=1.
 #   bash tools/exp_multimodal.sh [STEPS]      (outputs under experiments/mm/)
 set -euo pipefail
@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1 MUJOCO_GL=egl
 STEPS=${1:-2000}
 # The recorded results use the U-Net; NET_ARGS="net=mlp net.hidden_dims=[512,512,512]" (3000/5000 steps) gives the MLP rows.
-NET_ARGS=${NET_ARGS:-"net=unet net.down_dims=[32,64,128] batch_size=128"}
+# The recorded multimodal results were trained at lr 1e-4 (then the default), 2,000 steps.
+NET_ARGS=${NET_ARGS:-"net=unet optim.lr=1e-4"}
 E=experiments/mm
 mkdir -p $E
 COMMON="progress=false wandb.mode=disabled final_eval.episodes=0"
@@ -18,7 +19,7 @@ for P in beso diffusion bc; do
     steps=$STEPS run_dir=$E/$P $COMMON 2>&1 | tee $E/$P.train.log
   robopolicy-eval run_dir=$E/$P episodes=100 progress=false wandb.mode=disabled 2>&1 | tee $E/$P.eval.log
 done
-# issue 7: the same BESO run through the real-time runner on the simulated robot (task control_hz = 10)
+# the same BESO run through the real-time runner on the simulated robot (task control_hz = 10)
 robopolicy-deploy run_dir=$E/beso runner=eval_match rate_hz=10 duration_s=0 runner.episodes=50 out=$E/beso_deploy plot=false 2>&1 | tee $E/beso.deploy.log
 
 # The one fix tried for BESO (0.09 at 5,000 steps): continue the same run to 10,000 steps (resume in a copy;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 4 sweep: 3 Meta-World BESO runs x 2 samplers x 3 seed blocks with one command, then the report.
+# Sweep: 3 Meta-World BESO runs x 2 samplers x 3 seed blocks with one command, then the report.
 #   bash tools/exp_sweep.sh [RUNS_DIR] [EPISODES] [SWEEP_DIR]
 # RUNS_DIR holds <task>_beso runs for push-v3, door-open-v3 and pick-place-v3 (tools/exp_metaworld.sh).
 set -euo pipefail

@@ -1,4 +1,4 @@
-"""V-GPS on mixed-quality Meta-World data (issue 5, item 5), end to end in one script.
+"""V-GPS on mixed-quality Meta-World data end to end in one script.
 
 For each task: collect a mixed-quality dataset, train the base policies on it (BESO and Diffusion
 Policy), train an IQL and a Cal-QL critic, then evaluate the base policy, V-GPS with each critic at

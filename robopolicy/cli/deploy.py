@@ -1,10 +1,12 @@
 """``robopolicy-deploy``: a trained policy on a robot at a fixed rate, with a timing report.
 
-Loads the policy (``robopolicy.load``) and the task from the run's saved config, builds the robot
+Loads the policy and the task from the run's saved config (``robopolicy.api.load_run``), builds the robot
 from ``conf/robot/<name>.yaml`` (``robot=sim``: the task's simulator against the wall clock), runs
 the real-time runner and writes ``timing.json`` + ``timing.png`` into ``<run_dir>/deploy/<stamp>/``
 (or ``out=``). The policy runs in a worker thread, in a local policy-server process
-(``runner.inference=process``) or on a remote server (``server=tcp://host:port``).
+(``runner.inference=process``) or on a remote server (``server=tcp://host:port``, or
+``server=ws://host:port`` for an openpi-protocol endpoint); ``goal=`` (a .npz or {key: [numbers]})
+is sent with every request to a goal-conditioned policy.
 """
 
 from __future__ import annotations
@@ -21,21 +23,32 @@ from robopolicy.errors import ConfigError
 log = logging.getLogger("robopolicy.deploy")
 
 
+def _overrides(task_overrides: dict | None, sampler: dict | None) -> dict | None:
+    over = {}
+    if task_overrides:
+        over["task"] = dict(task_overrides)
+    if sampler:
+        over["policy"] = {"sampler": dict(sampler)}
+    return over or None
+
+
+def _task_of(rc) -> tuple:
+    from robopolicy.envs import make_task
+
+    if rc.task_cfg is None:
+        raise ConfigError(f"The run {rc.run_dir} has no task in its saved config; pass the task with task=<name>.")
+    return make_task(rc.task_cfg), rc.task_cfg
+
+
 def load_run_task(run_dir: str, checkpoint: str, task_overrides: dict):
     """The task the run was trained on (its saved config), with ``task.*`` overrides merged in."""
-    from robopolicy.api import read_checkpoint_config
-    from robopolicy.envs import make_task
-    from robopolicy.training.checkpoint import find_checkpoint
+    from robopolicy.api import load_run_config
 
-    cfg, _ = read_checkpoint_config(find_checkpoint(run_dir, str(checkpoint)))
-    if "task" not in cfg or cfg.task is None:
-        raise ConfigError(f"The run {run_dir} has no task in its saved config; pass the task with task=<name>.")
-    task_cfg = OmegaConf.merge(cfg.task, OmegaConf.create(task_overrides or {}))
-    return make_task(task_cfg), task_cfg
+    return _task_of(load_run_config(run_dir, str(checkpoint), _overrides(task_overrides, None)))
 
 
-def build_predictor(cfg: DictConfig, runner_cfg: dict):
-    """(predictor, closer): in-process policy, local server process, or remote server client."""
+def build_predictor(cfg: DictConfig, runner_cfg: dict, policy=None):
+    """(predictor, closer): in-process ``policy`` (loaded here when None), local server process, or remote client."""
     from robopolicy.cli.policy_server import load_for_serving
     from robopolicy.runtime.client import PolicyClient
     from robopolicy.runtime.server import ServerProcess
@@ -44,16 +57,31 @@ def build_predictor(cfg: DictConfig, runner_cfg: dict):
     sampler = OmegaConf.to_container(cfg.policy.sampler, resolve=True) if cfg.get("policy") else {}
     mode = runner_cfg.pop("inference", "thread")
     timeout_s = float(runner_cfg.pop("server_timeout_s", 1.0))
+    goal = cfg.get("goal")
+    goal = OmegaConf.to_container(goal, resolve=True) if isinstance(goal, DictConfig) else goal
+    if cfg.server and str(cfg.server).startswith("ws://"):  # openpi's websocket protocol
+        from robopolicy.runtime.openpi_wire import OpenPIPredictor
+
+        pred = OpenPIPredictor(str(cfg.server), token=cfg.token, timeout_s=timeout_s, goal=goal)
+        return pred, pred.close
     if cfg.server:
-        client = PolicyClient(cfg.server, token=cfg.token, timeout_s=timeout_s)
+        client = PolicyClient(cfg.server, token=cfg.token, timeout_s=timeout_s, goal=goal)
         return client, client.close
     if mode == "thread":
-        policy = load_for_serving(cfg.run_dir, cfg.checkpoint, cfg.device, sampler)
+        if policy is None:
+            from robopolicy.api import load_run
+
+            policy = load_run(cfg.run_dir, str(cfg.checkpoint), _overrides(None, sampler), device=str(cfg.device)).policy
+        if goal is not None:
+            from robopolicy.runtime.client import read_goal
+            from robopolicy.runtime.served import ServedPolicy
+
+            return ServedPolicy(policy, torch_threads=runner_cfg.get("torch_threads"), goal=read_goal(goal)), (lambda: None)
         return LocalPredictor(policy, torch_threads=runner_cfg.get("torch_threads")), (lambda: None)
     if mode == "process":
         proc = ServerProcess(load_for_serving, {"run_dir": cfg.run_dir, "checkpoint": cfg.checkpoint, "device": cfg.device,
                                                 "sampler": sampler}, token=cfg.token, torch_threads=runner_cfg.get("torch_threads"))
-        client = PolicyClient(proc.endpoint, token=cfg.token, timeout_s=timeout_s)
+        client = PolicyClient(proc.endpoint, token=cfg.token, timeout_s=timeout_s, goal=goal)
 
         def close():
             client.close()
@@ -75,9 +103,19 @@ def main(cfg: DictConfig) -> dict:
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not Path(cfg.run_dir).is_dir():
         raise ConfigError(f"run_dir={cfg.run_dir} does not exist; point it at a training run folder.")
-    task, task_cfg = load_run_task(cfg.run_dir, cfg.checkpoint, OmegaConf.to_container(cfg.task, resolve=True))
+    from robopolicy.api import load_run, load_run_config
+
     runner_dict = OmegaConf.to_container(cfg.runner, resolve=True)
-    predictor, close_predictor = build_predictor(cfg, runner_dict)
+    task_over = OmegaConf.to_container(cfg.task, resolve=True)
+    sampler = OmegaConf.to_container(cfg.policy.sampler, resolve=True) if cfg.get("policy") else {}
+    policy = None
+    if not cfg.server and runner_dict.get("inference", "thread") == "thread":  # one load gives the policy and its task
+        rc = load_run(cfg.run_dir, str(cfg.checkpoint), _overrides(task_over, sampler), device=str(cfg.device))
+        policy = rc.policy
+    else:  # the policy is loaded by the server; only the task is needed here
+        rc = load_run_config(cfg.run_dir, str(cfg.checkpoint), _overrides(task_over, None))
+    task, task_cfg = _task_of(rc)
+    predictor, close_predictor = build_predictor(cfg, runner_dict, policy=policy)
     if runner_dict.get("action_dt_s") is None:
         runner_dict["action_dt_s"] = 1.0 / float(cfg.robot.get("control_hz") or task.spec.control_hz)
     runner_cfg = RunnerConfig.from_mapping(runner_dict)

@@ -61,10 +61,9 @@ def _steer(cfg: DictConfig, policy):
 
 def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
     """Everything ``robopolicy-eval`` does, callable from Python with a composed config."""
-    from robopolicy.api import load as load_policy
+    from robopolicy.api import load_run
     from robopolicy.envs import make_task
     from robopolicy.evaluation import evaluate_policy
-    from robopolicy.training.checkpoint import find_checkpoint
     from robopolicy.utils import atomic_write_json
 
     if OmegaConf.is_missing(cfg, "run_dir") or not cfg.run_dir:
@@ -72,15 +71,19 @@ def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
     run_dir = Path(str(cfg.run_dir))
     if not run_dir.is_dir():
         raise CheckpointError(f"Run directory {str(run_dir)!r} does not exist; pass run_dir= the folder robopolicy-train wrote.")
-    folder = find_checkpoint(run_dir, str(cfg.checkpoint))  # clear error when there is none
-    saved = OmegaConf.load(folder / "config.yaml")
-    if "task" not in saved:
-        raise CheckpointError(f"Checkpoint {str(folder)!r} has no task in its config.yaml; pass the task with task=<name>.")
-    # task=<name> on the command line replaces the saved task; task.<key>=... is merged over it.
-    task_cfg = cfg.task if _task_chosen() else OmegaConf.merge(saved.task, cfg.get("task") or {})
+    # task=<name> on the command line replaces the saved task; task.<key>=... is merged over it (in load_run).
+    chosen = _task_chosen()
+    overrides: dict[str, Any] = {}
     sampler_over = (_plain(cfg.policy.get("sampler")) or {}) if cfg.get("policy") else {}
-    overrides = {"policy": {"sampler": sampler_over}} if sampler_over else None
-    policy = load_policy(run_dir, checkpoint=str(folder), device=str(cfg.device), overrides=overrides)
+    if sampler_over:
+        overrides["policy"] = {"sampler": sampler_over}
+    if not chosen and cfg.get("task"):
+        overrides["task"] = _plain(cfg.task)
+    run = load_run(run_dir, checkpoint=str(cfg.checkpoint), overrides=overrides or None, device=str(cfg.device))
+    folder, saved, policy = run.path, run.cfg, run.policy
+    if not chosen and run.task_cfg is None:
+        raise CheckpointError(f"Checkpoint {str(folder)!r} has no task in its config.yaml; pass the task with task=<name>.")
+    task_cfg = cfg.task if chosen else run.task_cfg
 
     task = make_task(task_cfg)
     policy.spec.check_compatible(task.spec, keys=list(policy.obs_keys), what=f"checkpoint {folder.name}")
@@ -102,7 +105,7 @@ def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
                              video_dir=video_dir if int(cfg.video_episodes) > 0 else None,
                              video_episodes=int(cfg.video_episodes), progress=bool(cfg.progress),
                              max_episode_steps=cfg.max_episode_steps)
-    meta = OmegaConf.to_container(OmegaConf.load(folder / "meta.json")) if (folder / "meta.json").is_file() else {}
+    meta = run.meta
     base = getattr(policy, "policy", policy)  # the policy inside a ValueGuidedPolicy
     result.update({
         "run_dir": str(run_dir),

@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from robopolicy.cli._hydra import report_errors
+from robopolicy.cli._hydra import OneLineArgumentParser, report_errors
 from robopolicy.evaluation import report as rep
 from robopolicy.utils import atomic_write_text
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="robopolicy-report", description=__doc__.split("\n")[0])
+    p = OneLineArgumentParser(prog="robopolicy-report", description=__doc__.split("\n")[0])
     p.add_argument("sweep_dir", help="folder written by robopolicy-eval --multirun (searched recursively for eval.json)")
     p.add_argument("--out", default=None, help="folder for report.md, report.csv, report.png (default: SWEEP_DIR)")
     p.add_argument("--group-by", nargs="+", default=None, metavar="KEY",

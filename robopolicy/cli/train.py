@@ -43,9 +43,10 @@ def train(cfg: DictConfig) -> dict:
 
     from robopolicy.api import normalizer_keys
     from robopolicy.data import EpisodeStore, WindowDataset, fit_normalizer, split_episodes
-    from robopolicy.envs import make_task
+    from robopolicy.envs.dataset_task import can_roll_out, resolve_task
     from robopolicy.policies.build import build_policy
     from robopolicy.training import Trainer
+    from robopolicy.training.data_checks import check_store_task
     from robopolicy.training.distributed import cleanup_distributed
 
     run_dir = require(cfg, "run_dir", "runs/<name>")
@@ -57,11 +58,12 @@ def train(cfg: DictConfig) -> dict:
 
     cfg = distillation_config(cfg)
     store = EpisodeStore.open(dataset)
-    task = make_task(cfg.task)
+    task = resolve_task(cfg, dataset, store)  # task=dataset (or an imported store): the spec comes from the store
     spec = task.spec
     obs_keys = list(cfg.policy.get("obs_keys") or spec.obs)
     goal_keys = list(cfg.goal["keys"] or [])
     check_dataset_spec(store.spec, spec, list(dict.fromkeys(obs_keys + goal_keys)), dataset)
+    check_store_task(store, spec, dataset, bool(cfg.allow_task_mismatch))
 
     train_idx, val_idx = split_episodes(store.n_episodes, float(cfg.val_fraction), int(cfg.seed))
     normalizer = fit_normalizer(store, normalizer_keys(cfg, spec), mode=cfg.norm.obs, action_mode=cfg.norm.action, episodes=train_idx)
@@ -83,11 +85,13 @@ def train(cfg: DictConfig) -> dict:
 
         return run
 
+    rollouts_ok = (int(cfg.eval.every) > 0 or int(cfg.final_eval.episodes) > 0) and can_roll_out(task)
     trainer = Trainer(
         policy, train_set, cfg, run_dir, val_loader=val_loader,
-        evaluate_fn=rollouts(cfg.eval) if int(cfg.eval.every) > 0 else None,
-        final_evaluate_fn=rollouts(cfg.final_eval) if int(cfg.final_eval.episodes) > 0 else None,
-        checkpoint_extra={"config": cfg, "spec": spec, "dataset": dataset, "task": task.name,
+        evaluate_fn=rollouts(cfg.eval) if rollouts_ok and int(cfg.eval.every) > 0 else None,
+        final_evaluate_fn=rollouts(cfg.final_eval) if rollouts_ok and int(cfg.final_eval.episodes) > 0 else None,
+        checkpoint_extra={"config": cfg, "spec": spec, "dataset": dataset, "dataset_path": str(Path(dataset).resolve()),
+                          "task": task.name, "env": spec.name,
                           "episodes": {"train": len(train_idx), "val": len(val_idx)}},
     )
     try:

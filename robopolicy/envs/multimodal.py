@@ -25,8 +25,8 @@ import numpy as np
 from robopolicy.envs.base import Expert, Task
 from robopolicy.envs.spec import EnvSpec, ObsKeySpec
 from robopolicy.errors import TaskError
+from robopolicy.resources import data_path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ACTION_DIM = 2
 STATE_DIM = 6
 
@@ -34,7 +34,7 @@ STATE_DIM = 6
 def _resolve_scene(scene: str) -> Path:
     path = Path(scene)
     if not path.is_absolute():
-        path = REPO_ROOT / path
+        path = data_path(path)  # relative to the package data (checkout root or installed package)
     if not path.is_file():
         raise TaskError(f"Scene file {str(path)!r} does not exist; set task.scene to an MJCF file such as assets/multimodal.xml.")
     return path

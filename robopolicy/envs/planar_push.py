@@ -27,8 +27,9 @@ import numpy as np
 from robopolicy.envs.base import Expert, Task
 from robopolicy.envs.spec import EnvSpec, ObsKeySpec
 from robopolicy.errors import TaskError
+from robopolicy.resources import asset_path
 
-ASSET = Path(__file__).resolve().parents[2] / "assets" / "planar_push.xml"
+ASSET = asset_path("planar_push.xml")
 SEMANTICS_DIM = 4
 ACTION_DIM = 2
 PUSHER_RADIUS = 0.025

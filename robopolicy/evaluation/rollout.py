@@ -26,7 +26,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from robopolicy.errors import ConfigError, TaskError
+from robopolicy.errors import ConfigError, PolicyOutputError, TaskError
 from robopolicy.evaluation.stats import percentiles_ms, wilson_interval
 from robopolicy.evaluation.video import EpisodeRecorder
 from robopolicy.policies.base import RecedingHorizonController
@@ -104,6 +104,11 @@ def _run_batch(policy, venv, seeds: list[int], n_real: int, max_steps: int, goal
         if not active.any():
             break
         action = np.asarray(ctrl.act(obs), dtype=np.float32)
+        bad = active & ~np.isfinite(action).all(axis=-1)
+        if bad.any():  # never step a simulator with NaN controls, and never score them as "success 0"
+            i = int(np.flatnonzero(bad)[0])
+            raise PolicyOutputError(f"The policy produced non-finite actions (NaN/inf) at step {int(lengths[i])} of the episode "
+                                    f"with seed {seeds[i]}; its weights or normalizer are broken, load another checkpoint or retrain.")
         action = np.where(active[:, None], action, 0.0).astype(np.float32)
         obs, reward, terminated, truncated, info = venv.step(action)
         steps += int(active.sum())

@@ -1,9 +1,4 @@
-"""Success-rate statistics: the Wilson score interval and pooling over evaluation jobs.
-
-Written by hand because it is three lines: scipy has no binomial-proportion interval with the
-Wilson method (statsmodels does, but is not a dependency). Tests check it against independently
-computed reference values.
-"""
+"""Success-rate statistics: the Wilson score interval (scipy's) and pooling over evaluation jobs."""
 
 from __future__ import annotations
 
@@ -11,6 +6,7 @@ import math
 from typing import Sequence
 
 import numpy as np
+from scipy import stats
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -24,11 +20,9 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
         raise ValueError(f"wilson_interval needs 0 <= successes <= n, got successes={successes}, n={n}.")
     if n == 0:
         return 0.0, 1.0
-    p = successes / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    confidence = 2.0 * stats.norm.cdf(z) - 1.0
+    ci = stats.binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def pooled_success(successes: Sequence[int], episodes: Sequence[int], z: float = 1.96) -> dict[str, float]:

@@ -21,7 +21,7 @@ class BCPolicy(ChunkPolicy):
     (BC always uses its own MLP) so that ``build_policy`` can pass the same arguments to every policy.
     """
 
-    def __init__(self, spec, normalizer, hidden_dims: Sequence[int] = (256, 256), dropout: float = 0.0,
+    def __init__(self, spec, normalizer, hidden_dims: Sequence[int] = (256, 256, 256), dropout: float = 0.0,
                  net_cfg: Any = None, sampler: Any = None, **kwargs: Any):
         super().__init__(spec, normalizer, **kwargs)
         self.net = mlp(self.cond_dim, list(hidden_dims), self.action_horizon * self.action_dim, dropout)

@@ -34,7 +34,8 @@ class BESOPolicy(DenoisingPolicy):
     t_scale = 100.0
 
     def __init__(self, spec, normalizer, net_cfg, sigma_data: float = 0.5, sigma_min: float = 0.001, sigma_max: float = 80.0,
-                 noise_density: Mapping[str, Any] | None = None, **kwargs: Any):
+                 noise_density: Mapping[str, Any] | None = None, guidance: float = 1.5, **kwargs: Any):
+        kwargs["guidance"] = guidance  # BESO's classifier-free guidance weight (the paper's 1.5)
         self.sigma_data, self.sigma_min, self.sigma_max = float(sigma_data), float(sigma_min), float(sigma_max)
         if not 0 < self.sigma_min < self.sigma_max:
             raise ConfigError(f"Need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}.")

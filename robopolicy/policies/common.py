@@ -34,7 +34,7 @@ class ChunkPolicy(Policy):
 
     def __init__(self, spec: EnvSpec, normalizer: nn.Module, obs_keys: Sequence[str] | None = None,
                  goal_keys: Sequence[str] | None = None, obs_horizon: int = 2, action_horizon: int = 16,
-                 exec_horizon: int = 8, encoder: Mapping[str, Any] | None = None, cond_drop_prob: float = 0.0):
+                 exec_horizon: int = 8, encoder: Mapping[str, Any] | None = None, cond_drop_prob: float = 0.1):
         obs_keys = list(spec.obs) if obs_keys is None else list(obs_keys)
         super().__init__(spec, obs_keys, obs_horizon, action_horizon, exec_horizon)
         if not 0.0 <= float(cond_drop_prob) < 1.0:

@@ -2,15 +2,24 @@
 safety layer, watchdog and e-stop, policy server/client, episode recording, timing report.
 
 Entry point: ``robopolicy-deploy`` (robopolicy/cli/deploy.py); see runner.py for the loop.
+
+The names below are imported on first use (PEP 562), so ``import robopolicy.runtime.client``
+pulls in only numpy and pyzmq: a robot computer can run the client without torch or simulators.
 """
 
-from robopolicy.runtime.chunks import ActionBuffer, TimedChunk
-from robopolicy.runtime.clock import FixedRateClock
-from robopolicy.runtime.robot import Robot, RobotStatus
-from robopolicy.runtime.runner import Runner, RunnerConfig
-from robopolicy.runtime.safety import SafetyLayer
-from robopolicy.runtime.sim_robot import SimRobot, make_sim_robot
-from robopolicy.runtime.watchdog import EStop, Watchdog
+from importlib import import_module
 
-__all__ = ["ActionBuffer", "EStop", "FixedRateClock", "Robot", "RobotStatus", "Runner", "RunnerConfig", "SafetyLayer",
-           "SimRobot", "TimedChunk", "Watchdog", "make_sim_robot"]
+_EXPORTS = {
+    "ActionBuffer": "chunks", "TimedChunk": "chunks", "FixedRateClock": "clock", "Robot": "robot",
+    "RobotStatus": "robot", "Runner": "runner", "RunnerConfig": "runner", "SafetyLayer": "safety",
+    "SimRobot": "sim_robot", "make_sim_robot": "sim_robot", "EStop": "watchdog", "Watchdog": "watchdog",
+}
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(import_module(f"robopolicy.runtime.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'robopolicy.runtime' has no attribute {name!r}")
+
+
+__all__ = list(_EXPORTS)

@@ -96,7 +96,7 @@ class ActionBuffer:
         """Place a chunk's actions on their slots; returns how many actions were already stale."""
         self.chunks_added += 1
         dropped = 0
-        for i, (a, tau) in enumerate(zip(chunk.actions, chunk.times())):
+        for a, tau in zip(chunk.actions, chunk.times()):
             first = self.slot_of(tau)
             last = max(first + 1, self.slot_of(tau + chunk.dt_s))  # exclusive
             if last <= self._next:

@@ -1,8 +1,11 @@
-"""Tiny stand-ins for tests and benchmarks of the runner: a point-mass environment and
-predictors with scripted behaviour (fine, slow, hanging, raising, NaN).
+"""Tiny stand-ins for tests and benchmarks of the runner: a point-mass environment, a point-mass
+robot adapter written directly against the robot interface, and predictors with scripted behaviour
+(fine, slow, hanging, raising, NaN).
 
 ``PointEnv``: obs ``pos`` (2,) float32; action (2,) in [-1, 1] moves ``pos`` by ``0.05 * a``;
 success when within 0.05 of ``goal``. ``GoToGoal`` is a predictor that steers there.
+``PointRobot``: the same point as a hand-written :class:`~robopolicy.runtime.robot.Robot` adapter
+(velocity commands integrated over wall-clock time), the shape a user's adapter takes.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import gymnasium as gym
 import numpy as np
 
 from robopolicy.envs.spec import EnvSpec, ObsKeySpec
+from robopolicy.runtime.clock import now
+from robopolicy.runtime.robot import NotConnectedError, Robot
 
 
 def point_spec(control_hz: float = 50.0, max_episode_steps: int = 200, hold="zero") -> EnvSpec:
@@ -45,6 +50,48 @@ class PointEnv(gym.Env):
         self.n_steps += 1
         success = bool(np.linalg.norm(self.pos - self.GOAL) < 0.05)
         return {"pos": self.pos.copy()}, float(success), False, False, {"success": success}
+
+
+class PointRobot(Robot):
+    """A point moving at ``speed * a`` units/s (velocity command ``a`` (2,) in [-1, 1], held at zero).
+
+    Observation ``pos`` (2,) float32 integrated up to the call, stamped with the monotonic time of
+    the call. Like a real adapter: clips every command, raises NotConnectedError when disconnected.
+    """
+
+    def __init__(self, spec: EnvSpec | None = None, speed: float = 0.5, task=None):
+        super().__init__(spec or point_spec())
+        self.speed = float(speed)
+        self._connected = False
+        self._pos = np.zeros(2, np.float64)
+        self._vel = np.zeros(2, np.float64)
+        self._t_last = 0.0
+
+    def connect(self) -> None:
+        self._connected = True
+        self._t_last = now()
+
+    def disconnect(self) -> None:
+        self._vel[:] = 0.0
+        self._connected = False
+
+    def _integrate(self) -> float:
+        if not self._connected:
+            raise NotConnectedError("The point robot is not connected; call connect() first.")
+        t = now()
+        self._pos += self._vel * (t - self._t_last)
+        self._t_last = t
+        return t
+
+    def get_observation(self) -> tuple[dict[str, np.ndarray], float]:
+        t = self._integrate()
+        return {"pos": self._pos.astype(np.float32)}, t
+
+    def send_action(self, action: np.ndarray) -> np.ndarray:
+        self._integrate()
+        a = self.action_spec.clip(action)
+        self._vel = self.speed * a.astype(np.float64)
+        return a
 
 
 class GoToGoal:

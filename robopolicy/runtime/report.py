@@ -22,7 +22,7 @@ from robopolicy.utils.plots import save_figure
 def build_report(runner, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """A JSON-able dict from a finished :class:`~robopolicy.runtime.runner.Runner`."""
     st = runner.stats
-    lat = [l for _, l in runner.worker.latencies]
+    lat = [latency for _, latency in runner.worker.latencies]
     succ = sum(1 for e in st.episodes if e["success"])
     n_ep = len(st.episodes)
     rep: dict[str, Any] = {

@@ -4,36 +4,16 @@ Small on purpose (like LeRobot's): ``connect``, ``obs_spec`` / ``action_spec``,
 ``get_observation() -> (obs, t_monotonic)``, ``send_action(a) -> a_sent``, ``disconnect``.
 Episodic hooks (``reset``, ``status``) have defaults that suit a real robot operated by a person.
 
-Adapter template for real hardware
-----------------------------------
-Copy this, fill in the three marked places, point ``conf/robot/<name>.yaml``'s ``_target_`` at it::
-
-    class MyArm(Robot):
-        def __init__(self, spec: EnvSpec, host: str = "192.168.1.10", max_relative_target: float = 0.05):
-            super().__init__(spec, hold=["last"] * spec.action_dim)  # position targets: hold = repeat
-            self.host, self.max_rel = host, max_relative_target
-
-        def connect(self):
-            self._arm = vendor_sdk.connect(self.host)        # (1) open the link, home if needed
-
-        def get_observation(self):
-            t = time.monotonic()                               # stamp when the state was *measured*
-            q = self._arm.read_joint_positions()               # (2) read sensors, raw units, float32
-            img = self._camera.latest_frame()                  # uint8 (H, W, 3); use its own timestamp
-            return {"joint_pos": q.astype(np.float32), "agentview_image": img}, t
-
-        def send_action(self, a):
-            a = np.clip(a, self.low, self.high)                # the device's own limits, always
-            self._arm.command_joint_positions(a)               # (3) non-blocking command
-            return a                                           # what was actually sent
-
-        def disconnect(self):
-            self._arm.stop(); self._arm.close()
+Specs: ``obs_spec`` (an :class:`~robopolicy.envs.spec.EnvSpec`: observation keys, shapes, dtypes,
+control rate) and ``action_spec`` (an :class:`ActionSpec`: shape, dtype, bounds, how to hold still).
+``docs/OWN_ROBOT.md`` walks through writing an adapter for real hardware, checking it with
+``robopolicy-check-robot`` and recording with it.
 
 Rules for adapters: ``get_observation`` and ``send_action`` must return within a small fraction of
 the control period (no blocking waits for motion to finish); timestamps come from
 ``time.monotonic()`` taken when the data was measured (subtract known sensor latency); the robot's
-own hardware limits stay on, the runner's safety layer is an extra layer, not a replacement.
+own hardware limits stay on, the runner's safety layer is an extra layer, not a replacement; calls
+before ``connect`` or after ``disconnect`` raise :class:`NotConnectedError`.
 '''
 
 from __future__ import annotations
@@ -44,8 +24,79 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from robopolicy.envs.base import Task
 from robopolicy.envs.spec import EnvSpec
-from robopolicy.errors import ConfigError
+from robopolicy.errors import ConfigError, RobopolicyError, TaskError
+
+
+class NotConnectedError(RobopolicyError):
+    """A robot call was made before ``connect()`` or after ``disconnect()``."""
+
+
+HOLD_MODES = ("last", "zero")
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """The commands a robot accepts: float vectors of ``shape`` within ``[low, high]``.
+
+    ``hold``: per dim, how to keep the robot still: ``"last"`` repeats the last safe value
+    (position targets, gripper), ``"zero"`` sends 0 (velocity or delta commands).
+    """
+
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    hold: tuple[str, ...]
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if len(self.low) != len(self.high) or any(lo > hi for lo, hi in zip(self.low, self.high)):
+            raise ConfigError(f"Action bounds low={list(self.low)} high={list(self.high)} must have equal lengths and "
+                              "low <= high; fix the robot's action_low/action_high.")
+        if len(self.hold) != len(self.low) or any(m not in HOLD_MODES for m in self.hold):
+            raise ConfigError(f"robot.hold must be 'last', 'zero' or a list of {len(self.low)} of them; got {list(self.hold)!r}.")
+
+    @classmethod
+    def from_env_spec(cls, spec: EnvSpec, hold: str | Sequence[str] | None = None) -> "ActionSpec":
+        """Bounds from ``spec``; ``hold`` (one mode or one per dim) defaults to ``spec.extra["hold"]``, else "last"."""
+        hold = spec.extra.get("hold", "last") if hold is None else hold
+        modes = [hold] * spec.action_dim if isinstance(hold, str) else list(hold)
+        return cls(tuple(float(x) for x in spec.action_low), tuple(float(x) for x in spec.action_high), tuple(modes))
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (len(self.low),)
+
+    @property
+    def dim(self) -> int:
+        return len(self.low)
+
+    @property
+    def low_array(self) -> np.ndarray:
+        return np.asarray(self.low, self.dtype)
+
+    @property
+    def high_array(self) -> np.ndarray:
+        return np.asarray(self.high, self.dtype)
+
+    @property
+    def zero_dims(self) -> np.ndarray:
+        """(A,) bool: the dims held at 0."""
+        return np.array([m == "zero" for m in self.hold])
+
+    def clip(self, action: np.ndarray) -> np.ndarray:
+        """(A,) -> (A,) within the bounds, in ``dtype``."""
+        return np.clip(np.asarray(action, self.dtype).reshape(self.shape), self.low_array, self.high_array)
+
+    def contains(self, action: np.ndarray, atol: float = 1e-6) -> bool:
+        a = np.asarray(action)
+        return a.shape == self.shape and bool(np.all(a >= self.low_array - atol) and np.all(a <= self.high_array + atol))
+
+    def hold_action(self, last_safe: np.ndarray | None = None) -> np.ndarray:
+        """The action that keeps the robot where it is, given the last safe action sent (None: all zeros)."""
+        a = np.zeros(self.shape, self.dtype) if last_safe is None else np.asarray(last_safe, self.dtype).reshape(self.shape).copy()
+        a[self.zero_dims] = 0.0
+        return self.clip(a)
 
 
 @dataclass
@@ -59,41 +110,42 @@ class RobotStatus:
 
 
 class Robot(abc.ABC):
-    """Base class. ``hold``: per action dim, ``"last"`` (repeat the last safe value: position
-    targets, gripper) or ``"zero"`` (velocity / delta commands); one string applies to all dims."""
+    """Base class. ``spec``: the observations it produces and its action bounds and control rate;
+    ``hold``: per action dim ``"last"`` or ``"zero"`` (see :class:`ActionSpec`); one string applies to
+    all dims; None: ``spec.extra["hold"]``, else ``"last"``."""
 
-    def __init__(self, spec: EnvSpec, hold: str | Sequence[str] = "last"):
+    def __init__(self, spec: EnvSpec, hold: str | Sequence[str] | None = None):
         self._spec = spec
-        self.low = np.asarray(spec.action_low, np.float32)
-        self.high = np.asarray(spec.action_high, np.float32)
-        modes = [hold] * spec.action_dim if isinstance(hold, str) else list(hold)
-        if len(modes) != spec.action_dim or any(m not in ("last", "zero") for m in modes):
-            raise ConfigError(f"robot.hold must be 'last', 'zero' or a list of {spec.action_dim} of them; got {hold!r}.")
-        self._zero_dims = np.array([m == "zero" for m in modes])
+        self._action_spec = ActionSpec.from_env_spec(spec, hold)
+        self.low = self._action_spec.low_array
+        self.high = self._action_spec.high_array
 
     # -- spec -----------------------------------------------------------------------------------
     @property
     def obs_spec(self) -> EnvSpec:
-        """The observations this robot produces (keys, shapes, dtypes)."""
+        """The observations this robot produces (keys, shapes, dtypes), its control rate and extras."""
         return self._spec
 
     @property
-    def action_spec(self) -> EnvSpec:
-        """Same spec object; the action part (``action_dim``, bounds) is what counts."""
-        return self._spec
+    def action_spec(self) -> ActionSpec:
+        """The commands it accepts: shape, dtype, bounds, how to hold still."""
+        return self._action_spec
 
     # -- lifecycle ------------------------------------------------------------------------------
     @abc.abstractmethod
     def connect(self) -> None:
-        """Open the link to the robot."""
+        """Open the link to the robot (again after ``disconnect``)."""
 
     @abc.abstractmethod
     def get_observation(self) -> tuple[dict[str, np.ndarray], float]:
-        """(obs dict per ``obs_spec``, monotonic time in seconds at which it was measured)."""
+        """(obs dict per ``obs_spec``, monotonic time in seconds at which it was measured).
+
+        Raises :class:`NotConnectedError` when not connected."""
 
     @abc.abstractmethod
     def send_action(self, action: np.ndarray) -> np.ndarray:
-        """Command ``action`` (A,) without blocking; return the action actually sent."""
+        """Command ``action`` (A,) without blocking; return the action actually sent (clipped to
+        ``action_spec``). Raises :class:`NotConnectedError` when not connected."""
 
     @abc.abstractmethod
     def disconnect(self) -> None:
@@ -109,9 +161,7 @@ class Robot(abc.ABC):
 
     def hold_action(self, last_safe: np.ndarray | None) -> np.ndarray:
         """The action that keeps the robot where it is, given the last safe action sent."""
-        a = np.zeros(self._spec.action_dim, np.float32) if last_safe is None else np.asarray(last_safe, np.float32).copy()
-        a[self._zero_dims] = 0.0
-        return np.clip(a, self.low, self.high)
+        return self._action_spec.hold_action(last_safe)
 
     def __enter__(self) -> "Robot":
         self.connect()
@@ -119,6 +169,32 @@ class Robot(abc.ABC):
 
     def __exit__(self, *exc) -> None:
         self.disconnect()
+
+
+class RobotTask(Task):
+    """The task of a robot with no simulator: its spec, nothing to simulate.
+
+    ``spec``: the :meth:`EnvSpec.to_dict` layout (``obs``, ``action_dim``, ``action_low``,
+    ``action_high``, ``max_episode_steps``, ``control_hz``, ``extra``). Training takes the spec
+    from here; the robot's adapter can take it from the ``task`` it is given, so the spec is
+    written once (docs/OWN_ROBOT.md).
+    """
+
+    def __init__(self, name: str, spec: Mapping):
+        self.name = str(name)
+        self._spec = EnvSpec.from_dict({**dict(spec), "name": self.name})
+
+    @property
+    def spec(self) -> EnvSpec:
+        return self._spec
+
+    def make_env(self, render: bool | None = None):
+        raise TaskError(f"Task {self.name!r} is a real robot with no simulator to evaluate in; set eval.every=0 and "
+                        "final_eval.episodes=0 when training, and run the policy with robopolicy-deploy robot=<your robot>.")
+
+    def make_expert(self, rng: np.random.Generator):
+        raise TaskError(f"Task {self.name!r} is a real robot with no scripted expert; record demonstrations with "
+                        "robopolicy-record robot=<your robot> instead.")
 
 
 def obs_subset(obs: Mapping[str, np.ndarray], keys: Sequence[str]) -> dict[str, np.ndarray]:

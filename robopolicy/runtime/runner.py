@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field, fields
@@ -32,6 +31,7 @@ from robopolicy.runtime.clock import FixedRateClock, now
 from robopolicy.runtime.recorder import EpisodeRecorder
 from robopolicy.runtime.robot import Robot
 from robopolicy.runtime.safety import SafetyLayer
+from robopolicy.runtime.threads import set_realtime, set_thread_cpu
 from robopolicy.runtime.watchdog import EStop, Watchdog, WatchState
 from robopolicy.runtime.worker import InferenceWorker, Predictor
 
@@ -56,7 +56,7 @@ class RunnerConfig:
     rtc: bool = False
     hold_after_s: float | None = 0.2
     stop_after_s: float | None = 1.0
-    first_chunk_timeout_s: float = 60.0
+    first_chunk_timeout_s: float = 120.0
     spin_s: float = 0.0005
     deadline_frac: float = 0.5
     gil_switch_interval_s: float | None = 0.0005
@@ -118,13 +118,13 @@ class Runner:
                  recorder: EpisodeRecorder | None = None):
         self.robot = robot
         self.cfg = cfg
-        spec = robot.action_spec
-        self.policy_dt_s = float(cfg.action_dt_s or 1.0 / spec.control_hz)
+        action_spec = robot.action_spec
+        self.policy_dt_s = float(cfg.action_dt_s or 1.0 / robot.obs_spec.control_hz)
         self.clock = FixedRateClock(cfg.rate_hz, spin_s=cfg.spin_s)
         self.buffer = ActionBuffer(self.clock.period_s, cfg.merge, cfg.new_weight, cfg.ensemble_m)
         safety = dict(cfg.safety or {})
-        workspace = safety.get("workspace") or spec.extra.get("workspace")
-        self.safety = SafetyLayer(spec.action_low, spec.action_high, safety.get("max_delta"), workspace)
+        workspace = safety.get("workspace") or robot.obs_spec.extra.get("workspace")
+        self.safety = SafetyLayer(action_spec.low, action_spec.high, safety.get("max_delta"), workspace)
         self.watchdog = Watchdog(cfg.hold_after_s, cfg.stop_after_s)
         self.worker = InferenceWorker(predictor, self.policy_dt_s, cfg.action_offset, cpu=cfg.worker_cpu)
         self.estop = estop
@@ -203,8 +203,8 @@ class Runner:
                 if self.cfg.wait_for_chunk_s > 0:
                     self.worker.wait_for_chunk(min(self.cfg.wait_for_chunk_s, tick.target_s + self.clock.period_s * self.cfg.deadline_frac - now()))
             for chunk in self.worker.collect():
-                self.buffer.add(chunk)
-                self.watchdog.feed(now())
+                self.buffer.add(chunk)  # NaN/inf actions in it are replaced by the hold action in the safety layer
+                self.watchdog.feed(now(), chunk.actions)  # ... and such a chunk is a fault, not a fresh one
                 self._latency_est_s = max(chunk.latency_s, 0.8 * self._latency_est_s)
             state = self.watchdog.check(now())
             if state is WatchState.STOP:
@@ -286,22 +286,3 @@ class Runner:
             log.exception("could not send the final hold action")
         self.worker.close(timeout_s=0.5)
 
-
-def set_thread_cpu(cpu: int | None) -> None:
-    """Pin the calling thread to one CPU (Linux: affinity is per thread). Optional, best effort."""
-    if cpu is None or not hasattr(os, "sched_setaffinity"):
-        return
-    try:
-        os.sched_setaffinity(0, {int(cpu)})
-    except OSError as e:
-        log.warning("could not pin the thread to CPU %s: %s", cpu, e)
-
-
-def set_realtime(priority: int | None) -> None:
-    """SCHED_FIFO for the calling thread (needs CAP_SYS_NICE / rtprio limits). Optional, best effort."""
-    if not priority or not hasattr(os, "sched_setscheduler"):
-        return
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(int(priority)))
-    except OSError as e:
-        log.warning("could not switch to SCHED_FIFO priority %s: %s (run with CAP_SYS_NICE)", priority, e)

@@ -26,7 +26,7 @@ import numpy as np
 
 from robopolicy.envs.spec import EnvSpec
 from robopolicy.runtime.clock import now
-from robopolicy.runtime.robot import Robot, RobotStatus
+from robopolicy.runtime.robot import NotConnectedError, Robot, RobotStatus
 
 
 class SimRobot(Robot):
@@ -36,7 +36,7 @@ class SimRobot(Robot):
                  obs_latency_s: float = 0.0, camera_hz: float | None = None, phase: float = 0.5,
                  stop_on_success: bool = True, success_extra_steps: int = 0, max_episode_steps: int | None = None,
                  hold=None, seed: int = 0, time_fn: Callable[[], float] = now):
-        super().__init__(spec, hold=hold if hold is not None else spec.extra.get("hold", "last"))
+        super().__init__(spec, hold=hold)
         self._factory = env_factory
         self.control_hz = float(control_hz or spec.control_hz)
         self.dt_s = 1.0 / self.control_hz
@@ -69,7 +69,7 @@ class SimRobot(Robot):
             self.env = None
 
     def reset(self, seed: int | None = None) -> None:
-        assert self.env is not None, "connect() first"
+        self._require_env()
         obs, _ = self.env.reset(seed=self.seed if seed is None else int(seed))
         self._states.clear()
         self._states.append((-math.inf, _copy(obs)))
@@ -80,6 +80,7 @@ class SimRobot(Robot):
         self._success_steps = 0
 
     def get_observation(self) -> tuple[dict[str, np.ndarray], float]:
+        self._require_env()
         t = self._time()
         self._advance(t)
         t_seen = t - self.obs_latency_s
@@ -92,8 +93,9 @@ class SimRobot(Robot):
         return obs, t_seen
 
     def send_action(self, action: np.ndarray) -> np.ndarray:
+        self._require_env()
         t = self._time()
-        a = np.clip(np.asarray(action, np.float32).reshape(-1), self.low, self.high)
+        a = self.action_spec.clip(action)
         if self._anchor is None:
             self._anchor = t
         else:
@@ -104,6 +106,10 @@ class SimRobot(Robot):
     def status(self) -> RobotStatus:
         self._advance(self._time())
         return RobotStatus(**vars(self._status))
+
+    def _require_env(self) -> None:
+        if self.env is None:
+            raise NotConnectedError("The simulated robot is not connected; call connect() first (again after disconnect()).")
 
     # -- simulation -----------------------------------------------------------------------------
     def step_time(self, j: int) -> float:

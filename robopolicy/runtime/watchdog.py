@@ -3,7 +3,10 @@
 * :class:`Watchdog`: the runner feeds it whenever a fresh chunk arrives. With no fresh chunk for
   ``hold_after_s`` it says ``HOLD`` (execute the hold action, not the ageing plan); after
   ``stop_after_s`` it says ``STOP``. A dead policy server, a hung or raising policy all look the
-  same from here: no fresh chunks.
+  same from here: no fresh chunks. A chunk holding NaN or inf is a fault, not a fresh chunk
+  (``feed(t, actions)`` returns False and counts it in ``nonfinite_chunks``): a policy that only
+  produces such chunks is held, then stopped, like a dead one (the safety layer meanwhile replaces
+  each non-finite action by the hold action).
 * :class:`EStop`: latched stop request from a signal (SIGUSR1 by default), a key on stdin, or the
   existence of a file. The runner polls it at every tick, so it stops within one period.
 """
@@ -17,6 +20,8 @@ import sys
 import threading
 import time
 from enum import Enum
+
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +42,29 @@ class Watchdog:
         self.state = WatchState.OK
         self.trips = 0  # OK -> HOLD transitions
         self.stops = 0
+        self.nonfinite_chunks = 0  # chunks refused because they held NaN / inf
 
     def arm(self, t: float) -> None:
         """Start (or restart, at an episode start) counting from ``t``."""
         self.last_fresh_s = float(t)
         self.state = WatchState.OK
 
-    def feed(self, t: float) -> None:
-        """A fresh chunk arrived at ``t``."""
+    def feed(self, t: float, actions: np.ndarray | None = None) -> bool:
+        """A chunk arrived at ``t``; ``actions`` (T, A) when the caller has them.
+
+        Returns True when the chunk counts as fresh. A chunk with any non-finite value is a fault:
+        it is counted, not fresh (the age keeps growing), so HOLD and STOP follow as for no chunk.
+        """
+        if actions is not None and not np.all(np.isfinite(np.asarray(actions, dtype=np.float64))):
+            self.nonfinite_chunks += 1
+            log.warning("watchdog: chunk with NaN/inf actions refused (%d so far)", self.nonfinite_chunks)
+            return False
         self.last_fresh_s = float(t)
         if self.state is WatchState.HOLD:
             log.warning("watchdog: fresh actions again, resuming")
         if self.state is not WatchState.STOP:
             self.state = WatchState.OK
+        return True
 
     def check(self, t: float) -> WatchState:
         if self.last_fresh_s is None:

@@ -28,6 +28,7 @@ from typing import Mapping, Protocol
 import numpy as np
 
 from robopolicy.runtime.chunks import TimedChunk, chunk_from_obs
+from robopolicy.runtime.threads import set_thread_cpu
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,6 @@ class InferenceWorker:
     # -- worker thread --------------------------------------------------------------------------
     def _loop(self) -> None:
         if self.cpu is not None:
-            from robopolicy.runtime.runner import set_thread_cpu
 
             set_thread_cpu(self.cpu)
         while True:

@@ -157,8 +157,11 @@ def load_mapper(run_dir: str | Path, checkpoint: str = "last", device: str = "cp
     """Rebuild a mapper from ``run_dir/checkpoints`` (config.yaml + model.safetensors; no pickle)."""
     from robopolicy.training import find_checkpoint, load_weights
 
+    from robopolicy.utils.safe_instantiate import checked_config
+
     folder = find_checkpoint(run_dir, checkpoint)
-    c = OmegaConf.load(folder / "config.yaml")
+    # The encoder is built from mapper.encoder._target_: checked against the allowlist first.
+    c = checked_config(OmegaConf.load(folder / "config.yaml"), source=f"{str(folder / 'config.yaml')!r}")
     if "mapper" not in c:
         raise ConfigError(f"{str(folder)!r} is not a mapper checkpoint (its config has no mapper section); point mapper_dir at a mapper run.")
     model = build_mapper(c.mapper, c.image_shape, c.semantics_low, c.semantics_high)

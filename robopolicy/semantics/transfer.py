@@ -34,17 +34,17 @@ class ExpertController:
 
 
 class PolicyController:
-    """A robopolicy Policy trained on ``state`` (``robopolicy.load(run_dir)``), run receding-horizon.
+    """A robopolicy Policy trained on ``state`` (``robopolicy.api.load_run(run_dir).policy``), run receding-horizon.
 
     A second controller follows the true semantics for the action error; both draw the same noise
     (torch is re-seeded with the same step seed before each call).
     """
 
     def __init__(self, run_dir: str, device: str = "auto", checkpoint: str = "last"):
-        import robopolicy
+        from robopolicy.api import load_run
         from robopolicy.policies.base import RecedingHorizonController
 
-        self.policy = robopolicy.load(run_dir, checkpoint=checkpoint, device=device).eval()
+        self.policy = load_run(run_dir, checkpoint=checkpoint, device=device).policy
         self._main = RecedingHorizonController(self.policy)
         self._shadow = RecedingHorizonController(self.policy)
 

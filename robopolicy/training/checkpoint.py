@@ -10,15 +10,22 @@ Layout (docs/CONTRACTS.md)::
 A folder is filled under a temporary name, every file fsynced, then renamed into place; only then
 does ``latest.json`` move. A kill at any moment leaves ``latest.json`` naming a complete folder.
 ``train_state.pt`` holds only tensors and primitives, so it loads with ``weights_only=True``.
+
+A checkpoint is data: ``meta.json`` records the sha256 of every other file (``"sha256": {name:
+hex}``), verified before a weights or train-state file is read; weights must be finite; the
+pointers may only name a ``step_<N>`` folder that really lies inside ``checkpoints/`` (no ``..``,
+absolute paths or symlinks out). Each of these failures is a one-sentence CheckpointError.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -31,6 +38,7 @@ from robopolicy.errors import CheckpointError
 from robopolicy.utils import atomic_write_json
 
 STEP_RE = re.compile(r"^step_(\d+)$")
+META = "meta.json"
 
 
 # -- RNG state as tensors / primitives ------------------------------------------------------------
@@ -102,8 +110,13 @@ def write_checkpoint(ckpt_root: Path, step: int, files: Mapping[str, Any]) -> Pa
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    for name, value in files.items():
+    # meta.json goes last: it records the checksum of every other file.
+    ordered = [(n, v) for n, v in files.items() if n != META] + [(n, v) for n, v in files.items() if n == META]
+    digests: dict[str, str] = {}
+    for name, value in ordered:
         path = tmp / name
+        if name == META:
+            value = {**dict(value), "sha256": dict(digests)}
         if name.endswith(".safetensors"):
             save_file(value, str(path), metadata={"format": "pt"})
         elif name.endswith(".pt"):
@@ -113,6 +126,8 @@ def write_checkpoint(ckpt_root: Path, step: int, files: Mapping[str, Any]) -> Pa
         else:
             path.write_text(str(value))
         _fsync_file(path)
+        if name != META:
+            digests[name] = file_sha256(path)
     _fsync_dir(tmp)
     if final.exists():  # a folder left by an earlier run that died before moving latest.json
         shutil.rmtree(final)
@@ -135,11 +150,28 @@ def set_latest(ckpt_root: Path, step: int) -> None:
     atomic_write_json(ckpt_root / "latest.json", {"name": f"step_{step}", "step": int(step)})
 
 
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def read_pointer(ckpt_root: Path, name: str) -> dict | None:
-    path = ckpt_root / name
+    """``latest.json`` / ``best.json`` as a dict (None when absent); its ``name`` must be ``step_<N>``."""
+    path = Path(ckpt_root) / name
     if not path.exists():
         return None
-    return json.loads(path.read_text())
+    try:
+        ptr = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise CheckpointError(f"{str(path)!r} is not valid JSON; delete it (the newest complete step_<N> folder is then "
+                              "picked by hand with checkpoint=step_<N>).") from None
+    if not isinstance(ptr, dict) or not isinstance(ptr.get("name"), str) or not STEP_RE.match(ptr["name"]):
+        raise CheckpointError(f"{str(path)!r} does not name a step_<N> folder of this run (it says {ptr!r:.80}); "
+                              "delete it and pass checkpoint=step_<N>.")
+    return ptr
 
 
 def prune(ckpt_root: Path, keep_last: int, protect: set[str]) -> None:
@@ -155,11 +187,26 @@ def prune(ckpt_root: Path, keep_last: int, protect: set[str]) -> None:
 
 
 # -- reading --------------------------------------------------------------------------------------
+def _inside(root: Path, folder: Path) -> Path:
+    """``folder`` (a ``step_<N>`` name under ``root``) if it and its files really lie inside ``root``."""
+    real_root = root.resolve()
+    real = folder.resolve()
+    if folder.is_symlink() or real.parent != real_root:
+        raise CheckpointError(f"Checkpoint {str(folder)!r} points outside {str(root)!r}; a run's checkpoints must be real "
+                              "folders inside its checkpoints/ folder, so copy the run instead of linking it.")
+    for f in folder.iterdir() if folder.is_dir() else ():
+        if f.is_symlink() and f.resolve().parent != real:
+            raise CheckpointError(f"{str(f)!r} is a link to a file outside its checkpoint folder; copy the file in instead.")
+    return folder
+
+
 def find_checkpoint(run_dir: str | os.PathLike, checkpoint: str = "last") -> Path:
-    """Resolve ``last``/``latest``, ``best``, ``step_N`` or a folder path to a complete checkpoint folder."""
-    cand = Path(checkpoint)
-    if checkpoint not in ("last", "latest", "best") and (cand / "model.safetensors").is_file():
-        return cand
+    """Resolve ``last``/``latest``, ``best``, ``step_N`` or a folder path to a complete checkpoint folder.
+
+    ``last``/``best``/``step_N`` stay inside ``run_dir/checkpoints`` (a pointer naming anything else is a
+    CheckpointError); an explicit folder path is the caller's own choice and is used as given.
+    """
+    checkpoint = str(checkpoint)
     run_dir = Path(run_dir)
     root = run_dir / "checkpoints"
     if checkpoint in ("last", "latest", "best"):
@@ -168,24 +215,83 @@ def find_checkpoint(run_dir: str | os.PathLike, checkpoint: str = "last") -> Pat
             if checkpoint == "best" and read_pointer(root, "latest.json") is not None:
                 raise CheckpointError(f"Run {str(run_dir)!r} has no best checkpoint (no validation or evaluation ran); use checkpoint=last.")
             raise CheckpointError(f"Run directory {str(run_dir)!r} has no checkpoint; train first with robopolicy-train run_dir={run_dir}.")
-        folder = root / ptr["name"]
+        folder = _inside(root, root / ptr["name"])
+    elif STEP_RE.match(checkpoint):
+        folder = _inside(root, root / checkpoint)
+    elif (Path(checkpoint) / "model.safetensors").is_file():
+        folder = Path(checkpoint)
     else:
         folder = root / checkpoint
-    if not (folder / "model.safetensors").is_file() or not (folder / "meta.json").is_file():
+    if not (folder / "model.safetensors").is_file() or not (folder / META).is_file():
         avail = sorted(p.name for p in root.glob("step_*")) if root.exists() else []
         raise CheckpointError(f"Checkpoint {str(folder)!r} does not exist or is incomplete; pick one of {avail or 'none (train first)'}.")
     return folder
 
 
+def read_meta(folder: Path) -> dict:
+    path = Path(folder) / META
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"Checkpoint {str(folder)!r} has no meta.json; it was not written by robopolicy, retrain it.") from None
+    except (ValueError, UnicodeDecodeError):
+        raise CheckpointError(f"{str(path)!r} is not valid JSON; the checkpoint is damaged, load another one (checkpoint=step_<N>).") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{str(path)!r} is not a JSON object; the checkpoint is damaged, load another one (checkpoint=step_<N>).")
+    return meta
+
+
+def verify_file(path: str | os.PathLike) -> None:
+    """Compare ``path`` with the sha256 its folder's meta.json records (CheckpointError when they differ).
+
+    Checkpoints written before checksums existed have none: a warning, then the file is used.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{str(path)!r} is missing; the checkpoint is incomplete, load another one (checkpoint=step_<N>).")
+    if not (path.parent / META).is_file():
+        return  # a bare weights file outside a checkpoint folder (tests, exports): nothing recorded to compare
+    digests = read_meta(path.parent).get("sha256")
+    if not isinstance(digests, dict) or path.name not in digests:
+        warnings.warn(f"{str(path)!r} has no recorded checksum (written by an older robopolicy); it cannot be verified.",
+                      UserWarning, stacklevel=3)
+        return
+    if file_sha256(path) != digests[path.name]:
+        raise CheckpointError(f"{str(path)!r} does not match the sha256 recorded in its meta.json (truncated or altered); "
+                              "load another checkpoint (checkpoint=step_<N>) or copy the run again.")
+
+
+def check_finite(state: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """CheckpointError naming the first floating tensor holding NaN or inf."""
+    for key, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"Tensor {key!r} in {str(path)!r} holds NaN or inf values; the run diverged before this "
+                                  "checkpoint, load an earlier one (checkpoint=step_<N>) or retrain with a lower optim.lr.")
+
+
 def load_train_state(folder: Path, map_location: str | torch.device = "cpu") -> dict:
+    verify_file(Path(folder) / "train_state.pt")
     return torch.load(folder / "train_state.pt", map_location=map_location, weights_only=True)
+
+
+def read_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A verified (checksum), finite safetensors state dict."""
+    verify_file(path)
+    try:
+        state = load_file(str(path))
+    except Exception as e:  # safetensors raises its own error types for truncated / garbled headers
+        raise CheckpointError(f"{str(path)!r} is not a readable safetensors file ({type(e).__name__}); "
+                              "load another checkpoint (checkpoint=step_<N>).") from None
+    check_finite(state, path)
+    return state
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike, what: str = "model", state: dict | None = None) -> None:
     """Load a safetensors file (or its already-read ``state``) into ``model`` strictly.
 
-    A key or shape mismatch -> CheckpointError naming the first differences."""
-    state = load_file(str(path)) if state is None else state
+    The file is checked first (:func:`read_weights`: checksum, readable, finite). A key or shape
+    mismatch -> CheckpointError naming the first differences."""
+    state = read_weights(path) if state is None else state
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))

@@ -21,19 +21,25 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from robopolicy.errors import ConfigError
+from robopolicy.errors import CheckpointError, ConfigError, DataError, TrainingDivergedError
+from robopolicy.resources import conf_dir
 from robopolicy.training import checkpoint as ckpt
 from robopolicy.training.distributed import EpochIndexed, LossModule, StepBatchSampler, barrier, mean_across_ranks, setup_distributed
 from robopolicy.training.ema import WeightEMA
 from robopolicy.training.logging import RunLogger
 from robopolicy.utils import atomic_write_json, seed_everything
 
-DEFAULTS_PATH = Path(__file__).resolve().parents[2] / "conf" / "trainer" / "default.yaml"
+DEFAULTS_PATH = conf_dir() / "trainer" / "default.yaml"  # the one place the trainer defaults live
 EvaluateFn = Callable[[nn.Module, int], Mapping[str, Any]]
 
 
 def trainer_config(cfg: Any) -> DictConfig:
-    """``conf/trainer/default.yaml`` with ``cfg`` merged over it (extra keys are kept)."""
+    """``conf/trainer/default.yaml`` with ``cfg`` merged over it (extra keys are kept).
+
+    Hydra commands already include that file (``trainer@_global_: default``), so the merge changes
+    nothing for them; it gives Python callers (``Trainer(model, data, {"steps": 100})``, the mappers)
+    the same defaults without repeating them.
+    """
     user = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg or {}))
     return OmegaConf.merge(OmegaConf.load(DEFAULTS_PATH), user)
 
@@ -117,6 +123,24 @@ class Trainer:
         """The weights to evaluate and ship: EMA when on, else the raw model (in eval mode)."""
         return self.ema.synced_model() if self.ema is not None else self.model.eval()
 
+    def _diverged(self, what: str, value: float, step: int) -> TrainingDivergedError:
+        """The error that stops a run whose ``what`` became non-finite at ``step`` (nothing is saved)."""
+        ptr = ckpt.read_pointer(self.ckpt_root, "latest.json")
+        kept = f"the last good checkpoint {ptr['name']} is kept" if ptr else "no checkpoint was written"
+        return TrainingDivergedError(f"The {what} became {value} at step {step}; lower optim.lr (now {float(self.cfg.optim.lr):g}) "
+                                     f"or check the dataset for NaN/inf values ({kept}).")
+
+    def _check_finite_since_last_check(self, bad_step: torch.Tensor, window_loss: Any) -> None:
+        """Raise if any step since the last check had a non-finite loss or gradient norm.
+
+        ``bad_step`` is a device scalar (first bad step, or -1) updated every step without a host sync;
+        it is read only here, before anything is logged, validated, evaluated or saved.
+        """
+        first = int(bad_step)
+        if mean_across_ranks(float(first >= 0), self.dist) > 0:  # any rank: gradients are shared
+            value = float(window_loss) if first >= 0 else float("nan")
+            raise self._diverged("training loss", value, first if first >= 0 else self.step)
+
     @torch.no_grad()
     def validate(self) -> float:
         model = self.eval_model()
@@ -150,6 +174,10 @@ class Trainer:
         config_text = OmegaConf.to_yaml(config, resolve=True) if isinstance(config, DictConfig) else OmegaConf.to_yaml(OmegaConf.create(config))
         spec = self.extra.get("spec")
         files: dict[str, Any] = {"model.safetensors": ckpt.state_dict_for_safetensors(self.eval_model())}
+        bad = next((k for k, v in files["model.safetensors"].items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+        if bad is not None:  # finite losses can still hide overflowing weights: never write them as the latest
+            self.model.train()
+            raise self._diverged(f"weight {bad!r}", float("nan"), self.step)
         if self.ema is not None:
             files["raw.safetensors"] = ckpt.state_dict_for_safetensors(self.model)
         self.model.train()
@@ -169,6 +197,8 @@ class Trainer:
         return folder
 
     def _is_new_best(self, metric: str, value: float) -> bool:
+        if not math.isfinite(value):  # a NaN score is never the best (a first NaN would otherwise be recorded)
+            return False
         best = ckpt.read_pointer(self.ckpt_root, "best.json")
         if best is None:
             return True
@@ -181,6 +211,7 @@ class Trainer:
         if ptr is None:
             return False
         folder = ckpt.find_checkpoint(self.run_dir, "last")
+        self._check_same_run(ckpt.read_meta(folder))
         ckpt.load_weights(self.model, folder / ("raw.safetensors" if self.ema is not None else "model.safetensors"))
         st = ckpt.load_train_state(folder)
         if (self.ema is None) != (st["ema"] is None):
@@ -196,6 +227,18 @@ class Trainer:
         else:  # other ranks' streams are not saved: reseed them from (seed, rank, step)
             seed_everything(int(self.cfg.seed) + 1000 * self.dist.rank + self.step)
         return True
+
+    def _check_same_run(self, meta: Mapping[str, Any]) -> None:
+        """Resuming must continue on the dataset and task the run started with (unless overridden)."""
+        def differs(key: str) -> bool:
+            return key in meta and key in self.extra and str(meta[key]) != str(self.extra[key])
+
+        if (differs("dataset_path") or ("dataset_path" not in meta and differs("dataset"))) and not bool(self.cfg.allow_dataset_change):
+            raise DataError(f"Run {str(self.run_dir)!r} was trained on dataset {meta.get('dataset')} but this command gives "
+                            f"{self.extra.get('dataset')}; use a new run_dir, or add allow_dataset_change=true to continue on the new data.")
+        if differs("env") and not bool(self.cfg.allow_task_mismatch):
+            raise CheckpointError(f"Run {str(self.run_dir)!r} was trained on task {meta['env']!r} but this command gives "
+                                  f"{self.extra['env']!r}; use a new run_dir, or add allow_task_mismatch=true to continue anyway.")
 
     # -- summary -----------------------------------------------------------------------------------
     def summary(self) -> dict:
@@ -230,6 +273,7 @@ class Trainer:
         total = int(cfg.steps)
         bar = tqdm(total=total, initial=self.step, disable=not (main and cfg.progress), dynamic_ncols=True, desc="train")
         it = self._batches() if self.step < total else None
+        bad_step = torch.tensor(-1, device=self.device)  # first step with a non-finite loss / grad norm (no sync per step)
         window: dict[str, float] = {}
         n_window, t_window = 0, 0.0
         try:
@@ -239,9 +283,12 @@ class Trainer:
                 loss, metrics = self.loss_module(batch)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                finite = torch.isfinite(loss.detach())
                 if float(cfg.optim.grad_clip) > 0:
                     gnorm = torch.nn.utils.clip_grad_norm_(self.trainable, float(cfg.optim.grad_clip))
                     window["train/grad_norm"] = window.get("train/grad_norm", 0.0) + gnorm.detach()
+                    finite = finite & torch.isfinite(gnorm.detach())
+                bad_step = torch.where(~finite & (bad_step < 0), torch.full_like(bad_step, self.step + 1), bad_step)
                 self.optimizer.step()
                 self.scheduler.step()
                 if self.after_step is not None:  # e.g. a critic's target-network update
@@ -259,11 +306,16 @@ class Trainer:
                 bar.update(1)
                 done = self.step == total
                 logs: dict[str, Any] = {}
+                due_log = self.step % max(int(cfg.log_every), 1) == 0 or done
+                due_val = self.val_loader is not None and int(cfg.val_every) > 0 and (self.step % int(cfg.val_every) == 0 or done)
+                due_eval = self.evaluate_fn is not None and int(cfg.eval.every) > 0 and (self.step % int(cfg.eval.every) == 0 or done)
+                due_ckpt = done or (int(cfg.ckpt_every) > 0 and self.step % int(cfg.ckpt_every) == 0)
+                cadence = [int(cfg.val_every), int(cfg.eval.every)]  # config only: the same steps on every rank (a collective)
+                if due_log or due_ckpt or any(c > 0 and self.step % c == 0 for c in cadence):
+                    self._check_finite_since_last_check(bad_step, window.get("train/loss", float("nan")))
 
-                if self.step % max(int(cfg.log_every), 1) == 0 or done:
+                if due_log:
                     logs = {k: mean_across_ranks(float(v) / n_window, self.dist) for k, v in window.items()}
-                    if not math.isfinite(logs["train/loss"]):
-                        raise ConfigError(f"The training loss became {logs['train/loss']} by step {self.step}; lower optim.lr or check the dataset for NaN/inf values.")
                     dt = max(t_window, 1e-9)  # data + step time only (not validation, rollouts, checkpoints)
                     logs.update({"train/lr": self.scheduler.get_last_lr()[0], "train/steps_per_s": n_window / dt,
                                  "train/samples_per_s": n_window * int(cfg.batch_size) / dt})
@@ -274,10 +326,13 @@ class Trainer:
                     window, n_window, t_window = {}, 0, 0.0
 
                 score = None
-                if main and self.val_loader is not None and int(cfg.val_every) > 0 and (self.step % int(cfg.val_every) == 0 or done):
-                    logs["val/loss"] = self.last["val/loss"] = self.validate()
+                if main and due_val:
+                    val_loss = self.validate()
+                    if not math.isfinite(val_loss):
+                        raise self._diverged("validation loss", val_loss, self.step)
+                    logs["val/loss"] = self.last["val/loss"] = val_loss
                     score = ("val/loss", logs["val/loss"])
-                if main and self.evaluate_fn is not None and int(cfg.eval.every) > 0 and (self.step % int(cfg.eval.every) == 0 or done):
+                if main and due_eval:
                     res = self._evaluate(self.evaluate_fn)
                     logs.update({f"eval/{k}": v for k, v in res.items() if isinstance(v, (int, float))})
                     if "success_rate" in res:
@@ -289,7 +344,7 @@ class Trainer:
                     logger.log(logs, self.step)
                 if main:
                     best = score is not None and self._is_new_best(*score)
-                    if best or done or (int(cfg.ckpt_every) > 0 and self.step % int(cfg.ckpt_every) == 0):
+                    if best or due_ckpt:
                         self.save_checkpoint({k: v for k, v in logs.items() if isinstance(v, (int, float))}, is_best=best, score=score)
             bar.close()
             summary = self.summary()

@@ -38,6 +38,11 @@ def train_critic(cfg: DictConfig) -> dict:
     if not path.exists():
         raise DataError(f"Dataset {str(path)!r} does not exist; make one with robopolicy-collect out={path}.")
     store = EpisodeStore.open(path)
+    if cfg.get("task") is not None:  # the critic is built from the store's spec; the task names what it is for
+        from robopolicy.envs import make_task
+        from robopolicy.training.data_checks import check_store_task
+
+        check_store_task(store, make_task(cfg.task).spec, str(path), bool(cfg.allow_task_mismatch), "robopolicy-train-critic")
     train_idx, val_idx = split_train_val(store.n_episodes, float(cfg.val_fraction), int(cfg.seed))
     train_set = transition_dataset(cfg, store, train_idx)
     if train_set.n_success_episodes == 0:
@@ -55,5 +60,6 @@ def train_critic(cfg: DictConfig) -> dict:
     trainer = Trainer(critic, train_set, cfg, cfg.run_dir, val_loader=val_loader,
                       checkpoint_extra={"config": OmegaConf.to_container(cfg, resolve=True), "spec": store.spec,
                                         "kind": "critic", "dataset": str(path),
+                                        "dataset_path": str(path.resolve()), "env": store.spec.name,
                                         "n_train_transitions": len(train_set), "n_success_episodes": train_set.n_success_episodes})
     return trainer.fit()

@@ -90,22 +90,14 @@ class ValueGuidedPolicy(Policy):
 
 
 def load_critic(run_dir: str | Path, checkpoint: str = "last", device: str | torch.device = "auto") -> Critic:
-    """Rebuild a critic from ``run_dir``'s config.yaml + spec.json and load its safetensors (no pickle)."""
-    from omegaconf import OmegaConf
+    """A critic run (made by robopolicy-train-critic) through :func:`robopolicy.api.load_run` (checked, no pickle)."""
+    from robopolicy.api import load_run
 
-    from robopolicy.training.checkpoint import find_checkpoint, load_weights
-    from robopolicy.utils import resolve_device
-    from robopolicy.value.build import build_critic_from_checkpoint
-
-    folder = find_checkpoint(run_dir, checkpoint)
-    cfg = OmegaConf.load(folder / "config.yaml")
-    if "critic" not in cfg:
+    run = load_run(run_dir, checkpoint, device=str(device))
+    if run.kind != "critic" or not isinstance(run.model, Critic):
         raise CheckpointError(f"{str(run_dir)!r} is not a critic run (its config has no 'critic' section); "
                               "pass a run made by robopolicy-train-critic.")
-    critic = build_critic_from_checkpoint(cfg, folder)
-    load_weights(critic, folder / "model.safetensors", what="critic")
-    dev = device if isinstance(device, torch.device) else resolve_device(device)
-    return critic.to(dev).eval()
+    return run.model
 
 
 def make_vgps(policy: Policy, critic: str | Path | Critic, k: int = 10, beta: float = 0.0, random: bool = False,
