@@ -149,7 +149,9 @@ def latency(reps: int) -> dict:
     critic = build_critic(critic_cfg, SPEC, Normalizer.empty_for_spec(SPEC, ["state"])).eval()
     student = cases["CD student 1-step [quick]"]
     vgps = ValueGuidedPolicy(student, critic, k=10)
-    fns = {"LeRobot DDIM-10 [dp64M]": lambda: lerobot.predict_chunk(hist), "V-GPS K=10 over CD 1-step [quick]": lambda: vgps.predict_chunk(hist)}
+    batched = {k: v[None] for k, v in hist.items()}
+    fns = {"LeRobot DDIM-10 [dp64M]": lambda: lerobot.predict_chunk(hist), "V-GPS K=10 over CD 1-step [quick]": lambda: vgps.predict_chunk(hist),
+           "CD 1-step, 10 samples, no critic [quick]": lambda: student.sample(batched, n=10)}
     fns.update({k: (lambda p=p: p.predict_chunk(hist)) for k, p in cases.items()})
     # Outside-network shares are measured paired for the cases where they matter and cost little: 1 and 3 network
     # evaluations on the small nets, 1 on the 64 M one.
