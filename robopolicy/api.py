@@ -145,6 +145,8 @@ def load_run(run_dir: str | os.PathLike, checkpoint: str = "last", overrides: Ov
         what = "policy built from the config"
     load_weights(model, rc.path / "model.safetensors", what=what)
     model = model.to(resolve_device(device)).eval()
+    if callable(getattr(model, "warmup", None)):  # one-off inference setup now, not in the first chunk
+        model.warmup()
     return Run(**vars(rc), model=model)
 
 

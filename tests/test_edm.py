@@ -79,7 +79,7 @@ MU, S, SMAX = 0.3, 0.1, 1.0
 
 
 def gaussian_denoiser(x, sigma):
-    sig = sigma.view(-1, 1, 1)
+    sig = torch.as_tensor(sigma, dtype=x.dtype).view(-1, 1, 1)  # samplers pass one float level (or an (N,) tensor)
     return MU + S**2 / (S**2 + sig**2) * (x - MU)
 
 

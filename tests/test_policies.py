@@ -52,11 +52,11 @@ def train(policy, batch, steps, lr=2e-3):
     opt = torch.optim.Adam(policy.parameters(), lr=lr)
     losses = []
     for _ in range(steps):
-        loss, metrics = policy.compute_loss(batch)
+        loss, _ = policy.compute_loss(batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(metrics["loss"])
+        losses.append(float(loss.detach()))
     return losses
 
 
@@ -213,3 +213,19 @@ def test_few_step_mlp_denoiser_warns_and_unet_does_not():
         warnings.simplefilter("error")
         make("beso", "unet")
         make("beso", "mlp", **{"sampler.steps": 10})
+
+
+def test_warmup_runs_the_configured_sampling_calls_and_leaves_the_rng_alone():
+    p = make("beso", "unet").eval()
+    calls = []
+    h = p.net.register_forward_hook(lambda *a: calls.append(1))
+    state = torch.random.get_rng_state()
+    p.warmup()
+    h.remove()
+    assert len(calls) == p.warmup_calls * p.sampler.n_evals and p.warmup_calls == 2
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_unknown_compile_mode_is_a_config_error():
+    with pytest.raises(ConfigError, match="inference.compile"):
+        make("beso", "unet", inference={"compile": "fastest"})

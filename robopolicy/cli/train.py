@@ -54,6 +54,9 @@ def train(cfg: DictConfig) -> dict:
     if not Path(dataset).exists():
         raise DataError(f"The dataset {dataset} does not exist; make one with robopolicy-collect out={dataset}.")
     OmegaConf.resolve(cfg)
+    from robopolicy.policies.consistency import attach_teacher, distillation_config  # policy.teacher: distillation
+
+    cfg = distillation_config(cfg)
     store = EpisodeStore.open(dataset)
     task = resolve_task(cfg, dataset, store)  # task=dataset (or an imported store): the spec comes from the store
     spec = task.spec
@@ -66,6 +69,7 @@ def train(cfg: DictConfig) -> dict:
     normalizer = fit_normalizer(store, normalizer_keys(cfg, spec), mode=cfg.norm.obs, action_mode=cfg.norm.action, episodes=train_idx)
     torch.manual_seed(int(cfg.seed))  # network initialisation
     policy = build_policy(cfg, spec, normalizer)
+    attach_teacher(policy, cfg)
     window = dict(obs_keys=obs_keys, obs_horizon=policy.obs_horizon, action_horizon=policy.action_horizon,
                   goal_keys=goal_keys or None, goal_horizon=tuple(cfg.goal.horizon), seed=int(cfg.seed))
     train_set = WindowDataset(store, episodes=train_idx, **window)

@@ -61,16 +61,22 @@ class Policy(nn.Module, abc.ABC):
 
     @property
     def device(self) -> torch.device:
-        for p in self.parameters():
-            return p.device
-        for b in self.buffers():
-            return b.device
-        return torch.device("cpu")
+        """The device of the first parameter (or buffer); cached, and reset whenever the module moves."""
+        dev = self.__dict__.get("_device_cache")
+        if dev is None:
+            dev = next((t.device for t in self.parameters()), None) or next((b.device for b in self.buffers()), torch.device("cpu"))
+            self.__dict__["_device_cache"] = dev
+        return dev
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to() / .cuda() / .cpu() / .half() all go through _apply: forget the cached device.
+        self.__dict__["_device_cache"] = None
+        return super()._apply(fn, *args, **kwargs)
 
     def reset(self) -> None:
         """Clear any per-episode state (none by default; the controller keeps histories)."""
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict_chunk(self, obs_history: ObsDict, goal: ObsDict | None = None) -> np.ndarray:
         """obs_history: {key: (To, ...)} -> (Ta, A) numpy actions to execute from the current step."""
         batched = {k: np.asarray(v)[None] for k, v in obs_history.items()}

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from robopolicy.errors import ConfigError
 from robopolicy.policies.denoising import DenoisingPolicy
-from robopolicy.policies.edm import edm_coefficients, edm_training_target, sample_sigma_loglogistic, sample_sigma_lognormal
+from robopolicy.policies.edm import EDMCoefficients, edm_coefficients, edm_training_target, sample_sigma_loglogistic, sample_sigma_lognormal
 from robopolicy.policies.samplers import EDMSampler, make_edm_sampler
 
 SIGMA_DENSITIES = {"loglogistic": sample_sigma_loglogistic, "lognormal": sample_sigma_lognormal}
@@ -51,10 +51,26 @@ class BESOPolicy(DenoisingPolicy):
     def _make_sampler(self, cfg: dict) -> EDMSampler:
         return make_edm_sampler(cfg, self.sigma_min, self.sigma_max, self.sigma_data)
 
-    def _predict(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Denoised chunk D(x, σ) = c_skip·x + c_out·F(c_in·x, c_noise, cond). x: (N, Tp, A), σ: (N,)."""
-        c = edm_coefficients(sigma.view(-1, 1, 1), self.sigma_data)
-        raw = self.net(c.c_in * x, c.c_noise.view(-1), cond)
+    def _coefficients(self, sigma: torch.Tensor) -> EDMCoefficients:
+        """The preconditioning of this policy's D (EDM's); subclasses with another parameterisation override it."""
+        return edm_coefficients(sigma, self.sigma_data)
+
+    def _scalar_coefficients(self, sigma: float) -> tuple[float, float, float, float]:
+        """(c_skip, c_out, c_in, c_noise) as floats for one σ, computed once per σ (samplers reuse a few levels)."""
+        cache = self.__dict__.setdefault("_coef_cache", {})
+        if sigma not in cache:
+            cache[sigma] = tuple(float(v) for v in self._coefficients(torch.tensor(sigma, dtype=torch.float64)))
+        return cache[sigma]
+
+    def _predict(self, x: torch.Tensor, sigma: torch.Tensor | float, cond: torch.Tensor) -> torch.Tensor:
+        """Denoised chunk D(x, σ) = c_skip·x + c_out·F(c_in·x, c_noise, cond). x: (N, Tp, A); σ: (N,) or a float
+        (the samplers' case: one level for the whole batch, so the coefficients are cached scalars)."""
+        if isinstance(sigma, float):
+            c_skip, c_out, c_in, c_noise = self._scalar_coefficients(sigma)
+            raw = self.denoiser(x * c_in, c_noise, cond)
+            return torch.add(x * c_skip, raw, alpha=c_out)
+        c = self._coefficients(sigma.view(-1, 1, 1))
+        raw = self.denoiser(c.c_in * x, c.c_noise.view(-1), cond)
         return c.c_skip * x + c.c_out * raw
 
     def _sample_normalized(self, guided: Callable, x: torch.Tensor) -> torch.Tensor:
@@ -71,4 +87,4 @@ class BESOPolicy(DenoisingPolicy):
         c = edm_coefficients(sigma, self.sigma_data)
         raw = self.net(c.c_in * x, c.c_noise.view(-1), cond)
         loss = F.mse_loss(raw, edm_training_target(a, x, sigma, self.sigma_data))
-        return loss, {"loss": float(loss.detach())}
+        return loss, {}  # the trainer logs the loss itself (summed on device: no host sync per step)

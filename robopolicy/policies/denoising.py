@@ -39,8 +39,15 @@ class DenoisingPolicy(ChunkPolicy, abc.ABC):
     t_scale: float = 1.0
 
     def __init__(self, spec, normalizer, net_cfg: Mapping | DictConfig, sampler: Mapping | None = None,
-                 guidance: float = 1.0, **kwargs: Any):
+                 guidance: float = 1.0, inference: Mapping | None = None, **kwargs: Any):
         super().__init__(spec, normalizer, **kwargs)
+        inf = _plain(inference)
+        # torch.compile mode for the denoiser at inference (None = eager; "reduce-overhead" = CUDA graphs on CUDA).
+        self.compile_mode = inf.get("compile") or None
+        if self.compile_mode not in (None, "default", "reduce-overhead", "max-autotune"):
+            raise ConfigError(f"Unknown policy.inference.compile {self.compile_mode!r}; use null, default, reduce-overhead or max-autotune.")
+        self.warmup_calls = int(inf.get("warmup_calls", 0))
+        self.__dict__["_compiled_net"] = None  # not a submodule: never saved, never deep-copied into the EMA model
         net_cfg = _plain(net_cfg)
         if "_target_" not in net_cfg:
             raise ConfigError("The net config has no _target_; use net=unet, net=transformer or net=mlp.")
@@ -76,6 +83,29 @@ class DenoisingPolicy(ChunkPolicy, abc.ABC):
         """One network evaluation -> the quantity guidance combines (N, Tp, A)."""
 
     # -- inference ------------------------------------------------------------------------------
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        """The network to call: compiled (``inference.compile``) when sampling without autograd, else ``net``."""
+        if self.compile_mode is None or self.training or torch.is_grad_enabled():
+            return self.net
+        if self._compiled_net is None:
+            self.__dict__["_compiled_net"] = torch.compile(self.net, mode=self.compile_mode, dynamic=False)
+        return self._compiled_net
+
+    def warmup(self, batch_sizes: tuple[int, ...] = (1,)) -> None:
+        """Sample ``warmup_calls`` times per batch size on zero observations, so one-off work (allocator
+        growth, kernel selection, compilation) happens at load instead of in the first chunk."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # the caller's random streams stay untouched
+            self._warmup(batch_sizes)
+
+    def _warmup(self, batch_sizes: tuple[int, ...]) -> None:
+        for b in batch_sizes:
+            obs = {k: torch.zeros((b, self.obs_horizon, *self.spec.obs[k].shape),
+                                  dtype=torch.uint8 if self.spec.obs[k].kind == "rgb" else torch.float32) for k in self.obs_keys}
+            for _ in range(self.warmup_calls):
+                self.sample(obs, n=1)
+
     def _guided(self, cond: torch.Tensor, cond_uncond: torch.Tensor | None) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         """A function (x (N, Tp, A), t (N,) or scalar) -> guided prediction, one network call each."""
         w = self.guidance
@@ -86,13 +116,13 @@ class DenoisingPolicy(ChunkPolicy, abc.ABC):
         both = torch.cat([cond, cond_uncond], dim=0)
 
         def fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            t2 = torch.cat([t, t]) if torch.as_tensor(t).dim() > 0 else t
+            t2 = torch.cat([t, t]) if isinstance(t, torch.Tensor) and t.dim() > 0 else t
             pc, pu = self._predict(torch.cat([x, x]), t2, both).chunk(2)
             return cfg_combine(pc, pu, w)
 
         return fn
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def sample(self, obs: ObsDict, n: int = 1, goal: ObsDict | None = None) -> torch.Tensor:
         """obs {key: (B, To, ...)}, goal {key: (B, ...)} -> (B, n, Tp-To+1, A) in env units."""
         cond = self.encode(obs, goal)

@@ -35,7 +35,7 @@ class DiffusionPolicy(DenoisingPolicy):
         return DiscreteSampler(self.noise_scheduler, **cfg)
 
     def _predict(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        return self.net(x, t, cond)
+        return self.denoiser(x, t, cond)
 
     def _sample_normalized(self, guided: Callable, x: torch.Tensor) -> torch.Tensor:
         return self.sampler.sample(guided, x)
@@ -52,4 +52,4 @@ class DiffusionPolicy(DenoisingPolicy):
         if target is None:
             target = self.noise_scheduler.get_velocity(x0, noise, t)
         loss = F.mse_loss(pred, target)
-        return loss, {"loss": float(loss.detach())}
+        return loss, {}  # the trainer logs the loss itself (summed on device: no host sync per step)

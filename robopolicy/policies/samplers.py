@@ -29,7 +29,9 @@ from diffusers import (
 from robopolicy.errors import ConfigError
 from robopolicy.policies.edm import edm_raw_output_from_denoised
 
-DenoiseFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+# denoise_fn(x (N, T, A), σ) -> D (N, T, A); σ is a float (one level for the whole batch: the policy
+# caches its coefficients per level, so a step costs the network and a few tensor ops) or an (N,) tensor.
+DenoiseFn = Callable[[torch.Tensor, "torch.Tensor | float"], torch.Tensor]
 
 # --------------------------------------------------------------------------------------------
 # Discrete-time samplers (Diffusion Policy)
@@ -119,7 +121,7 @@ class EDMSampler:
         x = x * self.sigma_max  # VE noise at σ_max (diffusers' init_noise_sigma assumes another input scaling)
         if self.steps == 1:
             # Euler, DDIM and DPM-Solver++ all reduce to x_0 = D(x_T, σ_max) for one step to σ = 0.
-            return denoise_fn(x, torch.full((x.shape[0],), self.sigma_max, device=x.device, dtype=x.dtype))
+            return denoise_fn(x, self.sigma_max)
         return self._sample_steps(denoise_fn, x, generator)
 
     def _sample_steps(self, denoise_fn: DenoiseFn, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -141,9 +143,9 @@ class DDIMSigmaSampler(EDMSampler):
     """BESO's DDIM in σ-space (by hand: diffusers' DDIMScheduler works on discrete α-bar timesteps only)."""
 
     def _sample_steps(self, denoise_fn: DenoiseFn, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        sigmas = self.sigmas().tolist()
+        sigmas = self._sigma_list = getattr(self, "_sigma_list", None) or self.sigmas().tolist()
         for s, s_next in zip(sigmas[:-1], sigmas[1:]):
-            d = denoise_fn(x, torch.full((x.shape[0],), s, device=x.device, dtype=x.dtype))
+            d = denoise_fn(x, s)
             x = ddim_sigma_step(x, d, s, s_next)
         return x
 
@@ -157,7 +159,7 @@ class EDMEulerSampler(EDMSampler):
         sched.set_begin_index(0)
         for i, t in enumerate(sched.timesteps):
             sigma = float(sched.sigmas[i])
-            d = denoise_fn(x, torch.full((x.shape[0],), sigma, device=x.device, dtype=x.dtype))
+            d = denoise_fn(x, sigma)
             # Our denoise_fn applies c_in itself; mark the input as scaled so diffusers does not warn.
             sched.is_scale_input_called = True
             x = sched.step(d, t, x, pred_original_sample=d, generator=generator).prev_sample
@@ -182,10 +184,51 @@ class EDMDPMSolverSampler(EDMSampler):
         sched.set_begin_index(0)
         for i, t in enumerate(sched.timesteps):
             sigma = float(sched.sigmas[i])
-            d = denoise_fn(x, torch.full((x.shape[0],), sigma, device=x.device, dtype=x.dtype))
+            d = denoise_fn(x, sigma)
             raw = edm_raw_output_from_denoised(x, d, sigma, self.sigma_data)
             x = sched.step(raw, t, x, generator=generator).prev_sample
         return x
+
+
+def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
+    """(n,) Karras et al. (2022) noise levels, decreasing from exactly σ_max to exactly σ_min (n ≥ 2).
+
+    diffusers' EDM scheduler computes the ramp; its trailing σ = 0 is dropped and the two ends are
+    pinned to the exact bounds (float rounding of the ρ-th powers would otherwise move σ_min).
+    """
+    sched = EDMEulerScheduler(sigma_min=sigma_min, sigma_max=sigma_max, sigma_schedule="karras", rho=rho,
+                              final_sigmas_type="zero")
+    sched.set_timesteps(int(n))
+    s = sched.sigmas[:-1].to(torch.float64).clone()
+    s[0], s[-1] = sigma_max, sigma_min
+    return s
+
+
+class ConsistencySampler(EDMSampler):
+    """Multistep consistency sampling (Song et al. 2023, Algorithm 1) for a consistency model f(x, σ).
+
+    Step 1: x_0 = f(σ_max·ε, σ_max). Each further step re-noises the estimate to the next level τ of
+    a Karras schedule (``steps + 1`` levels from σ_max to σ_min, the last dropped) as
+    x = x_0 + √(τ² − σ_min²)·ε and evaluates f once more. ``steps`` network calls in all; the noise
+    levels are plain floats computed once here, so a step costs only the network and two tensor ops.
+    By hand: diffusers has a CMStochasticIterativeScheduler, but it hard-codes its own
+    preconditioning and σ-to-timestep map, while ``denoise_fn`` here already returns f.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("schedule", "karras")
+        super().__init__(**kwargs)
+        levels = karras_sigmas(self.steps + 1, self.sigma_min, self.sigma_max, self.rho) if self.steps > 1 else torch.tensor([self.sigma_max])
+        self.levels = [float(v) for v in levels[: self.steps]]
+        self.renoise = [max(t * t - self.sigma_min**2, 0.0) ** 0.5 for t in self.levels]
+
+    def sample(self, denoise_fn: DenoiseFn, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """x: (N, T, A) standard normal -> (N, T, A). One ``denoise_fn`` call per step."""
+        x0 = denoise_fn(x * self.sigma_max, self.sigma_max)
+        for tau, scale in zip(self.levels[1:], self.renoise[1:]):
+            noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+            x0 = denoise_fn(x0 + scale * noise, tau)
+        return x0
 
 
 EDM_SAMPLERS = {"ddim": DDIMSigmaSampler, "euler": EDMEulerSampler, "dpmsolver++": EDMDPMSolverSampler}

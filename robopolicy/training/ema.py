@@ -36,6 +36,7 @@ class WeightEMA:
         self.model = model
         self.params = [p for p in model.parameters()]
         self.ema = EMAModel(self.params, decay=float(max_decay), min_decay=0.0, use_ema_warmup=True, inv_gamma=1.0, power=float(power))
+        self._trainable = self._frozen = None  # (shadow, param) lists, made at the first step
         self.eval_model = copy.deepcopy(model).eval()
         self.eval_model.requires_grad_(False)
 
@@ -43,8 +44,27 @@ class WeightEMA:
     def decay(self) -> float:
         return float(getattr(self.ema, "cur_decay_value", None) or 0.0)
 
+    @torch.no_grad()
     def step(self) -> None:
-        self.ema.step(self.params)
+        """One EMA update: diffusers' decay schedule and state, the averaging as one fused in-place pass.
+
+        By hand: EMAModel.step (even with foreach=True) makes a temporary copy of every parameter and
+        two passes over memory; ``torch._foreach_lerp_`` does shadow += (1 − decay)·(param − shadow) in
+        one pass (64 M parameters: measured in tools/bench_speed.py). Frozen parameters are copied.
+        """
+        ema = self.ema
+        ema.optimization_step += 1
+        decay = ema.get_decay(ema.optimization_step)
+        ema.cur_decay_value = decay
+        if self._trainable is None:
+            pairs = list(zip(ema.shadow_params, self.params))
+            self._trainable = ([s for s, p in pairs if p.requires_grad], [p for s, p in pairs if p.requires_grad])
+            self._frozen = ([s for s, p in pairs if not p.requires_grad], [p for s, p in pairs if not p.requires_grad])
+        shadow, params = self._trainable
+        if shadow:
+            torch._foreach_lerp_(shadow, [p.detach() for p in params], 1.0 - decay)
+        if self._frozen[0]:
+            torch._foreach_copy_(self._frozen[0], self._frozen[1])
 
     @torch.no_grad()
     def synced_model(self) -> nn.Module:
@@ -64,3 +84,4 @@ class WeightEMA:
         sd["min_decay"] = float(sd["min_decay"])
         self.ema.load_state_dict(sd)
         self.ema.to(device=self.params[0].device if self.params else None)
+        self._trainable = self._frozen = None  # the shadow tensors were replaced

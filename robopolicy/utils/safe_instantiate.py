@@ -24,6 +24,7 @@ from robopolicy.errors import CheckpointError
 CHECKPOINT_TARGETS: tuple[str, ...] = (
     # policies
     "robopolicy.policies.beso.BESOPolicy",
+    "robopolicy.policies.consistency.ConsistencyPolicy",
     "robopolicy.policies.diffusion.DiffusionPolicy",
     "robopolicy.policies.bc.BCPolicy",
     # denoising nets
