@@ -37,6 +37,9 @@ def test_image_policy_trains_evaluates_and_loads(tmp_path):
     assert summary["step"] == 4
     final = summary["final"]
     assert final["episodes"] == 2
+    # every training run writes its plot, and the final evaluation films its episodes into the run folder
+    assert (tmp_path / "run" / "training.png").is_file()
+    assert len(list((tmp_path / "run" / "videos" / "final_step000004").glob("*.mp4"))) == 2
 
     policy = robopolicy.load(tmp_path / "run", device="cpu")
     assert "image" in policy.obs_keys

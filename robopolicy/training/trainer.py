@@ -25,7 +25,7 @@ from robopolicy.errors import ConfigError
 from robopolicy.training import checkpoint as ckpt
 from robopolicy.training.distributed import EpochIndexed, LossModule, StepBatchSampler, barrier, mean_across_ranks, setup_distributed
 from robopolicy.training.ema import WeightEMA
-from robopolicy.training.logging import RunLogger
+from robopolicy.training.logging import RunLogger, write_training_plot
 from robopolicy.utils import atomic_write_json, seed_everything
 
 DEFAULTS_PATH = Path(__file__).resolve().parents[2] / "conf" / "trainer" / "default.yaml"
@@ -277,6 +277,7 @@ class Trainer:
                     score = ("val/loss", logs["val/loss"])
                 if main and self.evaluate_fn is not None and int(cfg.eval.every) > 0 and (self.step % int(cfg.eval.every) == 0 or done):
                     res = self._evaluate(self.evaluate_fn)
+                    logger.log_videos(res.get("videos"), "eval/video", self.step)
                     logs.update({f"eval/{k}": v for k, v in res.items() if isinstance(v, (int, float))})
                     if "success_rate" in res:
                         self.eval_history.append([self.step, float(res["success_rate"])])
@@ -288,15 +289,18 @@ class Trainer:
                 if main:
                     best = score is not None and self._is_new_best(*score)
                     if best or done or (int(cfg.ckpt_every) > 0 and self.step % int(cfg.ckpt_every) == 0):
-                        self.save_checkpoint({k: v for k, v in logs.items() if isinstance(v, (int, float))}, is_best=best, score=score)
+                        folder = self.save_checkpoint({k: v for k, v in logs.items() if isinstance(v, (int, float))}, is_best=best, score=score)
+                        logger.log_checkpoint(folder, self.step, aliases=["latest", "best"] if best else ["latest"])
             bar.close()
             summary = self.summary()
             if main and self.final_evaluate_fn is not None and "final" not in summary:
                 res = self._evaluate(self.final_evaluate_fn)
+                logger.log_videos(res.get("videos"), "final/video", self.step)
                 summary["final"] = {k: v for k, v in res.items() if k in ("success_rate", "ci95", "episodes", "mean_return", "latency_ms")}
                 summary["final"]["step"] = self.step
                 logger.log({f"final/{k}": v for k, v in summary["final"].items() if isinstance(v, (int, float))}, self.step)
             if main:
+                write_training_plot(self.run_dir)
                 atomic_write_json(self.run_dir / "summary.json", summary)
                 logger.summary({k: v for k, v in summary.items() if isinstance(v, (int, float))})
                 logger.summary({f"final/{k}": v for k, v in summary.get("final", {}).items() if isinstance(v, (int, float))})
