@@ -83,3 +83,15 @@ def test_legacy_image_key_counts_as_a_camera_for_the_guard():
     cfg = _cfg(["task=multimodal", "task.image.enabled=true", "task.image.size=32"])
     with pytest.raises(ConfigError, match="privileged"):
         _policy(cfg)
+
+
+def test_collect_stores_every_camera_key(tmp_path):
+    from robopolicy.collect import collect
+    from robopolicy.data import EpisodeStore
+
+    cfg = _cfg(["task=multimodal", "task.obs=visuomotor", "task.camera_size=16", "task.max_episode_steps=4",
+                "task.image.enabled=true", "task.image.size=16"])
+    collect(cfg.task, 1, out=tmp_path / "s.zarr", progress=False, stop_after_success=None)
+    store = EpisodeStore.open(tmp_path / "s.zarr")
+    assert sorted(store.keys) == ["action", "agent_pos", "done", "image", "reward", "success", "top"]
+    assert store.get("top").shape == (4, 16, 16, 3) and store.spec.rgb_keys == ["top", "image"]
