@@ -21,6 +21,11 @@ if [[ " $STAGES " == *" mm "* ]]; then
   $PY -m robopolicy.cli.train task=multimodal task.obs=visuomotor task.camera_size=84 "${COMMON[@]}" steps=${MM_STEPS:-1500} \
       dataset="$OUT/mm_demos.zarr" run_dir="$OUT/mm_beso"
   $PY -m robopolicy.cli.eval run_dir="$OUT/mm_beso" episodes=100 progress=false wandb.mode=disabled video_episodes=4
+  # Continued to 3,000 steps in a copy (resume; the cosine schedule is rebuilt for the new total).
+  [ -e "$OUT/mm_beso_3k" ] || { cp -r "$OUT/mm_beso" "$OUT/mm_beso_3k"; rm -rf "$OUT/mm_beso_3k/videos" "$OUT/mm_beso_3k/eval.json"; }
+  $PY -m robopolicy.cli.train task=multimodal task.obs=visuomotor task.camera_size=84 "${COMMON[@]}" steps=3000 \
+      dataset="$OUT/mm_demos.zarr" run_dir="$OUT/mm_beso_3k"
+  $PY -m robopolicy.cli.eval run_dir="$OUT/mm_beso_3k" episodes=100 progress=false wandb.mode=disabled video_episodes=4
 fi
 
 if [[ " $STAGES " == *" metaworld "* ]]; then
@@ -28,7 +33,7 @@ if [[ " $STAGES " == *" metaworld "* ]]; then
   for ENV in ${ENVS:-drawer-close-v3 door-open-v3}; do
     TASK=(task=metaworld task.env_name=$ENV task.obs=visuomotor 'task.cameras=[corner2]' task.camera_size=84)
     [ -e "$OUT/${ENV}_demos.zarr" ] || $PY -m robopolicy.cli.collect "${TASK[@]}" episodes=10 out="$OUT/${ENV}_demos.zarr" progress=false
-    $PY -m robopolicy.cli.train "${TASK[@]}" "${COMMON[@]}" steps=${MW_STEPS:-1500} dataset="$OUT/${ENV}_demos.zarr" run_dir="$OUT/${ENV}_beso"
+    $PY -m robopolicy.cli.train "${TASK[@]}" "${COMMON[@]}" steps=${MW_STEPS:-800} dataset="$OUT/${ENV}_demos.zarr" run_dir="$OUT/${ENV}_beso"
     $PY -m robopolicy.cli.eval run_dir="$OUT/${ENV}_beso" episodes=${MW_EPISODES:-100} progress=false wandb.mode=disabled \
         video_episodes=2 out="$OUT/${ENV}_beso/eval_standard.json"
     $PY -m robopolicy.cli.eval run_dir="$OUT/${ENV}_beso" episodes=${MW_EPISODES:-100} progress=false wandb.mode=disabled \
