@@ -26,6 +26,10 @@ if [[ " $STAGES " == *" mm "* ]]; then
   $PY -m robopolicy.cli.train task=multimodal task.obs=visuomotor task.camera_size=84 "${COMMON[@]}" steps=3000 \
       dataset="$OUT/mm_demos.zarr" run_dir="$OUT/mm_beso_3k"
   $PY -m robopolicy.cli.eval run_dir="$OUT/mm_beso_3k" episodes=100 progress=false wandb.mode=disabled video_episodes=4
+  # Without the random-shift augmentation, 1,200 steps.
+  $PY -m robopolicy.cli.train task=multimodal task.obs=visuomotor task.camera_size=84 "${COMMON[@]}" policy.encoder.augment.shift_px=0 \
+      val_every=400 ckpt_every=400 steps=1200 dataset="$OUT/mm_demos.zarr" run_dir="$OUT/mm_beso_noshift"
+  $PY -m robopolicy.cli.eval run_dir="$OUT/mm_beso_noshift" episodes=100 progress=false wandb.mode=disabled video_episodes=4
 fi
 
 if [[ " $STAGES " == *" metaworld "* ]]; then
@@ -39,4 +43,14 @@ if [[ " $STAGES " == *" metaworld "* ]]; then
     $PY -m robopolicy.cli.eval run_dir="$OUT/${ENV}_beso" episodes=${MW_EPISODES:-100} progress=false wandb.mode=disabled \
         video_episodes=2 task.fresh_positions=true out="$OUT/${ENV}_beso/eval_fresh.json"
   done
+  # door-open-v3 was also continued to 1,600 steps in a copy (resume), then evaluated the same way.
+  if [ -e "$OUT/door-open-v3_beso" ]; then
+    R="$OUT/door-open-v3_beso_1600"
+    [ -e "$R" ] || { cp -r "$OUT/door-open-v3_beso" "$R"; rm -rf "$R/videos" "$R"/eval_*.json; }
+    TASK=(task=metaworld task.env_name=door-open-v3 task.obs=visuomotor 'task.cameras=[corner2]' task.camera_size=84)
+    $PY -m robopolicy.cli.train "${TASK[@]}" "${COMMON[@]}" steps=1600 dataset="$OUT/door-open-v3_demos.zarr" run_dir="$R"
+    $PY -m robopolicy.cli.eval run_dir="$R" episodes=100 progress=false wandb.mode=disabled video_episodes=2 out="$R/eval_standard.json"
+    $PY -m robopolicy.cli.eval run_dir="$R" episodes=100 progress=false wandb.mode=disabled video_episodes=2 \
+        task.fresh_positions=true out="$R/eval_fresh.json"
+  fi
 fi
