@@ -129,3 +129,39 @@ def test_bad_arguments(store_path):
         WindowDataset(store_path, ["pos"], obs_horizon=0)
     with pytest.raises(ConfigError):
         WindowDataset(store_path, ["pos"], goal_keys=["pos"], goal_horizon=(5, 2))
+
+
+@pytest.fixture(scope="module")
+def long_store_path(tmp_path_factory):
+    """60 steps: several zarr image chunks, so a small cache must evict."""
+    path = tmp_path_factory.mktemp("wl") / "s.zarr"
+    store = EpisodeStore.create(path, SPEC)
+    for e, T in enumerate([20, 17, 23]):
+        store.append_episode(episode(e, T))
+    assert store.array("cam").chunks[0] < store.n_steps
+    return path
+
+
+def test_lazy_reads_equal_memory_reads(long_store_path):
+    # A cache of one chunk forces evictions: streaming must still give the same windows.
+    kw = {"obs_keys": ["pos", "cam"], "obs_horizon": 3, "action_horizon": 4, "goal_keys": ["cam"], "seed": 5}
+    mem = WindowDataset(long_store_path, read="memory", **kw)
+    lazy = WindowDataset(long_store_path, read="lazy", cache_bytes=1, **kw)
+    assert lazy.cache_images is False
+    for i in range(len(mem)):
+        a, b = mem[i], lazy[i]
+        torch.testing.assert_close(a["obs"]["cam"], b["obs"]["cam"])
+        torch.testing.assert_close(a["goal"]["cam"], b["goal"]["cam"])
+
+
+def test_lazy_cache_stays_bounded(long_store_path):
+    lazy = WindowDataset(long_store_path, obs_keys=["cam"], read="lazy", cache_bytes=1)
+    for i in range(len(lazy)):
+        lazy[i]
+    cache = lazy._caches["cam"]
+    assert len(cache._chunks) == 1 and cache.misses > 1
+
+
+def test_unknown_read_mode(store_path):
+    with pytest.raises(ConfigError, match="read="):
+        WindowDataset(store_path, obs_keys=["cam"], read="mmap")

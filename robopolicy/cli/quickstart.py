@@ -15,46 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from robopolicy.cli._hydra import hydra_command
-from robopolicy.training.logging import read_metrics
-from robopolicy.utils.plots import save_figure
-
-
-def plot_training(metrics: list[dict], out_png: Path, title: str) -> None:
-    """Loss (train, validation) and periodic evaluation success against the training step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    def series(key):
-        pts = [(r["step"], r[key]) for r in metrics if key in r and r.get(key) is not None]
-        return ([p[0] for p in pts], [p[1] for p in pts]) if pts else ([], [])
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for key, label in (("train/loss", "train"), ("val/loss", "validation")):
-        x, y = series(key)
-        if x:
-            ax1.plot(x, y, label=label)
-    ax1.set_yscale("log")
-    ax1.set_xlabel("step")
-    ax1.set_ylabel("loss")
-    ax1.legend()
-    evals = [r for r in metrics if r.get("eval/success_rate") is not None]
-    if evals:
-        from robopolicy.evaluation import wilson_interval
-
-        x = [r["step"] for r in evals]
-        y = [r["eval/success_rate"] for r in evals]
-        ax2.plot(x, y, marker="o")
-        if all("eval/episodes" in r for r in evals):
-            ci = [wilson_interval(round(r["eval/success_rate"] * r["eval/episodes"]), int(r["eval/episodes"])) for r in evals]
-            ax2.fill_between(x, [c[0] for c in ci], [c[1] for c in ci], alpha=0.2, label="95% Wilson interval")
-            ax2.legend()
-    ax2.set_ylim(-0.02, 1.02)
-    ax2.set_xlabel("step")
-    ax2.set_ylabel("success rate (periodic eval)")
-    fig.suptitle(title)
-    save_figure(fig, out_png)
+from robopolicy.training.logging import plot_training, read_metrics
 
 
 def results_table(rows: list[tuple[str, str]]) -> str:

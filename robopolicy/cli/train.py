@@ -77,19 +77,22 @@ def train(cfg: DictConfig) -> dict:
     if len(val_idx):
         val_loader = torch.utils.data.DataLoader(WindowDataset(store, episodes=val_idx, **window), batch_size=int(cfg.batch_size))
 
-    def rollouts(section: DictConfig):
+    def rollouts(section: DictConfig, name: str):
         def run(model, step):
             from robopolicy.evaluation import evaluate_policy  # lazy: pulls in the simulators
 
-            return evaluate_policy(model, task, int(section.episodes), seed=int(section.seed), num_envs=int(section.num_envs), progress=False)
+            n_video = int(section.get("video_episodes") or 0)
+            video_dir = Path(run_dir) / "videos" / f"{name}_step{step:06d}" if n_video > 0 else None
+            return evaluate_policy(model, task, int(section.episodes), seed=int(section.seed), num_envs=int(section.num_envs),
+                                   progress=False, video_dir=video_dir, video_episodes=n_video)
 
         return run
 
     rollouts_ok = (int(cfg.eval.every) > 0 or int(cfg.final_eval.episodes) > 0) and can_roll_out(task)
     trainer = Trainer(
         policy, train_set, cfg, run_dir, val_loader=val_loader,
-        evaluate_fn=rollouts(cfg.eval) if rollouts_ok and int(cfg.eval.every) > 0 else None,
-        final_evaluate_fn=rollouts(cfg.final_eval) if rollouts_ok and int(cfg.final_eval.episodes) > 0 else None,
+        evaluate_fn=rollouts(cfg.eval, "eval") if rollouts_ok and int(cfg.eval.every) > 0 else None,
+        final_evaluate_fn=rollouts(cfg.final_eval, "final") if rollouts_ok and int(cfg.final_eval.episodes) > 0 else None,
         checkpoint_extra={"config": cfg, "spec": spec, "dataset": dataset, "dataset_path": str(Path(dataset).resolve()),
                           "task": task.name, "env": spec.name,
                           "episodes": {"train": len(train_idx), "val": len(val_idx)}},

@@ -20,12 +20,16 @@ from robopolicy.envs import render as _render  # noqa: F401  (sets MUJOCO_GL bef
 import gymnasium as gym
 import numpy as np
 
+from robopolicy.envs import observations as _obs
 from robopolicy.envs.base import Expert, Task
-from robopolicy.envs.spec import EnvSpec, ObsKeySpec
+from robopolicy.envs.spec import EnvSpec
 from robopolicy.errors import TaskError
 
 STATE_DIM = 39
 ACTION_DIM = 4
+# Proprioception in the 39-d state: hand xyz (0:3) and the gripper opening (3); the rest is the
+# objects (4:18), the same for the previous frame (18:36) and the goal (36:39).
+PROPRIO_SLICE = slice(0, 4)
 # metaworld's SawyerXYZEnv refuses to step past this many steps.
 MW_MAX_PATH_LENGTH = 500
 
@@ -49,8 +53,9 @@ def _check_env_name(env_name: str) -> str:
 class MetaWorldEnv(_render.CameraEnvMixin, gym.Env):
     """Gymnasium environment around one Meta-World Sawyer task.
 
-    Observations: ``{"state": (39,) float32}`` plus ``{"image": (H, W, 3) uint8}`` when a camera is
-    configured. Actions: (4,) in [-1, 1] (xyz end-effector delta, gripper). ``info["success"]`` is
+    Observations per ``layout`` (:mod:`robopolicy.envs.observations`): ``state`` (39,) float32
+    (privileged), ``agent_pos`` (4,) = hand xyz + gripper opening, and one (H, W, 3) uint8 key per
+    camera. :meth:`privileged_state` always gives the 39-d state (for the scripted experts). Actions: (4,) in [-1, 1] (xyz end-effector delta, gripper). ``info["success"]`` is
     a bool; ``info["variation"]`` is the index of the pre-sampled variation (-1 for fresh
     positions). Episodes are truncated after ``max_episode_steps``; they never terminate.
     """
@@ -62,7 +67,7 @@ class MetaWorldEnv(_render.CameraEnvMixin, gym.Env):
         env_name: str,
         variations: list | None,
         max_episode_steps: int,
-        image: Mapping[str, Any] | None = None,
+        layout: _obs.ObsLayout | None = None,
     ):
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
@@ -83,17 +88,12 @@ class MetaWorldEnv(_render.CameraEnvMixin, gym.Env):
             self._mw._freeze_rand_vec = False
             self._mw.seeded_rand_vec = True
             self._mw._last_rand_vec = None
-        self._camera = None
-        spaces = {"state": gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)}
-        if image is not None:
-            size = int(image["size"])
-            self._camera = _render.CameraRenderer(
-                self._mw.model, size, size, str(image["camera"]), rotate_180=bool(image.get("rotate_180", False))
-            )
-            spaces["image"] = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
-        self.observation_space = gym.spaces.Dict(spaces)
+        self.layout = layout or _obs.ObsLayout(state=True, proprio=False, cameras=())
+        self._rig = _obs.CameraRig(self._mw.model, self.layout)
+        self._state = np.zeros(STATE_DIM, np.float32)
+        self.observation_space = _obs.gym_spaces(self.layout, STATE_DIM, PROPRIO_SLICE.stop - PROPRIO_SLICE.start)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
-        self.render_mode = "rgb_array" if self._camera is not None else None
+        self.render_mode = "rgb_array" if self._rig else None
         self._t = 0
         self._variation = -1
 
@@ -102,11 +102,13 @@ class MetaWorldEnv(_render.CameraEnvMixin, gym.Env):
         """The underlying metaworld ``SawyerXYZEnv`` (scripted experts and tests read it)."""
         return self._mw
 
+    def privileged_state(self) -> np.ndarray:
+        """(39,) float32 full state of the last reset/step, whatever the observation layout."""
+        return self._state.copy()
+
     def _obs(self, state: np.ndarray) -> dict[str, np.ndarray]:
-        obs = {"state": np.asarray(state, dtype=np.float32)}
-        if self._camera is not None:
-            obs["image"] = self._camera.render(self._mw.data)
-        return obs
+        self._state = np.asarray(state, dtype=np.float32)
+        return _obs.assemble(self.layout, self._state, self._state[PROPRIO_SLICE], self._rig, self._mw.data)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -142,7 +144,9 @@ class MetaWorldEnv(_render.CameraEnvMixin, gym.Env):
 class MetaWorldExpert(Expert):
     """metaworld's scripted policy for the task (``metaworld.policies.ENV_POLICY_MAP``).
 
-    The scripted policies are deterministic functions of the 39-d state; ``rng`` is unused.
+    The scripted policies are deterministic functions of the 39-d state, read from ``obs["state"]``
+    or, when the observations hide it (``task.obs=visuomotor``), from the environment; ``rng`` is
+    unused.
     """
 
     def __init__(self, env_name: str):
@@ -154,7 +158,8 @@ class MetaWorldExpert(Expert):
     def act(self, obs: Mapping[str, np.ndarray], env: gym.Env) -> np.ndarray:
         with warnings.catch_warnings():  # its P-gains trip a "constants may be too high" warning
             warnings.simplefilter("ignore", UserWarning)
-            action = self._policy.get_action(np.asarray(obs["state"], dtype=np.float64))
+            state = obs["state"] if "state" in obs else env.unwrapped.privileged_state()
+            action = self._policy.get_action(np.asarray(state, dtype=np.float64))
         return np.clip(np.asarray(action, dtype=np.float32), -1.0, 1.0)
 
 
@@ -163,7 +168,9 @@ class MetaWorldTask(Task):
 
     env_name: any of the 50 v3 names. variation_seed: seed of metaworld's MT1 benchmark that
     pre-samples the 50 standard variations. fresh_positions: ignore those and draw new positions
-    at every reset. image: ``{enabled, size, camera, rotate_180}``.
+    at every reset. obs / cameras / camera_size / camera_rotate_180: the observation keys
+    (:func:`robopolicy.envs.observations.obs_layout`). image: the legacy ``{enabled, size, camera,
+    rotate_180}`` block (one camera under the key ``image``).
     """
 
     def __init__(
@@ -174,6 +181,10 @@ class MetaWorldTask(Task):
         fresh_positions: bool = False,
         variation_seed: int = 0,
         control_hz: float = 80.0,
+        obs: str = "state",
+        cameras: list[str] | None = None,
+        camera_size: int = 84,
+        camera_rotate_180: list[str] | None = None,
         image: Mapping[str, Any] | None = None,
     ):
         self.env_name = _check_env_name(env_name)
@@ -192,6 +203,8 @@ class MetaWorldTask(Task):
         self.image.setdefault("size", 96)
         self.image.setdefault("camera", "corner2")
         self.image.setdefault("rotate_180", True)
+        self.obs_args = (str(obs), list(cameras or []), int(camera_size), list(camera_rotate_180 or []))
+        self.layout(None)  # check the settings now, not at the first make_env
         self._variations: list | None = None
 
     def variations(self) -> list:
@@ -202,13 +215,13 @@ class MetaWorldTask(Task):
             self._variations = list(metaworld.MT1(self.env_name, seed=self.variation_seed).train_tasks)
         return self._variations
 
-    def _spec(self, with_image: bool) -> EnvSpec:
-        obs = {"state": ObsKeySpec((STATE_DIM,))}
-        if with_image:
-            s = int(self.image["size"])
-            obs["image"] = ObsKeySpec((s, s, 3), "uint8", "rgb")
+    def layout(self, render: bool | None) -> _obs.ObsLayout:
+        return _obs.obs_layout(*self.obs_args, image=self.image, render=render)
+
+    def _spec(self, render: bool | None) -> EnvSpec:
+        layout = self.layout(render)
         return EnvSpec(
-            obs=obs,
+            obs=_obs.obs_spec(layout, STATE_DIM, PROPRIO_SLICE.stop - PROPRIO_SLICE.start),
             action_dim=ACTION_DIM,
             action_low=(-1.0,) * ACTION_DIM,
             action_high=(1.0,) * ACTION_DIM,
@@ -216,20 +229,20 @@ class MetaWorldTask(Task):
             control_hz=self.control_hz,
             name=self.env_name,
             extra={"hold": ["zero", "zero", "zero", "last"],  # xyz deltas stop, the gripper keeps its command
-                   "suite": "metaworld", "fresh_positions": self.fresh_positions, "variation_seed": self.variation_seed},
+                   "suite": "metaworld", "fresh_positions": self.fresh_positions, "variation_seed": self.variation_seed,
+                   **_obs.spec_extra(layout)},
         )
 
     @property
     def spec(self) -> EnvSpec:
-        return self._spec(bool(self.image["enabled"]))
+        return self._spec(None)
 
     def make_env(self, render: bool | None = None) -> MetaWorldEnv:
-        with_image = bool(self.image["enabled"]) if render is None else bool(render)
         return MetaWorldEnv(
             self.env_name,
             None if self.fresh_positions else self.variations(),
             self.max_episode_steps,
-            image=self.image if with_image else None,
+            layout=self.layout(render),
         )
 
     def make_expert(self, rng: np.random.Generator) -> MetaWorldExpert:

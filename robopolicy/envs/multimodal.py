@@ -6,7 +6,9 @@ and follows a smooth path of waypoints with proportional control, so demonstrati
 equally good modes. Averaging them (what a mean-squared-error policy learns) drives straight into
 the block and fails: :meth:`MultimodalTask.make_averaged_expert` shows it.
 
-Observation ``state`` (6,) float32: agent xy, agent velocity xy, goal xy. Action (2,) in [-1, 1]:
+Observation ``state`` (6,) float32 (privileged): agent xy, agent velocity xy, goal xy;
+``agent_pos`` (2,): agent xy (proprioception); cameras by name (the scene's ``top``), see
+:mod:`robopolicy.envs.observations`. With ``task.obs=visuomotor`` the goal is seen only in the image. Action (2,) in [-1, 1]:
 commanded velocity as a fraction of ``max_speed``. ``info["mode"]`` is ``"left"``/``"right"``
 once the agent has been beside the block (inside its y-band, outside its x-extent), else None.
 """
@@ -22,13 +24,15 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from robopolicy.envs import observations as _obs
 from robopolicy.envs.base import Expert, Task
-from robopolicy.envs.spec import EnvSpec, ObsKeySpec
+from robopolicy.envs.spec import EnvSpec
 from robopolicy.errors import TaskError
 from robopolicy.resources import data_path
 
 ACTION_DIM = 2
 STATE_DIM = 6
+PROPRIO_DIM = 2
 
 
 def _resolve_scene(scene: str) -> Path:
@@ -56,7 +60,7 @@ class MultimodalEnv(_render.CameraEnvMixin, gym.Env):
         start_high: Sequence[float],
         goal_low: Sequence[float],
         goal_high: Sequence[float],
-        image: Mapping[str, Any] | None = None,
+        layout: _obs.ObsLayout | None = None,
     ):
         self.model = mujoco.MjModel.from_xml_path(str(scene))
         self.data = mujoco.MjData(self.model)
@@ -68,15 +72,11 @@ class MultimodalEnv(_render.CameraEnvMixin, gym.Env):
         self._goal_box = (np.asarray(goal_low, np.float64), np.asarray(goal_high, np.float64))
         self.obstacle = obstacle_box(self.model)
         self._goal_site = self.model.site("goal").id
-        self._camera = None
-        spaces = {"state": gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)}
-        if image is not None:
-            size = int(image["size"])
-            self._camera = _render.CameraRenderer(self.model, size, size, str(image["camera"]))
-            spaces["image"] = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
-        self.observation_space = gym.spaces.Dict(spaces)
+        self.layout = layout or _obs.ObsLayout(state=True, proprio=False, cameras=())
+        self._rig = _obs.CameraRig(self.model, self.layout)
+        self.observation_space = _obs.gym_spaces(self.layout, STATE_DIM, PROPRIO_DIM)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
-        self.render_mode = "rgb_array" if self._camera is not None else None
+        self.render_mode = "rgb_array" if self._rig else None
         self.goal = np.zeros(2)
         self.mode: str | None = None
         self._t = 0
@@ -85,12 +85,13 @@ class MultimodalEnv(_render.CameraEnvMixin, gym.Env):
     def agent_xy(self) -> np.ndarray:
         return self.data.qpos[:2].copy()
 
+    def privileged_state(self) -> np.ndarray:
+        """(6,) float32 agent xy, agent velocity xy, goal xy, whatever the observation layout."""
+        return np.concatenate([self.data.qpos[:2], self.data.qvel[:2], self.goal]).astype(np.float32)
+
     def _obs(self) -> dict[str, np.ndarray]:
-        state = np.concatenate([self.data.qpos[:2], self.data.qvel[:2], self.goal]).astype(np.float32)
-        obs = {"state": state}
-        if self._camera is not None:
-            obs["image"] = self._camera.render(self.data)
-        return obs
+        state = self.privileged_state()
+        return _obs.assemble(self.layout, state, state[:PROPRIO_DIM], self._rig, self.data)
 
     def _update_mode(self) -> None:
         cx, cy, hx, hy = self.obstacle
@@ -160,9 +161,12 @@ class MultimodalExpert(Expert):
         x = cx + self.side * (hx + self.offset)
         return [np.array([x, cy - hy - self.offset]), np.array([x, cy + hy + self.offset]), np.asarray(goal, np.float64)]
 
-    def clean_action(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """The noiseless command toward the current waypoint (advances the waypoint index)."""
-        state = np.asarray(obs["state"], np.float64)
+    def clean_action(self, obs: Mapping[str, np.ndarray], env: gym.Env | None = None) -> np.ndarray:
+        """The noiseless command toward the current waypoint (advances the waypoint index).
+
+        Reads ``obs["state"]``, or the environment's privileged state when the observations hide it.
+        """
+        state = np.asarray(obs["state"] if "state" in obs else env.unwrapped.privileged_state(), np.float64)
         pos, goal = state[:2], state[4:6]
         wps = self.waypoints(goal)
         while self._i < len(wps) - 1 and (
@@ -176,7 +180,7 @@ class MultimodalExpert(Expert):
         return err / dist * min(1.0, self.gain * dist)
 
     def act(self, obs: Mapping[str, np.ndarray], env: gym.Env) -> np.ndarray:
-        a = self.clean_action(obs) + self.rng.normal(0.0, self.noise_std, ACTION_DIM)
+        a = self.clean_action(obs, env) + self.rng.normal(0.0, self.noise_std, ACTION_DIM)
         return np.clip(a, -1.0, 1.0).astype(np.float32)
 
 
@@ -191,7 +195,7 @@ class AveragedExpert(Expert):
         self.right.reset()
 
     def act(self, obs: Mapping[str, np.ndarray], env: gym.Env) -> np.ndarray:
-        a = 0.5 * (self.left.clean_action(obs) + self.right.clean_action(obs))
+        a = 0.5 * (self.left.clean_action(obs, env) + self.right.clean_action(obs, env))
         return np.clip(a, -1.0, 1.0).astype(np.float32)
 
 
@@ -211,6 +215,10 @@ class MultimodalTask(Task):
         goal_low: Sequence[float] = (-0.15, 0.7),
         goal_high: Sequence[float] = (0.15, 0.8),
         expert: Mapping[str, Any] | None = None,
+        obs: str = "state",
+        cameras: Sequence[str] | None = None,
+        camera_size: int = 84,
+        camera_rotate_180: Sequence[str] | None = None,
         image: Mapping[str, Any] | None = None,
     ):
         self.name = str(name)
@@ -225,25 +233,26 @@ class MultimodalTask(Task):
                       dict(start_low=start_low, start_high=start_high, goal_low=goal_low, goal_high=goal_high).items()}
         self.expert_cfg = {"clearance": 0.15, "switch_radius": 0.15, "gain": 4.0, "noise_std": 0.05, **dict(expert or {})}
         self.image = {"enabled": False, "size": 96, "camera": "top", **dict(image or {})}
+        self.obs_args = (str(obs), list(cameras or []), int(camera_size), list(camera_rotate_180 or []))
+        self.layout(None)  # check the settings now
         model = mujoco.MjModel.from_xml_path(str(self.scene))
         self.obstacle = obstacle_box(model)
         self.agent_radius = float(model.geom("agent").size[0])
 
+    def layout(self, render: bool | None) -> _obs.ObsLayout:
+        return _obs.obs_layout(*self.obs_args, image=self.image, render=render)
+
     @property
     def spec(self) -> EnvSpec:
-        obs = {"state": ObsKeySpec((STATE_DIM,))}
-        if self.image["enabled"]:
-            s = int(self.image["size"])
-            obs["image"] = ObsKeySpec((s, s, 3), "uint8", "rgb")
-        return EnvSpec(obs=obs, action_dim=ACTION_DIM, action_low=(-1.0,) * ACTION_DIM, action_high=(1.0,) * ACTION_DIM,
+        layout = self.layout(None)
+        return EnvSpec(obs=_obs.obs_spec(layout, STATE_DIM, PROPRIO_DIM), action_dim=ACTION_DIM, action_low=(-1.0,) * ACTION_DIM, action_high=(1.0,) * ACTION_DIM,
                        max_episode_steps=self.max_episode_steps, control_hz=self.control_hz, name=self.name,
                        # velocity commands: holding still is a zero command
-                       extra={"hold": "zero", "suite": "multimodal", "modes": ["left", "right"]})
+                       extra={"hold": "zero", "suite": "multimodal", "modes": ["left", "right"], **_obs.spec_extra(layout)})
 
     def make_env(self, render: bool | None = None) -> MultimodalEnv:
-        with_image = bool(self.image["enabled"]) if render is None else bool(render)
         return MultimodalEnv(self.scene, self.max_episode_steps, self.control_hz, self.max_speed, self.goal_radius,
-                             image=self.image if with_image else None, **self.boxes)
+                             layout=self.layout(render), **self.boxes)
 
     def make_expert(self, rng: np.random.Generator, side: int | None = None) -> MultimodalExpert:
         """Expert that picks left/right with ``rng`` each episode (or always ``side``: -1 left, +1 right)."""

@@ -7,8 +7,9 @@ so it needs no angle, and the solver's warm start is off. Hence ``set_semantics(
 ``step(a)`` is the simulator's transition function T(s, a), which pair augmentation replays
 (robopolicy.semantics.augment).
 
-Observation ``state`` is the semantics (float32, (4,)); ``image`` is an optional top-down camera
-(uint8 (H, W, 3)). Actions (2,) in [-1, 1] are the pusher's target velocity as a fraction of
+Observation ``state`` is the semantics (float32, (4,), privileged: it holds the puck);
+``agent_pos`` (2,) is the pusher xy (proprioception); cameras by name (``top``) or the legacy
+``image`` key (uint8 (H, W, 3)), see :mod:`robopolicy.envs.observations`. Actions (2,) in [-1, 1] are the pusher's target velocity as a fraction of
 ``max_speed``. ``info["success"]`` is true while the puck centre is within ``success_radius`` of the
 target.
 """
@@ -24,13 +25,15 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from robopolicy.envs import observations as _obs
 from robopolicy.envs.base import Expert, Task
-from robopolicy.envs.spec import EnvSpec, ObsKeySpec
+from robopolicy.envs.spec import EnvSpec
 from robopolicy.errors import TaskError
 from robopolicy.resources import asset_path
 
 ASSET = asset_path("planar_push.xml")
 SEMANTICS_DIM = 4
+PROPRIO_DIM = 2
 ACTION_DIM = 2
 PUSHER_RADIUS = 0.025
 PUCK_RADIUS = 0.04
@@ -46,8 +49,10 @@ class PlanarPushEnv(_render.CameraEnvMixin, gym.Env):
                  puck_init: Sequence[Sequence[float]] = ((-0.15, -0.15), (0.08, 0.08)),
                  pusher_init: Sequence[Sequence[float]] = ((-0.25, -0.25), (0.25, 0.25)),
                  image: Mapping[str, Any] | None = None, xml_path: str | Path = ASSET,
-                 model: mujoco.MjModel | None = None):
+                 model: mujoco.MjModel | None = None, layout: _obs.ObsLayout | None = None):
         # ``model``: an already compiled variant of the scene (the "real" environment passes one).
+        # ``image`` (legacy, {size, camera}): one camera under the key ``image`` beside ``state``;
+        # ``layout`` (from the task's obs settings) replaces it.
         self.model = model if model is not None else mujoco.MjModel.from_xml_path(str(xml_path))
         self.data = mujoco.MjData(self.model)
         self.max_episode_steps = int(max_episode_steps)
@@ -60,15 +65,14 @@ class PlanarPushEnv(_render.CameraEnvMixin, gym.Env):
         tgt = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, "target")
         self.model.geom_pos[tgt, :2] = self.target_xy
         self.model.geom_size[tgt, 0] = self.success_radius + PUCK_RADIUS / 2
-        self._camera = None
-        spaces = {"state": gym.spaces.Box(-np.inf, np.inf, (SEMANTICS_DIM,), np.float32)}
-        if image is not None:
-            size = int(image["size"])
-            self._camera = _render.CameraRenderer(self.model, size, size, str(image.get("camera", "top")))
-            spaces["image"] = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
-        self.observation_space = gym.spaces.Dict(spaces)
+        if layout is None:
+            legacy = None if image is None else {"enabled": True, "camera": "top", **dict(image)}
+            layout = _obs.obs_layout("state", [], int((image or {}).get("size", 64)), [], legacy)
+        self.layout = layout
+        self._rig = _obs.CameraRig(self.model, self.layout)
+        self.observation_space = _obs.gym_spaces(self.layout, SEMANTICS_DIM, PROPRIO_DIM)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
-        self.render_mode = "rgb_array" if self._camera is not None else None
+        self.render_mode = "rgb_array" if self._rig else None
         self._t = 0
 
     # -- semantics ---------------------------------------------------------------------------
@@ -98,11 +102,13 @@ class PlanarPushEnv(_render.CameraEnvMixin, gym.Env):
                 break
         return np.concatenate([pusher, puck])
 
+    def privileged_state(self) -> np.ndarray:
+        """(4,) float32 semantics, whatever the observation layout."""
+        return self.get_semantics()
+
     def _obs(self) -> dict[str, np.ndarray]:
-        obs = {"state": self.get_semantics()}
-        if self._camera is not None:
-            obs["image"] = self.render()
-        return obs
+        s = self.get_semantics()
+        return _obs.assemble(self.layout, s, s[:PROPRIO_DIM], self._rig, self.data)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -131,7 +137,8 @@ class PlanarPushEnv(_render.CameraEnvMixin, gym.Env):
 class PlanarPushExpert(Expert):
     """Goes behind the puck (orbiting around it when on the wrong side), then pushes it to the target.
 
-    Reads only ``obs["state"]`` (the semantics), so it can run on a mapper's predicted semantics.
+    Reads only ``obs["state"]`` (the semantics), so it can run on a mapper's predicted semantics;
+    when the observations hide it (``task.obs=visuomotor``) it reads the environment's state.
     ``noise`` adds Gaussian action noise drawn from ``rng`` (a behaviour policy for offline data).
     """
 
@@ -143,7 +150,7 @@ class PlanarPushExpert(Expert):
         self.gain = float(gain)
 
     def act(self, obs: Mapping[str, np.ndarray], env: gym.Env | None = None) -> np.ndarray:
-        s = np.asarray(obs["state"], dtype=np.float64)
+        s = np.asarray(obs["state"] if "state" in obs else env.unwrapped.privileged_state(), dtype=np.float64)
         a = self.act_state(s[None])[0]
         if self.noise > 0:
             a = a + self.rng.normal(0.0, self.noise, size=a.shape)
@@ -183,7 +190,8 @@ class PlanarPushTask(Task):
                  max_speed: float = 0.25, target_xy: Sequence[float] = (0.15, 0.15), success_radius: float = 0.04,
                  puck_init: Sequence[Sequence[float]] = ((-0.15, -0.15), (0.08, 0.08)),
                  pusher_init: Sequence[Sequence[float]] = ((-0.25, -0.25), (0.25, 0.25)),
-                 control_hz: float = 20.0, expert_noise: float = 0.0, image: Mapping[str, Any] | None = None):
+                 control_hz: float = 20.0, expert_noise: float = 0.0, obs: str = "state", cameras: Sequence[str] | None = None,
+                 camera_size: int = 84, camera_rotate_180: Sequence[str] | None = None, image: Mapping[str, Any] | None = None):
         if int(max_episode_steps) < 1 or int(substeps) < 1:
             raise TaskError("task.max_episode_steps and task.substeps must be at least 1; raise them.")
         self.name = str(name)
@@ -197,29 +205,30 @@ class PlanarPushTask(Task):
         self.image.setdefault("enabled", False)
         self.image.setdefault("size", 64)
         self.image.setdefault("camera", "top")
+        self.obs_args = (str(obs), list(cameras or []), int(camera_size), list(camera_rotate_180 or []))
+        self.layout(None)  # check the settings now
 
     @property
     def target_xy(self) -> tuple[float, float]:
         return self.env_kwargs["target_xy"]
 
-    def _spec(self, with_image: bool) -> EnvSpec:
-        obs = {"state": ObsKeySpec((SEMANTICS_DIM,))}
-        if with_image:
-            n = int(self.image["size"])
-            obs["image"] = ObsKeySpec((n, n, 3), "uint8", "rgb")
-        return EnvSpec(obs=obs, action_dim=ACTION_DIM, action_low=(-1.0,) * ACTION_DIM, action_high=(1.0,) * ACTION_DIM,
+    def layout(self, render: bool | None) -> _obs.ObsLayout:
+        return _obs.obs_layout(*self.obs_args, image=self.image, render=render)
+
+    def _spec(self, render: bool | None) -> EnvSpec:
+        layout = self.layout(render)
+        return EnvSpec(obs=_obs.obs_spec(layout, SEMANTICS_DIM, PROPRIO_DIM), action_dim=ACTION_DIM, action_low=(-1.0,) * ACTION_DIM, action_high=(1.0,) * ACTION_DIM,
                        max_episode_steps=self.env_kwargs["max_episode_steps"], control_hz=self.control_hz, name=self.name,
                        # velocity commands: holding still is a zero command
                        extra={"hold": "zero", "suite": "planar_push", "semantics_low": [-0.3] * SEMANTICS_DIM,
-                              "semantics_high": [0.3] * SEMANTICS_DIM, "target_xy": list(self.target_xy)})
+                              "semantics_high": [0.3] * SEMANTICS_DIM, "target_xy": list(self.target_xy), **_obs.spec_extra(layout)})
 
     @property
     def spec(self) -> EnvSpec:
-        return self._spec(bool(self.image["enabled"]))
+        return self._spec(None)
 
     def make_env(self, render: bool | None = None) -> PlanarPushEnv:
-        with_image = bool(self.image["enabled"]) if render is None else bool(render)
-        return PlanarPushEnv(**self.env_kwargs, image=self.image if with_image else None)
+        return PlanarPushEnv(**self.env_kwargs, layout=self.layout(render))
 
     def make_expert(self, rng: np.random.Generator) -> PlanarPushExpert:
         return PlanarPushExpert(self.target_xy, rng=rng, noise=self.expert_noise)

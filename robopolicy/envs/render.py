@@ -86,21 +86,21 @@ class CameraRenderer:
 
 
 class CameraEnvMixin:
-    """``render()`` and ``close()`` for environments holding an optional :class:`CameraRenderer`.
+    """``render()`` and ``close()`` for environments holding a camera rig (``self._rig``).
 
-    The environment sets ``self._camera`` (or leaves it None) and renders ``self.data`` unless it
-    overrides :meth:`_render_data`.
+    The rig is a :class:`robopolicy.envs.observations.CameraRig` (or None); ``render()`` returns
+    its first camera's picture of :meth:`_render_data` (``self.data`` unless overridden).
     """
 
-    _camera: CameraRenderer | None = None
+    _rig = None
 
     def _render_data(self) -> mujoco.MjData:
         return self.data
 
     def render(self):
-        return None if self._camera is None else self._camera.render(self._render_data())
+        return None if not self._rig else self._rig.render_first(self._render_data())
 
     def close(self):
-        if self._camera is not None:
-            self._camera.close()
-            self._camera = None
+        if self._rig is not None:
+            self._rig.close()
+            self._rig = None

@@ -1,19 +1,28 @@
-"""Observation encoders: low-dim MLP, robomimic image encoder, and their combination over keys and time.
+"""Observation encoders: low-dim MLP, image encoders, and their combination over keys and time.
 
-Inputs are *preprocessed* by the policy (low-dim keys normalised, images float in [0, 1] CHW);
-the encoders only map features. The output of :class:`ObsEncoder` is one flat conditioning
-vector per sample: per-step features of every key, concatenated, flattened over the ``To`` steps.
+Inputs are *preprocessed* by the policy (low-dim keys normalised, images float in [0, 1] CHW, on
+the training device); the encoders only map features. The output of :class:`ObsEncoder` is one
+flat conditioning vector per sample: per-step features of every key, concatenated, flattened over
+the ``To`` steps.
+
+Image encoders (choose with ``+encoder@policy.encoder=<name>``, conf/encoder/):
+- :class:`ImageEncoder` (default, ``rgb: null``): robomimic's ResNet-18 with GroupNorm and spatial
+  softmax, Diffusion Policy's encoder.
+- :class:`SmallConvEncoder` (``small_cnn``): a DrQ-style stem of a few 3x3 convs (the first ones
+  strided) with GroupNorm, spatial softmax and a linear layer; sized for CPU-scale runs.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from robopolicy.envs.spec import EnvSpec
 from robopolicy.errors import ConfigError
+from robopolicy.nets.augment import ImageAugment
 from robopolicy.nets.mlp import mlp
 
 
@@ -87,41 +96,150 @@ class ImageEncoder(nn.Module):
         return f
 
 
+class SmallConvEncoder(nn.Module):
+    """DrQ-style conv stem + spatial softmax + Linear, for CPU-scale runs.
+
+    (N, 3, H, W) float in [0, 1] -> (N, feature_dim). ``channels[i]`` output channels of conv i
+    (3x3, stride ``strides[i]``), each followed by GroupNorm (EMA-safe, unlike BatchNorm) and ReLU.
+    """
+
+    def __init__(self, image_shape: Sequence[int], feature_dim: int = 64, channels: Sequence[int] = (32, 32, 32, 32),
+                 strides: Sequence[int] = (2, 2, 1, 1), num_kp: int = 32, groups: int = 8):
+        super().__init__()
+        from robomimic.models.base_nets import SpatialSoftmax
+
+        h, w, c = (int(s) for s in image_shape)
+        if len(channels) != len(strides) or not channels:
+            raise ConfigError(f"SmallConvEncoder needs as many strides as channels, got {list(channels)} and {list(strides)}; fix conf/encoder.")
+        layers: list[nn.Module] = []
+        for ch, st in zip(channels, strides):
+            layers += [nn.Conv2d(c, int(ch), 3, stride=int(st)), nn.GroupNorm(min(int(groups), int(ch)), int(ch)), nn.ReLU(inplace=True)]
+            c = int(ch)
+            h, w = (h - 3) // int(st) + 1, (w - 3) // int(st) + 1
+        if h * w < 4:
+            raise ConfigError(f"The image of {image_shape} leaves a {h}x{w} feature map, too small for keypoints; use fewer strides or larger images.")
+        self.trunk = nn.Sequential(*layers)
+        feat_shape = [c, h, w]
+        self.pool = SpatialSoftmax(feat_shape, num_kp=num_kp)
+        self.proj = nn.Linear(int(torch.tensor(self.pool.output_shape(feat_shape)).prod()), int(feature_dim))
+        self.out_dim = int(feature_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(torch.flatten(self.pool(self.trunk(x)), 1))
+
+
+class PrivilegedInputError(ConfigError):
+    """An image policy would also see privileged simulator state."""
+
+
+def check_privileged(spec: EnvSpec, keys: Sequence[str], allow_privileged: Sequence[str] = ()) -> None:
+    """Refuse privileged keys (``spec.extra["privileged_keys"]``) beside camera keys unless allowed by name.
+
+    An "image" policy that also reads the simulator's object/goal positions is not a visuomotor
+    policy; it must be asked for explicitly (``policy.encoder.allow_privileged=[state]``).
+    """
+    rgb = [k for k in keys if k in spec.obs and spec.obs[k].kind == "rgb"]
+    hidden = [k for k in keys if k in set(spec.extra.get("privileged_keys", [])) and k not in set(allow_privileged)]
+    if rgb and hidden:
+        raise PrivilegedInputError(
+            f"The policy reads camera keys {rgb} and also privileged simulator state {hidden} (object and goal positions); "
+            f"use task.obs=visuomotor or leave {hidden} out of policy.obs_keys, or allow it by name with "
+            f"+policy.encoder.allow_privileged={hidden}."
+        )
+
+
 class ObsEncoder(nn.Module):
     """Encodes {key: (B, To, ...)} preprocessed observations into one vector (B, To * sum(per-key dims)).
 
-    Low-dim keys go through :class:`LowDimEncoder`, ``rgb`` keys (per ``spec``) through
-    :class:`ImageEncoder`; per-step features are concatenated in ``keys`` order and flattened over
-    time. ``horizon`` is To (1 for a goal observation given as {key: (B, ...)}).
+    Low-dim keys go through :class:`LowDimEncoder`, ``rgb`` keys (per ``spec``) through an image
+    encoder: ``rgb`` (a ``_target_`` config, called with ``image_shape``) or, when None, the robomimic
+    :class:`ImageEncoder` built from ``rgb_feature_dim, num_kp, crop_shape, channels_per_group``.
+    ``share_rgb_encoder``: one encoder for every camera (they must have one shape), else one per
+    camera. All ``B * To`` frames of a camera (of every camera, when shared) go through the encoder in
+    one call. ``augment``: :class:`ImageAugment` options (training only). ``channels_last``,
+    ``autocast_bf16`` and ``compile`` apply to the image encoders on CUDA only.
+    Per-step features are concatenated in ``keys`` order and flattened over time. ``horizon`` is To
+    (1 for a goal observation given as {key: (B, ...)}).
     """
 
     def __init__(self, spec: EnvSpec, keys: Sequence[str], horizon: int, lowdim_hidden_dims: Sequence[int] = (),
                  rgb_feature_dim: int = 64, num_kp: int = 32, crop_shape: Sequence[int] | None = None,
-                 channels_per_group: int = 16):
+                 channels_per_group: int = 16, rgb: Mapping[str, Any] | Any | None = None, share_rgb_encoder: bool = False,
+                 augment: Mapping[str, Any] | None = None, allow_privileged: Sequence[str] = (),
+                 channels_last: bool = False, autocast_bf16: bool = False, compile: bool = False):
         super().__init__()
         self.keys = list(keys)
         self.horizon = int(horizon)
         missing = [k for k in self.keys if k not in spec.obs]
         if missing:
             raise ConfigError(f"Observation keys {missing} are not in the task's spec (it has {sorted(spec.obs)}); fix obs_keys/goal_keys.")
+        check_privileged(spec, self.keys, list(allow_privileged or []))
+        self.rgb_keys = [k for k in self.keys if spec.obs[k].kind == "rgb"]
+        shapes = {tuple(spec.obs[k].shape) for k in self.rgb_keys}
+        self.shared = bool(share_rgb_encoder) and len(self.rgb_keys) > 0
+        if self.shared and len(shapes) > 1:
+            raise ConfigError(f"share_rgb_encoder needs cameras of one shape, got {sorted(shapes)}; give them one task.camera_size or set it false.")
+
+        def make_rgb(shape):
+            if rgb is None:
+                return ImageEncoder(shape, rgb_feature_dim, num_kp, crop_shape, channels_per_group)
+            if callable(rgb):  # Hydra already made a partial of it (``_partial_: true`` in conf/encoder)
+                return rgb(image_shape=list(shape))
+            from hydra.utils import instantiate
+
+            cfg = {k: v for k, v in dict(rgb).items() if k != "_partial_"}
+            return instantiate(cfg, image_shape=list(shape), _convert_="all")
+
         self.encoders = nn.ModuleDict()
         for k in self.keys:
             ks = spec.obs[k]
             if ks.kind == "rgb":
-                self.encoders[k] = ImageEncoder(ks.shape, rgb_feature_dim, num_kp, crop_shape, channels_per_group)
+                if not self.shared:
+                    self.encoders[k] = make_rgb(ks.shape)
             else:
                 self.encoders[k] = LowDimEncoder(int(torch.tensor(ks.shape).prod()), lowdim_hidden_dims)
-        self.step_dim = sum(e.out_dim for e in self.encoders.values())
+        self.shared_rgb = make_rgb(spec.obs[self.rgb_keys[0]].shape) if self.shared else None
+        self.augment = ImageAugment(**dict(augment)) if augment else None
+        self.channels_last, self.autocast_bf16, self.compile = bool(channels_last), bool(autocast_bf16), bool(compile)
+        self._compiled: dict[str, Any] = {}  # torch.compile'd encoders (CUDA only), outside the state dict
+        dims = {k: self._rgb_module(k).out_dim if k in self.rgb_keys else self.encoders[k].out_dim for k in self.keys}
+        self.step_dim = sum(dims.values())
         self.out_dim = self.step_dim * self.horizon
+
+    def _rgb_module(self, key: str) -> nn.Module:
+        return self.shared_rgb if self.shared else self.encoders[key]
+
+    def _run_rgb(self, name: str, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """x: (N, 3, H, W) on the device -> (N, F) float32, with the CUDA-only speed options."""
+        cuda = x.is_cuda
+        if cuda and self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        fn = module
+        if cuda and self.compile:
+            if name not in self._compiled:
+                self._compiled[name] = torch.compile(module)
+            fn = self._compiled[name]
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and self.autocast_bf16 else contextlib.nullcontext()
+        with ctx:
+            return fn(x).float()
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
         """obs: {key: (B, To, D) low-dim | (B, To, 3, H, W) images} -> (B, To * step_dim)."""
-        feats = []
+        feats: dict[str, torch.Tensor] = {}
+        images = {}
         for k in self.keys:
             x = obs[k]
             b, t = x.shape[:2]
-            x = x.reshape(b * t, *x.shape[2:])
-            if isinstance(self.encoders[k], LowDimEncoder):
-                x = x.flatten(1)
-            feats.append(self.encoders[k](x).view(b, t, -1))
-        return torch.cat(feats, dim=-1).flatten(1)
+            if k in self.rgb_keys:
+                images[k] = self.augment(x) if self.augment is not None else x
+            else:
+                feats[k] = self.encoders[k](x.reshape(b * t, -1)).view(b, t, -1)
+        if images and self.shared:
+            stacked = torch.cat([v.flatten(0, 1) for v in images.values()], dim=0)  # (n_cam * B * To, 3, H, W)
+            out = self._run_rgb("shared", self.shared_rgb, stacked).chunk(len(images), dim=0)
+            for k, f in zip(images, out):
+                feats[k] = f.view(images[k].shape[0], images[k].shape[1], -1)
+        else:
+            for k, v in images.items():
+                feats[k] = self._run_rgb(k, self.encoders[k], v.flatten(0, 1)).view(v.shape[0], v.shape[1], -1)
+        return torch.cat([feats[k] for k in self.keys], dim=-1).flatten(1)

@@ -26,7 +26,7 @@ from robopolicy.resources import conf_dir
 from robopolicy.training import checkpoint as ckpt
 from robopolicy.training.distributed import EpochIndexed, LossModule, StepBatchSampler, barrier, mean_across_ranks, setup_distributed
 from robopolicy.training.ema import WeightEMA
-from robopolicy.training.logging import RunLogger
+from robopolicy.training.logging import RunLogger, write_training_plot
 from robopolicy.utils import atomic_write_json, seed_everything
 
 DEFAULTS_PATH = conf_dir() / "trainer" / "default.yaml"  # the one place the trainer defaults live
@@ -334,6 +334,7 @@ class Trainer:
                     score = ("val/loss", logs["val/loss"])
                 if main and due_eval:
                     res = self._evaluate(self.evaluate_fn)
+                    logger.log_videos(res.get("videos"), "eval/video", self.step)
                     logs.update({f"eval/{k}": v for k, v in res.items() if isinstance(v, (int, float))})
                     if "success_rate" in res:
                         self.eval_history.append([self.step, float(res["success_rate"])])
@@ -345,15 +346,18 @@ class Trainer:
                 if main:
                     best = score is not None and self._is_new_best(*score)
                     if best or due_ckpt:
-                        self.save_checkpoint({k: v for k, v in logs.items() if isinstance(v, (int, float))}, is_best=best, score=score)
+                        folder = self.save_checkpoint({k: v for k, v in logs.items() if isinstance(v, (int, float))}, is_best=best, score=score)
+                        logger.log_checkpoint(folder, self.step, aliases=["latest", "best"] if best else ["latest"])
             bar.close()
             summary = self.summary()
             if main and self.final_evaluate_fn is not None and "final" not in summary:
                 res = self._evaluate(self.final_evaluate_fn)
+                logger.log_videos(res.get("videos"), "final/video", self.step)
                 summary["final"] = {k: v for k, v in res.items() if k in ("success_rate", "ci95", "episodes", "mean_return", "latency_ms")}
                 summary["final"]["step"] = self.step
                 logger.log({f"final/{k}": v for k, v in summary["final"].items() if isinstance(v, (int, float))}, self.step)
             if main:
+                write_training_plot(self.run_dir)
                 atomic_write_json(self.run_dir / "summary.json", summary)
                 logger.summary({k: v for k, v in summary.items() if isinstance(v, (int, float))})
                 logger.summary({f"final/{k}": v for k, v in summary.get("final", {}).items() if isinstance(v, (int, float))})

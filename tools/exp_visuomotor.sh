@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Visuomotor experiments (issue 14): policies from proprio + one camera, no privileged state.
+# Run from the repository root (stages: mm, metaworld, or both by default):
+#   nohup bash tools/exp_visuomotor.sh mm        > experiments/vm/exp_mm.log 2>&1 &
+#   nohup bash tools/exp_visuomotor.sh metaworld > experiments/vm/exp_mw.log 2>&1 &
+# Results: docs/results/visuomotor.md. OMP_NUM_THREADS=1, CPU.
+set -euo pipefail
+export OMP_NUM_THREADS=1 MUJOCO_GL=egl
+PY=${PY:-python}
+OUT=${OUT:-experiments/vm}
+STAGES=${*:-mm metaworld}
+mkdir -p "$OUT"
+COMMON=(policy=beso net=unet 'net.down_dims=[32,64,128]' +encoder@policy.encoder=small_cnn
+        batch_size=32 optim.lr=3e-4 optim.warmup_steps=100 val_every=500 ckpt_every=500
+        eval.every=0 final_eval.episodes=0 progress=false wandb.mode=disabled)
+
+if [[ " $STAGES " == *" mm "* ]]; then
+  # 1. The multimodal task from proprio (agent xy) + the top camera, 84 px; the goal is seen only in the image.
+  [ -e "$OUT/mm_demos.zarr" ] || $PY -m robopolicy.cli.collect task=multimodal task.obs=visuomotor task.camera_size=84 \
+      episodes=100 out="$OUT/mm_demos.zarr" progress=false
+  $PY -m robopolicy.cli.train task=multimodal task.obs=visuomotor task.camera_size=84 "${COMMON[@]}" steps=${MM_STEPS:-1500} \
+      dataset="$OUT/mm_demos.zarr" run_dir="$OUT/mm_beso"
+  $PY -m robopolicy.cli.eval run_dir="$OUT/mm_beso" episodes=100 progress=false wandb.mode=disabled video_episodes=4
+  # Continued to 3,000 steps in a copy (resume; the cosine schedule is rebuilt for the new total).
+  [ -e "$OUT/mm_beso_3k" ] || { cp -r "$OUT/mm_beso" "$OUT/mm_beso_3k"; rm -rf "$OUT/mm_beso_3k/videos" "$OUT/mm_beso_3k/eval.json"; }
+  $PY -m robopolicy.cli.train task=multimodal task.obs=visuomotor task.camera_size=84 "${COMMON[@]}" steps=3000 \
+      dataset="$OUT/mm_demos.zarr" run_dir="$OUT/mm_beso_3k"
+  $PY -m robopolicy.cli.eval run_dir="$OUT/mm_beso_3k" episodes=100 progress=false wandb.mode=disabled video_episodes=4
+  # Without the random-shift augmentation, 1,200 steps.
+  $PY -m robopolicy.cli.train task=multimodal task.obs=visuomotor task.camera_size=84 "${COMMON[@]}" policy.encoder.augment.shift_px=0 \
+      val_every=400 ckpt_every=400 steps=1200 dataset="$OUT/mm_demos.zarr" run_dir="$OUT/mm_beso_noshift"
+  $PY -m robopolicy.cli.eval run_dir="$OUT/mm_beso_noshift" episodes=100 progress=false wandb.mode=disabled video_episodes=4
+fi
+
+if [[ " $STAGES " == *" metaworld "* ]]; then
+  # 2. Meta-World from proprio (hand xyz + gripper) + corner2 at 84 px, 10 scripted demos (DP3's setting).
+  for ENV in ${ENVS:-drawer-close-v3 door-open-v3}; do
+    TASK=(task=metaworld task.env_name=$ENV task.obs=visuomotor 'task.cameras=[corner2]' task.camera_size=84)
+    [ -e "$OUT/${ENV}_demos.zarr" ] || $PY -m robopolicy.cli.collect "${TASK[@]}" episodes=10 out="$OUT/${ENV}_demos.zarr" progress=false
+    $PY -m robopolicy.cli.train "${TASK[@]}" "${COMMON[@]}" steps=${MW_STEPS:-800} dataset="$OUT/${ENV}_demos.zarr" run_dir="$OUT/${ENV}_beso"
+    $PY -m robopolicy.cli.eval run_dir="$OUT/${ENV}_beso" episodes=${MW_EPISODES:-100} progress=false wandb.mode=disabled \
+        video_episodes=2 out="$OUT/${ENV}_beso/eval_standard.json"
+    $PY -m robopolicy.cli.eval run_dir="$OUT/${ENV}_beso" episodes=${MW_EPISODES:-100} progress=false wandb.mode=disabled \
+        video_episodes=2 task.fresh_positions=true out="$OUT/${ENV}_beso/eval_fresh.json"
+  done
+  # door-open-v3 was also continued to 1,600 steps in a copy (resume), then evaluated the same way.
+  if [ -e "$OUT/door-open-v3_beso" ]; then
+    R="$OUT/door-open-v3_beso_1600"
+    [ -e "$R" ] || { cp -r "$OUT/door-open-v3_beso" "$R"; rm -rf "$R/videos" "$R"/eval_*.json; }
+    TASK=(task=metaworld task.env_name=door-open-v3 task.obs=visuomotor 'task.cameras=[corner2]' task.camera_size=84)
+    $PY -m robopolicy.cli.train "${TASK[@]}" "${COMMON[@]}" steps=1600 dataset="$OUT/door-open-v3_demos.zarr" run_dir="$R"
+    $PY -m robopolicy.cli.eval run_dir="$R" episodes=100 progress=false wandb.mode=disabled video_episodes=2 out="$R/eval_standard.json"
+    $PY -m robopolicy.cli.eval run_dir="$R" episodes=100 progress=false wandb.mode=disabled video_episodes=2 \
+        task.fresh_positions=true out="$R/eval_fresh.json"
+  fi
+fi
