@@ -33,6 +33,7 @@ CHECKPOINT_TARGETS: tuple[str, ...] = (
     "robopolicy.nets.mlp.MLPDenoiser",
     # image encoders
     "robopolicy.nets.encoders.ImageEncoder",
+    "robopolicy.nets.encoders.SmallConvEncoder",
     "robopolicy.semantics.mapper.SmallConvEncoder",
     # critics
     "robopolicy.value.critic.Critic",
