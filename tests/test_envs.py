@@ -14,7 +14,7 @@ def rollout(env, expert, seed, max_steps=None):
     obs, info = env.reset(seed=seed)
     expert.reset()
     states = [obs["state"]]
-    for t in range(max_steps or env.max_episode_steps):
+    for t in range(max_steps or env.max_episode_steps):  # noqa: B007 - the step count is returned
         obs, _, terminated, truncated, info = env.step(expert.act(obs, env))
         states.append(obs["state"])
         if info["success"] or terminated or truncated:

@@ -94,7 +94,7 @@ def main() -> None:
             cond = torch.randn(b, p.cond_dim)
             evals = p.sampler.n_evals
             with torch.no_grad():
-                total, net_ms, over = paired_ms(lambda: p.sample(obs, n=1), lambda: p.net(x, t, cond), evals, args.reps)
+                total, net_ms, over = paired_ms(lambda: p.sample(obs, n=1), lambda: p.net(x, t, cond), evals, args.reps)  # noqa: B023 - called within this iteration
             rows.append((label, b, total, net_ms, evals, over))
     n_params = {k: sum(q.numel() for q in v.net.parameters()) for k, v in policies.items()}
     print(f"net={args.net} ({', '.join(f'{k}: {v / 1e6:.2f} M params' for k, v in n_params.items())}), obs {o_dim} x To={args.obs_horizon}, "

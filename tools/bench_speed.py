@@ -1,7 +1,7 @@
 """Side-by-side speed record (issue 15), in one process and interleaved so machine load hits every case alike.
 
 1. Latency per action chunk at batch 1 (``predict_chunk``: observation history in, numpy actions out) for our
-   policies at 1 / 3 / 10 network evaluations on three U-Nets (quick start 32/64/128, default 64/128/256, and
+   policies at 1 / 3 / 10 network evaluations on three U-Nets (the default and quick-start 32/64/128, a 4.7 M 64/128/256, and
    Diffusion Policy's 64 M 256/512/1024), against a re-implementation of LeRobot's Diffusion Policy DDIM-10
    inference on the same 64 M network; median ms and the ratio to the LeRobot figure. The share of a chunk
    spent outside the network is measured paired: after each chunk, as many bare forwards as it made.
@@ -34,7 +34,7 @@ from robopolicy.envs.spec import EnvSpec, ObsKeySpec
 from robopolicy.policies.build import build_policy
 
 REPO = Path(__file__).resolve().parents[1]
-NETS = {"quick": [32, 64, 128], "default": [64, 128, 256], "dp64M": [256, 512, 1024]}
+NETS = {"quick": [32, 64, 128], "4.7M": [64, 128, 256], "dp64M": [256, 512, 1024]}
 OBS, ACT, TO, TP, TA = 39, 4, 2, 16, 8
 SPEC = EnvSpec(obs={"state": ObsKeySpec((OBS,))}, action_dim=ACT, action_low=(-1.0,) * ACT, action_high=(1.0,) * ACT,
                max_episode_steps=500, name="bench")

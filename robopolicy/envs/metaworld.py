@@ -1,6 +1,6 @@
 """Meta-World v3 tasks: any of the 50 task names, dict observations, reproducible seeded resets.
 
-Seeding (DESIGN.md, measured on metaworld 3.1.1): MT1 draws each reset from 50 pre-sampled
+Seeding (measured on metaworld 3.1.1): MT1 draws each reset from 50 pre-sampled
 variations (object and goal positions) with the environment's own generator, and the generator
 is *not* reseeded by ``reset(seed=...)``. :class:`MetaWorldEnv` therefore seeds the underlying
 Sawyer environment itself (``env.seed(s)``) and then draws the variation from that generator, the

@@ -2,7 +2,7 @@
 
 Software EGL (Mesa llvmpipe) renders Meta-World at 12-14 fps with MuJoCo's defaults and about
 ten times faster with the shadow map, multisampling, reflections and skybox switched off
-(DESIGN.md, measured). :class:`CameraRenderer` wraps ``mujoco.Renderer`` with those settings.
+(measured here). :class:`CameraRenderer` wraps ``mujoco.Renderer`` with those settings.
 
 ``MUJOCO_GL`` must be chosen before ``mujoco`` is first imported, so this module sets it to
 ``egl`` when the user has not chosen one; import it before anything that imports mujoco.
@@ -36,7 +36,7 @@ def _load_triton_before_gl() -> None:
     """
     try:
         import triton  # noqa: F401
-    except Exception:  # not installed (CPU wheels) or unusable: nothing can clash then
+    except Exception:  # noqa: BLE001 - not installed (CPU wheels) or unusable: nothing can clash then
         pass
 
 
@@ -61,7 +61,7 @@ class CameraRenderer:
         _load_triton_before_gl()
         try:
             self._renderer = mujoco.Renderer(model, int(height), int(width))
-        except Exception as e:  # no usable GL backend: say which variable to set
+        except Exception as e:  # noqa: BLE001 - no usable GL backend: say which variable to set
             raise TaskError(
                 f"Could not open an off-screen OpenGL context ({type(e).__name__}: {e}); "
                 "set MUJOCO_GL=egl (or osmesa) before starting Python, or turn camera images off."
