@@ -1,4 +1,4 @@
-"""The policy server survives hostile and careless clients (issue 11): token before parsing, sizes
+"""The policy server survives hostile and careless clients: token before parsing, sizes
 in unbounded integers, version errors, error replies for every failure, fairness, exposure warning,
 and a bounded seeded fuzz run after which a good request is still answered."""
 

@@ -1,4 +1,4 @@
-"""Does torch.compile (or TorchScript freezing) speed up the denoiser at batch 1 on this CPU? (issue 15)
+"""Does torch.compile (or TorchScript freezing) speed up the denoiser at batch 1 on this CPU?
 
 Builds the quick-start U-Net (down_dims 32/64/128) inside a 1-step policy (state 39 -> action 4, horizon 16),
 then times one network forward eagerly, TorchScript-frozen, and (with ``--compile``) torch.compile'd,

@@ -1,4 +1,4 @@
-"""Benchmark of the real-time runner (issue 7). Prints a table; the docs quote it with this command.
+"""Benchmark of the real-time runner. Prints a table; the docs quote it with this command.
 
     python tools/bench_runner.py                       # 60 s per case (the figures of record)
     python tools/bench_runner.py --seconds 5           # quick check
@@ -8,8 +8,8 @@ Cases, all on the task's simulator stepped against the wall clock (SimRobot):
   (a) beso-3 @ 50 Hz, inference in a worker thread: p99 period error, stale actions executed;
   (b) ddpm-100 @ 10 Hz (slower than the period): the loop keeps its rate, no stale action;
   (c) beso-3 @ 50 Hz through the policy server on loopback (a child process): added latency.
-Untrained weights are fine for timing (the network cost does not depend on the weights). Targets
-(issue 7): (a) p99 period error <= 1 ms and 0 stale actions executed; (b)(c) 0 stale executed.
+Untrained weights are fine for timing (the network cost does not depend on the weights).
+Targets: (a) p99 period error <= 1 ms and 0 stale actions executed; (b)(c) 0 stale executed.
 """
 
 from __future__ import annotations

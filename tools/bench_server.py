@@ -1,4 +1,4 @@
-"""Runner timing through each policy endpoint (issue 16): in-process, ZeroMQ server, openpi websocket.
+"""Runner timing through each policy endpoint: in-process, ZeroMQ server, openpi websocket.
 
     python tools/bench_server.py                     # 30 s per endpoint at 50 Hz (the figures of record)
     python tools/bench_server.py --seconds 5         # quick check

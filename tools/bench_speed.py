@@ -1,4 +1,4 @@
-"""Side-by-side speed record (issue 15), in one process and interleaved so machine load hits every case alike.
+"""Side-by-side speed record, in one process and interleaved so machine load hits every case alike.
 
 1. Latency per action chunk at batch 1 (``predict_chunk``: observation history in, numpy actions out) for our
    policies at 1 / 3 / 10 network evaluations on three U-Nets (the default and quick-start 32/64/128, a 4.7 M 64/128/256, and

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Consistency distillation (issue 15): BESO teacher (3 steps) vs its 1-step consistency student, same seeds.
+# Consistency distillation: BESO teacher (3 steps) vs its 1-step consistency student, same seeds.
 # Per task: collect demos, train the teacher, distil the student from it, evaluate both on 100 episodes (seed block 3).
 # Machine used: 2-core CPU, shared, OMP_NUM_THREADS=1. CD_STEPS=200 gives the cheaper student of docs/results/consistency.md;
 # EXTRA=0 skips the teacher-1-step and student-2-step evaluations.

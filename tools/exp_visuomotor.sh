@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Visuomotor experiments (issue 14): policies from proprio + one camera, no privileged state.
+# Visuomotor experiments: policies from proprio + one camera, no privileged state.
 # Run from the repository root (stages: mm, metaworld, or both by default):
 #   nohup bash tools/exp_visuomotor.sh mm        > experiments/vm/exp_mm.log 2>&1 &
 #   nohup bash tools/exp_visuomotor.sh metaworld > experiments/vm/exp_mw.log 2>&1 &

@@ -1,4 +1,4 @@
-"""Fuzz the policy server with malformed messages (issue 11). Loopback only, seeded, bounded.
+"""Fuzz the policy server with malformed messages. Loopback only, seeded, bounded.
 
     python tools/fuzz_server.py                         # 2000 cases or 120 s, seed 0
     python tools/fuzz_server.py --cases 500 --seed 3 --seconds 30

@@ -86,7 +86,7 @@ class Trainer:
         decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
         no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
         groups = [{"params": decay, "weight_decay": float(o.weight_decay)}, {"params": no_decay, "weight_decay": 0.0}]
-        # fused=True: one kernel over all parameters instead of a Python loop of ~10 ops per tensor (CPU and CUDA; issue 15).
+        # fused=True: one kernel over all parameters instead of a Python loop of ~10 ops per tensor (CPU and CUDA).
         self.optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=float(o.lr), betas=tuple(float(b) for b in o.betas),
                                            fused=self.device.type in ("cpu", "cuda"))
         self.scheduler = get_cosine_schedule_with_warmup(self.optimizer, int(o.warmup_steps), int(cfg.steps))
