@@ -93,3 +93,22 @@ def test_behaves_as_a_policy_in_the_receding_horizon_controller():
     ctrl.reset()
     acts = [ctrl.act({"state": torch.zeros(2, 2).numpy()}) for _ in range(4)]
     assert acts[0][0, 0] == pytest.approx(0.7) and len(policy.calls) == 2  # re-plans every exec_horizon=2 steps
+
+
+def test_a_value_guided_policy_samples_chunks_but_is_not_a_trainable_policy():
+    from robopolicy.policies.base import ChunkSampler, Policy
+
+    vg = ValueGuidedPolicy(StubPolicy(candidates([0.1, 0.9])), StubCritic(), k=2)
+    assert isinstance(vg, ChunkSampler)
+    assert not isinstance(vg, Policy)  # no compute_loss to call by mistake
+
+
+def test_an_exec_horizon_longer_than_the_chunk_is_one_config_error():
+    from robopolicy.policies.base import ChunkSampler
+
+    class Sampler(ChunkSampler):
+        def sample(self, obs, n=1, goal=None):
+            raise AssertionError("not called")
+
+    with pytest.raises(ConfigError, match="exec_horizon=20"):
+        Sampler(SPEC, ["state"], obs_horizon=2, action_horizon=16, exec_horizon=20)

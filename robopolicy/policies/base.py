@@ -23,12 +23,17 @@ import torch
 from torch import nn
 
 from robopolicy.envs.spec import EnvSpec
+from robopolicy.errors import ConfigError
 
 ObsDict = Mapping[str, Any]
 
 
-class Policy(nn.Module, abc.ABC):
-    """Base class. Subclasses implement :meth:`compute_loss` and :meth:`sample`."""
+class ChunkSampler(nn.Module, abc.ABC):
+    """Anything that samples action chunks: what evaluation, V-GPS, the runner and the server need.
+
+    Subclasses implement :meth:`sample`; trainable policies are :class:`Policy` (adds
+    :meth:`Policy.compute_loss`), wrappers such as V-GPS's ``ValueGuidedPolicy`` are samplers only.
+    """
 
     def __init__(self, spec: EnvSpec, obs_keys: list[str], obs_horizon: int = 2, action_horizon: int = 16, exec_horizon: int = 8):
         super().__init__()
@@ -38,18 +43,10 @@ class Policy(nn.Module, abc.ABC):
         self.action_horizon = int(action_horizon)
         self.exec_horizon = int(exec_horizon)
         if not 1 <= self.exec_horizon <= self.action_horizon - self.obs_horizon + 1:
-            raise ValueError(
+            raise ConfigError(
                 f"exec_horizon={exec_horizon} must be between 1 and action_horizon-obs_horizon+1="
-                f"{self.action_horizon - self.obs_horizon + 1}."
+                f"{self.action_horizon - self.obs_horizon + 1}; set task.exec_horizon within that range."
             )
-
-    # -- training -------------------------------------------------------------------------------
-    @abc.abstractmethod
-    def compute_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        """batch: ``obs`` {key: (B, To, ...)}, ``action`` (B, Tp, A), optional ``goal`` {key: (B, ...)}.
-
-        Returns the scalar loss and a dict of floats to log.
-        """
 
     # -- inference ------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -96,6 +93,17 @@ class Policy(nn.Module, abc.ABC):
         return out
 
 
+class Policy(ChunkSampler):
+    """A trainable chunk sampler. Subclasses implement :meth:`compute_loss` and :meth:`sample`."""
+
+    @abc.abstractmethod
+    def compute_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """batch: ``obs`` {key: (B, To, ...)}, ``action`` (B, Tp, A), optional ``goal`` {key: (B, ...)}.
+
+        Returns the scalar loss and a dict of floats to log.
+        """
+
+
 class RecedingHorizonController:
     """Runs a policy in closed loop on a batch of B synchronous environments.
 
@@ -105,7 +113,7 @@ class RecedingHorizonController:
     ValueGuidedPolicy works too).
     """
 
-    def __init__(self, policy: Policy, exec_horizon: int | None = None, goal: ObsDict | None = None):
+    def __init__(self, policy: ChunkSampler, exec_horizon: int | None = None, goal: ObsDict | None = None):
         self.policy = policy
         self.exec_horizon = int(exec_horizon or policy.exec_horizon)
         self.goal = goal

@@ -17,6 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from robopolicy.errors import ConfigError
+
 
 def now() -> float:
     """The runtime's time base: monotonic seconds."""
@@ -48,7 +50,7 @@ class FixedRateClock:
     def __init__(self, rate_hz: float, spin_s: float = 0.0005, time_fn: Callable[[], float] = now,
                  sleep: Callable[[float], None] = time.sleep):
         if rate_hz <= 0:
-            raise ValueError(f"rate_hz must be positive, got {rate_hz}")
+            raise ConfigError(f"rate_hz must be positive, got {rate_hz}; pass e.g. rate_hz=50.")
         self.rate_hz = float(rate_hz)
         self.period_s = 1.0 / self.rate_hz
         self.spin_s = max(0.0, float(spin_s))

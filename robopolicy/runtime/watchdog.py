@@ -23,6 +23,8 @@ from enum import Enum
 
 import numpy as np
 
+from robopolicy.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -35,7 +37,8 @@ class WatchState(str, Enum):
 class Watchdog:
     def __init__(self, hold_after_s: float, stop_after_s: float):
         if not 0 < hold_after_s <= stop_after_s:
-            raise ValueError(f"need 0 < hold_after_s ({hold_after_s}) <= stop_after_s ({stop_after_s})")
+            raise ConfigError(f"The watchdog needs 0 < runner.hold_after_s ({hold_after_s}) <= runner.stop_after_s "
+                              f"({stop_after_s}); set them so the robot holds before it stops.")
         self.hold_after_s = float(hold_after_s)
         self.stop_after_s = float(stop_after_s)
         self.last_fresh_s: float | None = None
@@ -96,7 +99,7 @@ class EStop:
         if signal_name:
             signum = getattr(signal, str(signal_name), None)
             if signum is None:
-                raise ValueError(f"unknown signal {signal_name!r}")
+                raise ConfigError(f"Unknown e-stop signal {signal_name!r}; use a name from Python's signal module such as SIGUSR1.")
             if threading.current_thread() is threading.main_thread():
                 self._signum = signum
                 self._old_handler = signal.signal(signum, self._on_signal)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from robopolicy.errors import CheckpointError, ConfigError
-from robopolicy.policies.base import ObsDict, Policy
+from robopolicy.policies.base import ChunkSampler, ObsDict, Policy
 from robopolicy.value.critic import Critic
 
 
@@ -52,8 +52,11 @@ def check_critic_matches(policy: Policy, critic: Critic) -> None:
                               "train the critic with a shorter chunk_len.")
 
 
-class ValueGuidedPolicy(Policy):
-    """A :class:`Policy` that samples ``k`` chunks from ``policy`` and keeps the critic's favourite."""
+class ValueGuidedPolicy(ChunkSampler):
+    """A :class:`ChunkSampler` that samples ``k`` chunks from ``policy`` and keeps the critic's favourite.
+
+    Not trainable: train the base policy (robopolicy-train) and the critic (robopolicy-train-critic).
+    """
 
     def __init__(self, policy: Policy, critic: Critic, k: int = 10, beta: float = 0.0, random: bool = False, seed: int = 0):
         if int(k) < 1:
@@ -66,10 +69,6 @@ class ValueGuidedPolicy(Policy):
         self.k, self.beta, self.random = int(k), float(beta), bool(random)
         self.generator = torch.Generator().manual_seed(int(seed))
         self.last_scores: Tensor | None = None
-
-    def compute_loss(self, batch):
-        raise ConfigError("A ValueGuidedPolicy is not trained; train the base policy (robopolicy-train) and the critic "
-                          "(robopolicy-train-critic) separately.")
 
     def reset(self) -> None:
         self.policy.reset()
