@@ -110,7 +110,7 @@ def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
     result.update({
         "run_dir": str(run_dir),
         "checkpoint": {"path": str(folder), "name": folder.name, "step": meta.get("step")},
-        "sampler": dict(getattr(base, "sampler_cfg", None) or _plain(saved.get("policy", {}).get("sampler")) or {}),
+        "sampler": dict(base.sampler_cfg or _plain(saved.get("policy", {}).get("sampler")) or {}),
         "policy": saved.get("policy", {}).get("_target_"),
         "task": {k: v for k, v in _plain(task_cfg).items() if k in ("name", "env_name", "max_episode_steps", "fresh_positions")},
         "steer": steer_info,

@@ -33,7 +33,10 @@ class ChunkSampler(nn.Module, abc.ABC):
 
     Subclasses implement :meth:`sample`; trainable policies are :class:`Policy` (adds
     :meth:`Policy.compute_loss`), wrappers such as V-GPS's ``ValueGuidedPolicy`` are samplers only.
+    ``sampler_cfg`` is the sampler in use (``{}`` for policies without one, e.g. BC).
     """
+
+    sampler_cfg: Mapping[str, Any] = {}
 
     def __init__(self, spec: EnvSpec, obs_keys: list[str], obs_horizon: int = 2, action_horizon: int = 16, exec_horizon: int = 8):
         super().__init__()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 import torch
 from diffusers.optimization import get_cosine_schedule_with_warmup
@@ -64,7 +64,20 @@ def eval_protocol(history: list[list[float]]) -> dict[str, float]:
     return {"eval/success_rate_max": max(rates), "eval/success_rate_last10_mean": sum(last) / len(last), "eval/n_evals": len(rates)}
 
 
+class Trainable(Protocol):
+    """What the trainer needs of a model (policies, critics, mappers, the VAE)."""
+
+    def compute_loss(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, Mapping[str, float]]:
+        """One batch -> (scalar loss, metrics to log)."""
+
+    # Optional hook, called after every optimizer step when the model defines it:
+    #   def after_step(self) -> None     (a critic's or a consistency student's target-network update)
+
+
 class Trainer:
+    """One trainer for every model (:class:`Trainable`). ``train_loader`` is the training *dataset*;
+    the trainer builds its own step-indexed, resumable sampler and DataLoader from it."""
+
     def __init__(self, model: nn.Module, train_loader, cfg_train: Any, run_dir, val_loader=None,
                  evaluate_fn: EvaluateFn | None = None, checkpoint_extra: dict | None = None,
                  final_evaluate_fn: EvaluateFn | None = None):
