@@ -47,6 +47,11 @@ def expand_t(t: torch.Tensor | float | int, batch: int, device: torch.device) ->
     return t.float()
 
 
+def find_batchnorm(module: nn.Module) -> tuple[str, nn.Module] | None:
+    """(name, layer) of the first BatchNorm submodule, or None (EMA of weights breaks with BatchNorm statistics)."""
+    return next(((n, m) for n, m in module.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)), None)
+
+
 def has_batchnorm(module: nn.Module) -> bool:
-    """True if any submodule is a BatchNorm layer (EMA of weights breaks with BatchNorm statistics)."""
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+    """True if any submodule is a BatchNorm layer."""
+    return find_batchnorm(module) is not None

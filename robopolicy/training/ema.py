@@ -16,16 +16,18 @@ from diffusers.training_utils import EMAModel
 from torch import nn
 
 from robopolicy.errors import ConfigError
+from robopolicy.nets.common import find_batchnorm
 
 
 def check_no_batchnorm(model: nn.Module) -> None:
     """Raise ConfigError when ``model`` contains a BatchNorm layer."""
-    for name, m in model.named_modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            raise ConfigError(
-                f"EMA of weights is not supported for a model with BatchNorm (found {type(m).__name__} at "
-                f"{name or 'the root'!r}); use GroupNorm in the network or set ema.enabled=false."
-            )
+    found = find_batchnorm(model)
+    if found is not None:
+        name, m = found
+        raise ConfigError(
+            f"EMA of weights is not supported for a model with BatchNorm (found {type(m).__name__} at "
+            f"{name or 'the root'!r}); use GroupNorm in the network or set ema.enabled=false."
+        )
 
 
 class WeightEMA:

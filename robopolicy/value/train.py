@@ -4,21 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from robopolicy.data.normalize import fit_normalizer
 from robopolicy.data.store import EpisodeStore
+from robopolicy.data.windows import split_episodes
 from robopolicy.errors import ConfigError, DataError
 from robopolicy.value.build import build_critic, critic_keys, lowdim_norm_keys
 from robopolicy.value.dataset import TransitionDataset
-
-
-def split_train_val(n_episodes: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """A seeded random split of episode indices; at least one training episode."""
-    order = np.random.default_rng(seed).permutation(n_episodes)
-    n_val = min(int(round(val_fraction * n_episodes)), n_episodes - 1)
-    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
 
 
 def transition_dataset(cfg: DictConfig, store: EpisodeStore, episodes: list[int]) -> TransitionDataset:
@@ -43,7 +36,7 @@ def train_critic(cfg: DictConfig) -> dict:
         from robopolicy.training.data_checks import check_store_task
 
         check_store_task(store, make_task(cfg.task).spec, str(path), bool(cfg.allow_task_mismatch), "robopolicy-train-critic")
-    train_idx, val_idx = split_train_val(store.n_episodes, float(cfg.val_fraction), int(cfg.seed))
+    train_idx, val_idx = (idx.tolist() for idx in split_episodes(store.n_episodes, float(cfg.val_fraction), int(cfg.seed)))
     train_set = transition_dataset(cfg, store, train_idx)
     if train_set.n_success_episodes == 0:
         raise DataError(f"No training episode of {str(path)!r} succeeds, so every sparse reward is zero; "
