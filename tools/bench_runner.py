@@ -58,12 +58,8 @@ def make_policy(args, policy: str, sampler: str, steps: int):
 
 
 def run_case(args, name: str, rate_hz: float, policy: str, sampler: str, steps: int, server: bool) -> dict:
-    from robopolicy.envs import make_task
     from robopolicy.runtime.client import PolicyClient
-    from robopolicy.runtime.report import build_report
-    from robopolicy.runtime.runner import Runner, RunnerConfig
     from robopolicy.runtime.server import ServerProcess
-    from robopolicy.runtime.sim_robot import make_sim_robot
     from robopolicy.runtime.worker import LocalPredictor
 
     proc = None
@@ -74,13 +70,28 @@ def run_case(args, name: str, rate_hz: float, policy: str, sampler: str, steps: 
         predictor = PolicyClient(proc.endpoint, timeout_s=max(2.0, 5.0 / rate_hz))
     else:
         predictor = LocalPredictor(make_policy(args, policy, sampler, steps), torch_threads=args.torch_threads)
+    rep = timed_run(args, predictor, proc, rate_hz, merge=args.merge)
+    rep["case"] = name
+    return rep
+
+
+def timed_run(args, predictor, proc, rate_hz: float, **runner_kw) -> dict:
+    """Run the runner on the task's simulated robot for ``args.seconds`` with ``predictor``; the timing report.
+
+    ``proc`` (a ServerProcess or None) is stopped afterwards together with the predictor.
+    """
+    from robopolicy.envs import make_task
+    from robopolicy.runtime.report import build_report
+    from robopolicy.runtime.runner import Runner, RunnerConfig
+    from robopolicy.runtime.sim_robot import make_sim_robot
+
     task = make_task(_task_cfg(args))
     # The simulator steps at the loop rate here; the policy's actions are spaced one loop period.
     robot = make_sim_robot(task, control_hz=rate_hz, max_episode_steps=10**9, stop_on_success=False)
     robot.connect()
     cfg = RunnerConfig(rate_hz=rate_hz, duration_s=args.seconds, action_dt_s=1.0 / rate_hz,
                        hold_after_s=max(0.5, 20.0 / rate_hz), stop_after_s=max(30.0, args.seconds),
-                       merge=args.merge, torch_threads=args.torch_threads)
+                       torch_threads=args.torch_threads, **runner_kw)
     runner = Runner(robot, predictor, cfg)
     try:
         runner.run()
@@ -89,9 +100,7 @@ def run_case(args, name: str, rate_hz: float, policy: str, sampler: str, steps: 
         if proc is not None:
             predictor.close()
             proc.stop()
-    rep = build_report(runner)
-    rep["case"] = name
-    return rep
+    return build_report(runner)
 
 
 def _task_cfg(args):

@@ -28,17 +28,13 @@ sys.path.insert(0, str(TOOLS.parent))
 sys.path.insert(0, str(TOOLS))
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-from bench_runner import _task_cfg, build_untrained, load_run
+from bench_runner import build_untrained, load_run, timed_run
 
 
 def run_endpoint(args, endpoint: str) -> dict:
-    from robopolicy.envs import make_task
     from robopolicy.runtime.client import PolicyClient
     from robopolicy.runtime.openpi_wire import OpenPIPredictor
-    from robopolicy.runtime.report import build_report
-    from robopolicy.runtime.runner import Runner, RunnerConfig
     from robopolicy.runtime.server import ServerProcess
-    from robopolicy.runtime.sim_robot import make_sim_robot
     from robopolicy.runtime.worker import LocalPredictor
 
     factory, kw = (load_run, {"run_dir": args.run_dir, "steps": args.steps, "sampler": "ddim"}) if args.run_dir else \
@@ -53,21 +49,7 @@ def run_endpoint(args, endpoint: str) -> dict:
     else:
         proc = ServerProcess(factory, kw, bind="ws://127.0.0.1:0", torch_threads=args.torch_threads, openpi=True)
         predictor = OpenPIPredictor(proc.endpoint, timeout_s=timeout_s)
-    task = make_task(_task_cfg(args))
-    robot = make_sim_robot(task, control_hz=args.rate_hz, max_episode_steps=10**9, stop_on_success=False)
-    robot.connect()
-    cfg = RunnerConfig(rate_hz=args.rate_hz, duration_s=args.seconds, action_dt_s=1.0 / args.rate_hz,
-                       hold_after_s=max(0.5, 20.0 / args.rate_hz), stop_after_s=max(30.0, args.seconds),
-                       torch_threads=args.torch_threads)
-    runner = Runner(robot, predictor, cfg)
-    try:
-        runner.run()
-    finally:
-        robot.disconnect()
-        if proc is not None:
-            predictor.close()
-            proc.stop()
-    rep = build_report(runner)
+    rep = timed_run(args, predictor, proc, args.rate_hz)
     rep["endpoint"] = endpoint
     return rep
 
