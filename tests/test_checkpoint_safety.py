@@ -136,7 +136,8 @@ def test_nan_weights_are_refused_at_load(run):
     ckpt.write_checkpoint(run / "checkpoints", 8, {"model.safetensors": state, **files})  # a valid checksum of bad weights
     with pytest.raises(CheckpointError) as e:
         load_run(run, checkpoint="step_8", device="cpu")
-    assert f"{key!r}" in _one_sentence(e) and "NaN or inf" in str(e.value)
+    assert f"{key!r}" in _one_sentence(e)
+    assert "NaN or inf" in str(e.value)
 
 
 def test_checkpoint_without_checksums_loads_with_a_warning(run):

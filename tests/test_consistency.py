@@ -41,7 +41,8 @@ def make(policy: str, **overrides):
 
 def test_boundary_condition_is_exact_at_sigma_min():
     c = consistency_coefficients(torch.tensor([0.001]), sigma_data=0.5, sigma_min=0.001)
-    assert c.c_skip.item() == 1.0 and c.c_out.item() == 0.0
+    assert c.c_skip.item() == 1.0
+    assert c.c_out.item() == 0.0
     student = make("consistency")
     x = torch.randn(3, TP, 2)
     cond = student.encode({"state": torch.randn(3, TO, 5)})
@@ -157,7 +158,8 @@ def test_student_run_loads_without_the_teacher(runs):
     cfg = OmegaConf.load(runs / "checkpoints" / "step_3" / "config.yaml")
     assert list(cfg.net.down_dims) == [16, 32]
     policy = robopolicy.load(runs, device="cpu")
-    assert isinstance(policy, ConsistencyPolicy) and policy.teacher is None
+    assert isinstance(policy, ConsistencyPolicy)
+    assert policy.teacher is None
     obs = {"state": np.zeros((policy.obs_horizon, 6), np.float32)}
     assert _count_net_calls(policy, lambda: policy.predict_chunk(obs)) == 1
 
@@ -169,7 +171,9 @@ def test_student_run_evaluates_with_robopolicy_eval(runs, tmp_path):
                         "wandb.mode=disabled", f"out={out}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert p.returncode == 0, p.stderr
     r = json.loads(out.read_text())
-    assert r["episodes"] == 2 and r["sampler"]["name"] == "consistency" and r["sampler"]["steps"] == 1
+    assert r["episodes"] == 2
+    assert r["sampler"]["name"] == "consistency"
+    assert r["sampler"]["steps"] == 1
 
 
 def test_weight_ema_step_matches_the_ema_formula():
@@ -215,7 +219,8 @@ def test_student_run_serves_through_the_policy_server(runs):
     server, th = serve_in_thread(LocalPredictor(policy), bind=f"tcp://127.0.0.1:{port}")
     try:
         client = PolicyClient(f"tcp://127.0.0.1:{port}", timeout_s=10.0)
-        assert client.obs_horizon == policy.obs_horizon and client.obs_keys == policy.obs_keys
+        assert client.obs_horizon == policy.obs_horizon
+        assert client.obs_keys == policy.obs_keys
         out = client({"state": np.zeros((1, policy.obs_horizon, 6), np.float32)})
         assert out.shape == (policy.action_horizon - policy.obs_horizon + 1, 2)
         client.close()

@@ -42,13 +42,16 @@ def test_image_policy_trains_without_a_simulator_and_loads(store_path, tmp_path,
 
     run = tmp_path / "run"
     summary = train(compose_cfg("train", ["task=dataset", f"dataset={store_path}", f"run_dir={run}", *TINY]))  # final_eval.episodes=100
-    assert summary["step"] == 3 and "val/loss" in summary and "final" not in summary
+    assert summary["step"] == 3
+    assert "val/loss" in summary
+    assert "final" not in summary
     assert "rollouts skipped" in capsys.readouterr().out
     policy = robopolicy.load(run, device="cpu")
     ep = EpisodeStore.open(store_path).episode(0)
     obs = {k: ep[k][None, :2] for k in ("top", "wrist", "agent_pos")}
     out = policy.sample(obs, n=2)
-    assert out.shape == (1, 2, 3, toys.ACTION_DIM) and torch.isfinite(out).all()
+    assert out.shape == (1, 2, 3, toys.ACTION_DIM)
+    assert torch.isfinite(out).all()
 
 
 def test_spec_comes_from_the_store(store_path):
@@ -65,7 +68,8 @@ def test_imported_store_picks_the_dataset_task_when_no_task_is_given(store_path,
     monkeypatch.setattr(dataset_task, "task_chosen_on_command_line", lambda: False)
     cfg = compose_cfg("train", [f"dataset={store_path}", f"run_dir={tmp_path}"])  # default task: metaworld
     task = resolve_task(cfg, store_path, EpisodeStore.open(store_path))
-    assert isinstance(task, DatasetTask) and cfg.task.name == "dataset"
+    assert isinstance(task, DatasetTask)
+    assert cfg.task.name == "dataset"
 
 
 def test_store_recording_a_simulator_task_keeps_the_configured_task(tmp_path, monkeypatch):
@@ -75,7 +79,8 @@ def test_store_recording_a_simulator_task_keeps_the_configured_task(tmp_path, mo
     cfg = compose_cfg("train", ["task=planar_push", f"dataset={tmp_path}", f"run_dir={tmp_path}"])
     store = EpisodeStore.create(tmp_path / "s.zarr", make_task(cfg.task).spec, attrs={"task": "planar_push"}, fsync=False)
     task = resolve_task(cfg, tmp_path / "s.zarr", store)
-    assert not isinstance(task, DatasetTask) and task.name == "planar_push"
+    assert not isinstance(task, DatasetTask)
+    assert task.name == "planar_push"
 
 
 def test_simulator_must_match_the_store(store_path):
@@ -95,7 +100,8 @@ def test_critic_trains_on_the_dataset_task(store_path, tmp_path):
                                        "val_every=0", "ckpt_every=2", "log_every=1", "progress=false", "device=cpu", "wandb.mode=disabled",
                                        "critic.obs_keys=[agent_pos]", "val_fraction=0.0"])
     summary = train_critic(cfg)
-    assert summary["step"] == 2 and np.isfinite(summary["train/loss"])
+    assert summary["step"] == 2
+    assert np.isfinite(summary["train/loss"])
 
 
 def test_named_simulator_serves_rollouts(tmp_path):
@@ -109,4 +115,5 @@ def test_named_simulator_serves_rollouts(tmp_path):
                           "success": np.zeros(T, bool), "done": np.zeros(T, bool)})
     task = DatasetTask(str(tmp_path / "pp.zarr"), simulator="planar_push")
     obs, _ = task.make_env().reset(seed=0)
-    assert sorted(obs) == sorted(spec.obs) and dataset_task.can_roll_out(task)
+    assert sorted(obs) == sorted(spec.obs)
+    assert dataset_task.can_roll_out(task)

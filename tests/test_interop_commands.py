@@ -27,7 +27,8 @@ def test_robomimic_file_imports_through_the_same_entry(conf, tmp_path):
 
     write_robomimic(tmp_path / "in.hdf5")
     summary = import_dataset(tmp_path / "in.hdf5", tmp_path / "s.zarr", "auto", conf[0], progress=False)
-    assert summary["format"] == "robomimic" and summary["steps"] == sum(LENGTHS.values())
+    assert summary["format"] == "robomimic"
+    assert summary["steps"] == sum(LENGTHS.values())
 
 
 def test_robomimic_export_through_the_same_entry(conf, tmp_path):
@@ -45,7 +46,8 @@ def test_extra_keys_survive_a_lerobot_round_trip(conf, tmp_path):
     store = EpisodeStore.open(import_dataset(tmp_path / "in.hdf5", tmp_path / "s.zarr", "auto", conf[0], progress=False)["path"])
     export_dataset(store.path, tmp_path / "lr", "lerobot", conf[1], progress=False)
     back = EpisodeStore.open(import_dataset(tmp_path / "lr", tmp_path / "b.zarr", "auto", conf[0], progress=False)["path"])
-    assert back.get("state_sim").dtype == np.float64 and np.array_equal(back.get("state_sim"), store.get("state_sim"))
+    assert back.get("state_sim").dtype == np.float64
+    assert np.array_equal(back.get("state_sim"), store.get("state_sim"))
     assert sorted(back.spec.obs) == sorted(store.spec.obs)
 
 
@@ -80,6 +82,8 @@ def test_killed_import_leaves_no_store_and_the_next_import_works(conf, tmp_path)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", KILL_AT_SECOND_EPISODE, str(tmp_path / "src"), str(out), str(CONF_DIR / "import.yaml")],
                           env=env, capture_output=True, timeout=120)
-    assert proc.returncode == -9 and not out.exists()
+    assert proc.returncode == -9
+    assert not out.exists()
     import_dataset(tmp_path / "src", out, "auto", conf[0], progress=False)
-    assert EpisodeStore.open(out).n_episodes == 2 and not (tmp_path / ".out.zarr.importing").exists()
+    assert EpisodeStore.open(out).n_episodes == 2
+    assert not (tmp_path / ".out.zarr.importing").exists()

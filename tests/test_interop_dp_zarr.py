@@ -17,8 +17,10 @@ def test_dp_zarr_import(tmp_path):
     assert detect_format(src) == "dp_zarr"
     summary = import_dataset(src, tmp_path / "out.zarr", "auto", {**cfg, "fps": 5}, progress=False)
     store = EpisodeStore.open(tmp_path / "out.zarr")
-    assert store.episode_ends.tolist() == [6, 10] and store.spec.control_hz == 5.0
-    assert store.spec.obs["img"].kind == "rgb" and store.get("img").dtype == np.uint8
+    assert store.episode_ends.tolist() == [6, 10]
+    assert store.spec.control_hz == 5.0
+    assert store.spec.obs["img"].kind == "rgb"
+    assert store.get("img").dtype == np.uint8
     assert np.array_equal(store.episode(1)["img"], toys.frames(1, 0, 4, 16))  # float 0-255 -> uint8, lossless
     assert np.array_equal(store.episode(0)["state"], toys.lowdim(0, 6)[0])
     assert summary["episodes"] == 2

@@ -38,7 +38,9 @@ def test_cli_unknown_folder_exits_2_with_one_sentence(tmp_path):
     proc = run_import(str(tmp_path / "junk"), f"out={out}")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "no known dataset format" in lines[0]
+    assert len(lines) == 1
+    assert lines[0].startswith("error: ")
+    assert "no known dataset format" in lines[0]
     assert leftovers(out) == []
 
 
@@ -54,7 +56,8 @@ def expect_failure(cfg, src: Path, out: Path, *words: str) -> None:
         import_dataset(src, out, "auto", cfg, progress=False)
     msg = str(e.value)
     assert all(w in msg for w in words), msg
-    assert msg.count(". ") == 0 and msg.endswith(".")  # one sentence
+    assert msg.count(". ") == 0
+    assert msg.endswith(".")  # one sentence
     assert leftovers(out) == []
 
 

@@ -48,12 +48,14 @@ def test_v3_import_low_dim_is_exact(v3_store):
     for i, T in enumerate((6, 5, 7)):
         state, action = toys.lowdim(i, T)
         ep = v3_store.episode(i)
-        assert np.array_equal(ep["agent_pos"], state) and np.array_equal(ep["action"], action)
+        assert np.array_equal(ep["agent_pos"], state)
+        assert np.array_equal(ep["action"], action)
 
 
 def test_v3_import_reads_step_flags(v3_store):
     ep = v3_store.episode(2)
-    assert ep["success"].tolist() == [False] * 6 + [True] and ep["reward"].tolist() == [0.0] * 6 + [1.0]
+    assert ep["success"].tolist() == [False] * 6 + [True]
+    assert ep["reward"].tolist() == [0.0] * 6 + [1.0]
 
 
 @pytest.mark.parametrize("cam,key", [(0, "top"), (1, "wrist")])  # AV1 and h264
@@ -66,7 +68,8 @@ def test_v3_export_then_import_is_identical_for_low_dim(v3_store, conf, tmp_path
     export_dataset(v3_store.path, tmp_path / "exp", "lerobot", conf[1], progress=False)
     import_dataset(tmp_path / "exp", tmp_path / "b.zarr", "auto", conf[0], progress=False)
     back = EpisodeStore.open(tmp_path / "b.zarr")
-    assert back.spec.obs == v3_store.spec.obs and back.spec.action_low == v3_store.spec.action_low
+    assert back.spec.obs == v3_store.spec.obs
+    assert back.spec.action_low == v3_store.spec.action_low
     assert np.array_equal(back.episode_ends, v3_store.episode_ends)
     for k in ("agent_pos", "action", "reward", "success", "done"):
         assert np.array_equal(back.get(k), v3_store.get(k)), k
@@ -78,7 +81,8 @@ def test_v3_export_then_import_video_within_codec_tolerance(v3_store, conf, tmp_
     back = EpisodeStore.open(tmp_path / "b.zarr")
     for k in ("top", "wrist"):
         diff = np.abs(back.get(k).astype(np.int16) - v3_store.get(k).astype(np.int16))
-        assert diff.mean() < MEAN_TOL and diff.max() <= MAX_TOL, k
+        assert diff.mean() < MEAN_TOL, k
+        assert diff.max() <= MAX_TOL, k
 
 
 def test_v3_export_writes_the_documented_layout(v3_store, conf, tmp_path):
@@ -126,7 +130,8 @@ def test_frame_reader_seeks_to_a_later_episode(tmp_path):
     with FrameReader() as r:  # a fresh reader seeks to the key frame before frame 35
         late = r.read(tmp_path / "v.mp4", 35, 10, toys.FPS)
         early = r.read(tmp_path / "v.mp4", 3, 2, toys.FPS)  # backwards: reopens
-    assert np.array_equal(late, sequential[35:45]) and np.array_equal(early, sequential[3:5])
+    assert np.array_equal(late, sequential[35:45])
+    assert np.array_equal(early, sequential[3:5])
 
 
 def test_png_image_feature_imports_exactly(conf, tmp_path):

@@ -21,16 +21,20 @@ def run(tmp_path_factory):
 
 def test_load_run_gives_policy_task_spec_and_path(run):
     r = load_run(run, device="cpu")
-    assert isinstance(r, Run) and r.kind == "policy"
-    assert r.path == run / "checkpoints" / "step_7" and r.meta["step"] == 7
+    assert isinstance(r, Run)
+    assert r.kind == "policy"
+    assert r.path == run / "checkpoints" / "step_7"
+    assert r.meta["step"] == 7
     assert r.task_cfg._target_ == "robopolicy.envs.multimodal.MultimodalTask"
     assert r.spec.name == r.policy.spec.name == "multimodal"
-    assert not r.policy.training and r.policy.device == torch.device("cpu")
+    assert not r.policy.training
+    assert r.policy.device == torch.device("cpu")
 
 
 def test_structured_overrides_keep_their_types(run):
     r = load_run(run, overrides={"policy": {"sampler": {"steps": 2}}, "task": {"max_episode_steps": 11}}, device="cpu")
-    assert r.policy.sampler_cfg["steps"] == 2 and isinstance(r.policy.sampler_cfg["steps"], int)
+    assert r.policy.sampler_cfg["steps"] == 2
+    assert isinstance(r.policy.sampler_cfg["steps"], int)
     assert r.task_cfg.max_episode_steps == 11
     assert r.policy.sampler_cfg["name"] == "ddim"  # keys not overridden keep the saved value
 
@@ -38,7 +42,9 @@ def test_structured_overrides_keep_their_types(run):
 def test_dotted_keys_address_nested_settings_without_strings():
     cfg = OmegaConf.create({"policy": {"sampler": {"name": "ddim", "steps": 3}}})
     out = apply_overrides(cfg, {"policy.sampler.steps": 5, "policy.sampler.schedule": None})
-    assert out.policy.sampler.steps == 5 and out.policy.sampler.schedule is None and out.policy.sampler.name == "ddim"
+    assert out.policy.sampler.steps == 5
+    assert out.policy.sampler.schedule is None
+    assert out.policy.sampler.name == "ddim"
     assert cfg.policy.sampler.steps == 3  # the input is not modified
 
 
@@ -49,13 +55,15 @@ def test_sampler_is_set_once(run, monkeypatch):
     real = DenoisingPolicy.set_sampler
     monkeypatch.setattr(DenoisingPolicy, "set_sampler", lambda self, c: (calls.append(dict(c)), real(self, c))[1])
     load_run(run, overrides={"policy": {"sampler": {"steps": 1}}}, device="cpu")
-    assert len(calls) == 1 and calls[0]["steps"] == 1
+    assert len(calls) == 1
+    assert calls[0]["steps"] == 1
 
 
 def test_load_is_the_policy_of_load_run(run):
     a, b = load(run, device="cpu"), load_run(run, device="cpu").policy
     sa, sb = a.state_dict(), b.state_dict()
-    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert sa.keys() == sb.keys()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 def test_override_naming_a_foreign_target_is_refused(run):
@@ -78,6 +86,8 @@ def test_critic_run_loads_as_a_critic_and_refuses_policy(tmp_path):
                                                  "val_fraction=0.0", "allow_task_mismatch=true"])
     train_critic(cfg)
     r = load_run(tmp_path / "q", device="cpu")
-    assert r.kind == "critic" and isinstance(r.model, Critic) and r.spec.name == SPEC.name
+    assert r.kind == "critic"
+    assert isinstance(r.model, Critic)
+    assert r.spec.name == SPEC.name
     with pytest.raises(CheckpointError, match="is a critic run"):
         _ = r.policy

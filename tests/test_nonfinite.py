@@ -50,7 +50,9 @@ def test_nan_loss_stops_training_and_latest_names_the_last_finite_checkpoint(tmp
     with pytest.raises(TrainingDivergedError) as e:
         Trainer(NaNAfter(after=12), ToyData(), cfg, tmp_path).fit()
     msg = str(e.value)
-    assert "at step 13" in msg and "lower optim.lr" in msg and "step_10 is kept" in msg
+    assert "at step 13" in msg
+    assert "lower optim.lr" in msg
+    assert "step_10 is kept" in msg
     root = tmp_path / "checkpoints"
     assert json.loads((root / "latest.json").read_text())["name"] == "step_10"
     assert not (root / "step_15").exists()
@@ -69,7 +71,8 @@ def test_diverged_training_is_one_error_line_and_exit_2(tmp_path, capsys):
         fit()
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: The training loss became nan at step 4")
+    assert len(err) == 1
+    assert err[0].startswith("error: The training loss became nan at step 4")
 
 
 def test_nan_validation_loss_stops_and_never_becomes_best(tmp_path):
@@ -101,7 +104,8 @@ def test_evaluation_refuses_a_policy_with_non_finite_actions():
     task = PointTask()
     with pytest.raises(PolicyOutputError) as e:
         evaluate_policy(NaNPolicy(task.spec), task, episodes=2, progress=False)
-    assert "non-finite actions" in str(e.value) and "\n" not in str(e.value)
+    assert "non-finite actions" in str(e.value)
+    assert "\n" not in str(e.value)
 
 
 def test_watchdog_counts_a_nan_chunk_as_a_fault_not_a_fresh_chunk():
@@ -113,7 +117,8 @@ def test_watchdog_counts_a_nan_chunk_as_a_fault_not_a_fresh_chunk():
     bad = np.zeros((4, 2), np.float32)
     bad[2, 1] = np.nan
     assert wd.feed(0.25, bad) is False
-    assert wd.nonfinite_chunks == 1 and wd.last_fresh_s == 0.1
+    assert wd.nonfinite_chunks == 1
+    assert wd.last_fresh_s == 0.1
     assert wd.check(0.31) is WatchState.HOLD  # 0.21 s since the last good chunk
 
 

@@ -23,7 +23,8 @@ ENV.pop("ROBOPOLICY_CONFIG_DIR", None)
 
 
 def test_checkout_resources_point_at_the_top_level_folders():
-    assert (resources.conf_dir() / "collect.yaml").is_file() and resources.conf_dir() == SOURCE / "conf"
+    assert (resources.conf_dir() / "collect.yaml").is_file()
+    assert resources.conf_dir() == SOURCE / "conf"
 
 
 def test_task_group_is_found():
@@ -72,7 +73,8 @@ def _run(site: Path, cwd: Path, args: list[str], **env) -> subprocess.CompletedP
 @pytest.mark.slow
 def test_wheel_carries_configs_without_the_link(installed):
     conf = installed / "robopolicy" / "conf"
-    assert (conf / "task" / "multimodal.yaml").is_file() and not (conf / "task").is_symlink()
+    assert (conf / "task" / "multimodal.yaml").is_file()
+    assert not (conf / "task").is_symlink()
 
 
 @pytest.mark.slow

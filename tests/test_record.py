@@ -131,7 +131,8 @@ def test_kill_during_recording_loses_no_saved_episode(tmp_path):
     store = EpisodeStore.open(out, mode="a")
     got = [store.episode(i)["action"] for i in range(store.n_episodes)]
     want = [seqs[i % 3] for i in range(len(got))]
-    assert len(got) >= 4 and all(np.array_equal(g, w) for g, w in zip(got, want))
+    assert len(got) >= 4
+    assert all(np.array_equal(g, w) for g, w in zip(got, want))
 
 
 class LoggingRobot(SimRobot):

@@ -187,8 +187,10 @@ def test_verify_cli_corrupt_store_is_one_sentence_and_exit_2(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         verify_main([str(path)])
     lines = capsys.readouterr().err.strip().splitlines()
-    assert exit_.value.code == 2 and len(lines) == 1
-    assert lines[0].startswith("error: ") and "data/cam holding rows 0..15 does not decode" in lines[0]
+    assert exit_.value.code == 2
+    assert len(lines) == 1
+    assert lines[0].startswith("error: ")
+    assert "data/cam holding rows 0..15 does not decode" in lines[0]
 
 
 def test_create_without_overwrite_refuses_a_store_made_meanwhile(tmp_path, monkeypatch):
@@ -216,7 +218,8 @@ def test_garbage_metadata_is_one_sentence(tmp_path, meta):
     (path / meta).write_bytes(b"\xb0\x00 not json")
     with pytest.raises(DataError) as err:
         EpisodeStore.open(path)
-    assert len(str(err.value).splitlines()) == 1 and str(path) in str(err.value)
+    assert len(str(err.value).splitlines()) == 1
+    assert str(path) in str(err.value)
 
 
 def test_a_folder_with_some_json_named_zarr_json_is_not_a_store(tmp_path):

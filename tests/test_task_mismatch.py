@@ -36,7 +36,9 @@ def test_reach_store_trained_as_push_is_refused(reach_store, tmp_path):
     with pytest.raises(DataError) as e:
         train(_compose("train", MW + [f"dataset={reach_store}", f"run_dir={tmp_path / 'run'}"]))
     msg = str(e.value)
-    assert "collected on task 'reach-v3'" in msg and "'push-v3'" in msg and "allow_task_mismatch=true" in msg
+    assert "collected on task 'reach-v3'" in msg
+    assert "'push-v3'" in msg
+    assert "allow_task_mismatch=true" in msg
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
@@ -70,7 +72,8 @@ def test_resume_with_another_dataset_is_refused(two_stores, tmp_path):
     train(_compose("train", TINY + [f"dataset={a}", f"run_dir={run}"]))
     with pytest.raises(DataError) as e:
         train(_compose("train", TINY + [f"dataset={b}", f"run_dir={run}", "steps=9"]))
-    assert "allow_dataset_change=true" in str(e.value) and str(b) in str(e.value)
+    assert "allow_dataset_change=true" in str(e.value)
+    assert str(b) in str(e.value)
     assert json.loads((run / "checkpoints" / "latest.json").read_text())["step"] == 6
 
 

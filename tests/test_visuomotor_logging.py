@@ -27,7 +27,8 @@ def test_training_plot_is_written_from_metrics(tmp_path):
     rows = [{"step": s, "train/loss": 1.0 / s} for s in (1, 2, 3)] + [{"step": 3, "eval/success_rate": 0.5, "eval/episodes": 4}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = write_training_plot(tmp_path)
-    assert out == tmp_path / "training.png" and out.stat().st_size > 1000
+    assert out == tmp_path / "training.png"
+    assert out.stat().st_size > 1000
 
 
 def test_no_plot_without_training_records(tmp_path):
@@ -40,7 +41,8 @@ def test_eval_videos_go_to_wandb_at_the_step(tmp_path):
     logger._wandb_run = run = FakeRun()
     assert logger.log_videos([video], "eval/video", step=7) == 1
     data, step = run.logged[-1]
-    assert step == 7 and list(data) == ["eval/video/episode000_seed1_success"]
+    assert step == 7
+    assert list(data) == ["eval/video/episode000_seed1_success"]
     logger._wandb_run = None
     logger.close()
 
@@ -48,7 +50,8 @@ def test_eval_videos_go_to_wandb_at_the_step(tmp_path):
 def test_checkpoint_artifacts_are_off_by_default(tmp_path):
     logger = RunLogger(tmp_path / "run", {"mode": "disabled"})
     logger._wandb_run = run = FakeRun()
-    assert logger.log_checkpoint(tmp_path, step=1) is False and run.artifacts == []
+    assert logger.log_checkpoint(tmp_path, step=1) is False
+    assert run.artifacts == []
     logger._wandb_run = None
     logger.close()
 
@@ -61,6 +64,7 @@ def test_checkpoint_artifact_when_enabled(tmp_path):
     logger._wandb_run = run = FakeRun()
     assert logger.log_checkpoint(ckpt, step=5, aliases=["latest"]) is True
     art, aliases = run.artifacts[0]
-    assert art.type == "model" and aliases == ["latest", "step_5"]
+    assert art.type == "model"
+    assert aliases == ["latest", "step_5"]
     logger._wandb_run = None
     logger.close()

@@ -31,7 +31,8 @@ def test_random_shift_moves_whole_pixels_within_the_pad():
     out = random_shift(x.expand(64, 1, 1, 9, 9).contiguous(), pad=2, generator=torch.Generator().manual_seed(0))
     pos = out.flatten(1).argmax(1)
     rows, cols = pos // 9, pos % 9
-    assert set(rows.tolist()) == {2, 3, 4, 5, 6} and set(cols.tolist()) == {2, 3, 4, 5, 6}
+    assert set(rows.tolist()) == {2, 3, 4, 5, 6}
+    assert set(cols.tolist()) == {2, 3, 4, 5, 6}
     assert torch.equal(out.flatten(1).sum(1), torch.ones(64))  # a copy, not a blur
 
 
@@ -49,7 +50,8 @@ def test_augment_keeps_the_device_and_shares_a_shift_across_the_window_frames():
     frame = torch.rand(8, 1, 3, 16, 16)
     x = frame.expand(8, 2, 3, 16, 16).contiguous()  # both frames of each window identical
     out = aug(x)
-    assert out.device == x.device and out.dtype == x.dtype
+    assert out.device == x.device
+    assert out.dtype == x.dtype
     torch.testing.assert_close(out[:, 0], out[:, 1])
 
 

@@ -35,7 +35,8 @@ def test_visuomotor_multimodal_env_emits_proprio_and_cameras_only():
     try:
         obs, _ = env.reset(seed=3)
         assert set(obs) == {"agent_pos", "top"}
-        assert obs["top"].shape == (32, 32, 3) and obs["top"].dtype == np.uint8
+        assert obs["top"].shape == (32, 32, 3)
+        assert obs["top"].dtype == np.uint8
         np.testing.assert_array_equal(obs["agent_pos"], env.unwrapped.privileged_state()[:2])
         assert set(task.spec.obs) == set(obs)
     finally:
@@ -94,4 +95,5 @@ def test_collect_stores_every_camera_key(tmp_path):
     collect(cfg.task, 1, out=tmp_path / "s.zarr", progress=False, stop_after_success=None)
     store = EpisodeStore.open(tmp_path / "s.zarr")
     assert sorted(store.keys) == ["action", "agent_pos", "done", "image", "reward", "success", "top"]
-    assert store.get("top").shape == (4, 16, 16, 3) and store.spec.rgb_keys == ["top", "image"]
+    assert store.get("top").shape == (4, 16, 16, 3)
+    assert store.spec.rgb_keys == ["top", "image"]
