@@ -86,12 +86,21 @@ def goal_toy_factory(max_steps: int = 12):
 
 
 PHASE = 0.9  # SimRobot steps 0.9 period after a tick, so a chunk may take up to DEADLINE_FRAC of a period
+SLOW_HZ = 5.0  # slow motion: the PointTask's steps are unchanged, but a 200 ms period leaves a loaded
+# CI machine 170 ms to deliver each chunk (at the task's own 10 Hz a stall of 85 ms changed an outcome)
 
 
-def eval_match(episodes: int, seed: int, rate_hz: float = 10.0) -> dict:
-    """Runner settings of conf/runner/eval_match.yaml for the toys (exec_horizon 4, PointTask at 10 Hz),
-    with a late deadline (85 ms of the 100 ms period) so a loaded CI machine still delivers every
-    chunk before the simulator's next step (use with ``SimRobot(..., phase=PHASE)``)."""
+def slow_sim_robot(task):
+    """The task as a SimRobot stepped at SLOW_HZ (pair with ``eval_match``)."""
+    from robopolicy.runtime.sim_robot import SimRobot
+
+    return SimRobot(lambda: task.make_env(), task.spec, control_hz=SLOW_HZ, phase=PHASE)
+
+
+def eval_match(episodes: int, seed: int, rate_hz: float = SLOW_HZ) -> dict:
+    """Runner settings of conf/runner/eval_match.yaml for the toys (exec_horizon 4), at the slow-motion
+    rate of ``slow_sim_robot`` and with a late deadline (85 % of the period), so every chunk arrives
+    before the simulator's next step and the runner reproduces the synchronous evaluation."""
     return {"rate_hz": rate_hz, "duration_s": 0, "episodes": episodes, "seed": seed, "replan_every": 4,
             "wait_for_chunk_s": 0.5, "deadline_frac": 0.85, "hold_after_s": None, "stop_after_s": None,
             "first_chunk_timeout_s": 30.0}

@@ -8,7 +8,7 @@ import msgpack
 import numpy as np
 import pytest
 from _eval_toys import PointTask
-from _server_toys import PHASE, GoalBiasPolicy, eval_match
+from _server_toys import GoalBiasPolicy, eval_match, slow_sim_robot
 
 from robopolicy.errors import ConfigError
 from robopolicy.evaluation import evaluate_policy
@@ -170,12 +170,11 @@ def test_our_predictor_refused_with_a_wrong_key_is_one_sentence():
 @pytest.mark.slow
 def test_runner_through_the_openpi_endpoint_matches_in_process_evaluation(endpoint):
     from robopolicy.runtime.runner import Runner, RunnerConfig
-    from robopolicy.runtime.sim_robot import SimRobot
 
     goal = {"state": np.array([0.0, 0.02, 0.0, 0.0], np.float32)}
     ref = evaluate_policy(GoalBiasPolicy(SPEC), TASK, 6, seed=4, goal=goal, progress=False)["successes"]
     pred = OpenPIPredictor(endpoint.endpoint, timeout_s=5.0, goal=goal)
-    robot = SimRobot(lambda: TASK.make_env(), SPEC, phase=PHASE)
+    robot = slow_sim_robot(TASK)
     robot.connect()
     cfg = RunnerConfig.from_mapping(eval_match(6, 4))
     runner = Runner(robot, pred, cfg)

@@ -9,11 +9,11 @@ import pytest
 import torch
 from _eval_toys import PointTask
 from _server_toys import (
-    PHASE,
     CandidatePolicy,
     GoalBiasPolicy,
     eval_match,
     make_vgps_toy,
+    slow_sim_robot,
 )
 
 from robopolicy.errors import ConfigError
@@ -21,7 +21,6 @@ from robopolicy.evaluation import evaluate_policy
 from robopolicy.runtime.client import PolicyClient, ServerError, read_goal
 from robopolicy.runtime.runner import Runner, RunnerConfig
 from robopolicy.runtime.server import serve_in_thread
-from robopolicy.runtime.sim_robot import SimRobot
 
 TASK = PointTask(max_steps=12)
 SPEC = TASK.spec
@@ -111,7 +110,7 @@ def test_read_goal_bad_file_is_one_sentence(tmp_path):
 def runner_successes(endpoint: str, episodes: int, seed: int, goal=None) -> list[bool]:
     """The runner on the simulated PointTask through the server, with the eval-matching settings."""
     client = PolicyClient(endpoint, timeout_s=5.0, goal=goal)
-    robot = SimRobot(lambda: TASK.make_env(), SPEC, phase=PHASE)
+    robot = slow_sim_robot(TASK)
     robot.connect()
     cfg = RunnerConfig.from_mapping(eval_match(episodes, seed))
     runner = Runner(robot, client, cfg)
