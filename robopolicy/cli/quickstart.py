@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from robopolicy.cli._hydra import hydra_command
 from robopolicy.training.logging import plot_training, read_metrics
+from robopolicy.utils.io import atomic_write_text
 
 
 def results_table(rows: list[tuple[str, str]]) -> str:
@@ -74,7 +75,7 @@ def main(cfg: DictConfig) -> dict:
     plot_training(read_metrics(Path(cfg.run_dir) / "metrics.jsonl"), png, f"BESO on {name}")
     rows.append(("plot", str(png)))
     print(results_table(rows))
-    (out_dir / "results.json").write_text(json.dumps({"rows": dict(rows), "final": final}, indent=2, default=str))
+    atomic_write_text(out_dir / "results.json", json.dumps({"rows": dict(rows), "final": final}, indent=2, default=str))
     return summary
 
 

@@ -90,15 +90,14 @@ def open_store(path: str | Path, spec: EnvSpec, provenance: dict) -> EpisodeReco
 
     path = Path(path)
     if path.exists():
-        existing = EpisodeStore.open(path)
-        spec.check_compatible(existing.spec, what="robot")
-        if abs(existing.spec.control_hz - spec.control_hz) > 1e-6:
-            raise DataError(f"The store {path} holds episodes at {existing.spec.control_hz:g} Hz but this recording runs at "
-                            f"{spec.control_hz:g} Hz; record into a new store (out=...) or set rate_hz={existing.spec.control_hz:g}.")
-        del existing
+        with EpisodeStore.open(path) as existing:
+            stored = existing.spec
+        spec.check_compatible(stored, what="robot")
+        if abs(stored.control_hz - spec.control_hz) > 1e-6:
+            raise DataError(f"The store {path} holds episodes at {stored.control_hz:g} Hz but this recording runs at "
+                            f"{spec.control_hz:g} Hz; record into a new store (out=...) or set rate_hz={stored.control_hz:g}.")
     else:
-        created = EpisodeStore.create(path, spec, attrs=provenance)
-        del created
+        EpisodeStore.create(path, spec, attrs=provenance).close()
     return EpisodeRecorder(path, spec)
 
 
