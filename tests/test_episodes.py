@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from robopolicy.errors import ConfigError, TaskError
-from robopolicy.evaluation.episodes import (SEED_BLOCK, EpisodeHooks, EpisodeRecord, end_reasons, episode_seed, episode_seeds,
-                                            run_episode)
+from robopolicy.evaluation.episodes import (END_REASONS, SEED_BLOCK, EpisodeHooks, EpisodeRecord, end_codes, episode_seed,
+                                            episode_seeds, run_episode)
 
 from _eval_toys import GreedyPolicy, PointTask
 
@@ -80,20 +80,28 @@ def test_episode_seed_refuses_a_negative_seed():
 
 
 # -- end rule -----------------------------------------------------------------------------------
+def end_reasons(*args):
+    return [END_REASONS[c] for c in np.atleast_1d(end_codes(*args))]
+
+
 def test_end_rule_success_takes_precedence_over_truncation():
-    assert end_reasons(5, 1, False, True, 0, None).item() == "success"
+    assert end_reasons(5, 1, False, True, 0, None) == ["success"]
 
 
 def test_end_rule_waits_stop_after_success_steps():
-    assert end_reasons([4, 5], [2, 3], [False, False], [False, False], 2, None).tolist() == ["", "success"]
+    assert end_reasons([4, 5], [2, 3], [False, False], [False, False], 2, None) == ["", "success"]
 
 
 def test_end_rule_without_success_stop_runs_to_the_limit():
-    assert end_reasons([9, 10], [5, 6], [False, False], [False, False], None, 10).tolist() == ["", "max_steps"]
+    assert end_reasons([9, 10], [5, 6], [False, False], [False, False], None, 10) == ["", "max_steps"]
+
+
+def test_end_rule_truncation_takes_precedence_over_the_step_limit():
+    assert end_reasons(10, 0, False, True, 0, 10) == ["truncated"]
 
 
 def test_end_rule_reports_termination():
-    assert end_reasons(3, 0, True, False, 0, 10).item() == "terminated"
+    assert end_reasons(3, 0, True, False, 0, 10) == ["terminated"]
 
 
 # -- the loop -----------------------------------------------------------------------------------

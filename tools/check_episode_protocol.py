@@ -3,12 +3,15 @@
     # on the old code, then on the new one:
     PYTHONPATH=<tree> python tools/check_episode_protocol.py dump OUT_DIR
     python tools/check_episode_protocol.py compare OLD_DIR NEW_DIR
+    python tools/check_episode_protocol.py overhead     # the end rule's cost per vectorised step
 
 ``dump`` collects 3 episodes of the multimodal task (plain, and with action noise and a failing
 episode) into zarr stores and evaluates a stochastic goal-seeking sampler (its noise from torch's
 generator, so the evaluation's seeding is exercised) on 6 episodes with 1 and 2 environments,
 writing every per-episode figure to ``eval.json``. ``compare`` prints whether every stored array
-and every per-episode figure is identical, and exits 1 when one differs.
+and every per-episode figure is identical, and exits 1 when one differs. ``overhead`` times the
+shared end rule (``end_codes``) per batched step against the plain flag test the vectorised
+loop used before, for 1, 4 and 16 environments.
 """
 
 from __future__ import annotations
@@ -83,9 +86,31 @@ def compare(old: Path, new: Path) -> int:
     return 1 if bad else 0
 
 
+def overhead(calls: int = 20_000) -> None:
+    import time
+
+    from robopolicy.evaluation.episodes import end_codes
+
+    for b in (1, 4, 16):
+        rng = np.random.default_rng(0)
+        lengths, succ_steps = rng.integers(0, 100, b), rng.integers(0, 2, b)
+        term, trunc = rng.random(b) < 0.01, rng.random(b) < 0.01
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            end_codes(lengths, succ_steps, term, trunc, 0, 500)
+        rule_us = (time.perf_counter() - t0) / calls * 1e6
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            ~((succ_steps > 0) | term | trunc)
+        flags_us = (time.perf_counter() - t0) / calls * 1e6
+        print(f"num_envs={b:2d}: end rule {rule_us:.1f} us per batched step, plain flags {flags_us:.1f} us")
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "dump":
         dump(Path(sys.argv[2]))
+    elif len(sys.argv) == 2 and sys.argv[1] == "overhead":
+        overhead()
     elif len(sys.argv) == 4 and sys.argv[1] == "compare":
         sys.exit(compare(Path(sys.argv[2]), Path(sys.argv[3])))
     else:

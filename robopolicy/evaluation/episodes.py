@@ -6,7 +6,7 @@ and one single-environment step loop.
   (:func:`episode_generators`) are seeded by that number alone, so an episode depends only on
   ``(seed, i)``. Collection, evaluation, the semantics data and transfer evaluation and the runner
   all use it; replicates are disjoint blocks.
-- **End rule** (:func:`end_reasons`, one function for one environment or a batch): an episode ends
+- **End rule** (:func:`end_codes`, one function for one environment or a batch): an episode ends
   ``stop_after_success`` steps after its first success (``None``: success never ends it), on
   termination, on truncation, or after ``max_steps`` steps (``None``: the environment's own limit),
   in that order of precedence for the reason reported.
@@ -32,10 +32,11 @@ from robopolicy.errors import ConfigError, TaskError
 SEED_BLOCK = 10_000  # episodes per seed replicate: seeds s and s+1 never share an episode
 _MAX_SEED = 2**32 // SEED_BLOCK - 2  # the last block whose seeds all fit numpy's 32-bit seed range
 
-# Why an episode ended. The first four come from the end rule (precedence in this order); the
-# runner adds "robot" (the robot ended the episode without success: its own termination or step
-# limit), "duration", "e-stop" and "watchdog" (the run stopped during the episode).
-END_REASONS = ("success", "terminated", "truncated", "max_steps")
+# Why an episode ended, indexed by the end rule's code (0: it goes on). Codes 1-4 come from the end
+# rule, lower codes taking precedence; the runner adds "robot" (the robot ended the episode without
+# success: its own termination or step limit), "duration", "e-stop" and "watchdog" (the run
+# stopped during the episode).
+END_REASONS = ("", "success", "terminated", "truncated", "max_steps")
 
 
 def episode_seed(seed: int, i: int) -> int:
@@ -65,21 +66,30 @@ def episode_generators(episode_seed_: int, n: int) -> list[np.random.Generator]:
     return [np.random.default_rng(s) for s in np.random.SeedSequence(int(episode_seed_)).spawn(int(n))]
 
 
-def end_reasons(steps, success_steps, terminated, truncated, stop_after_success: int | None = 0,
-                max_steps: int | None = None) -> np.ndarray:
+def end_codes(steps, success_steps, terminated, truncated, stop_after_success: int | None = 0,
+              max_steps: int | None = None) -> np.ndarray:
     """The end rule for one environment or a batch.
 
     steps: () or (B,) steps taken; success_steps: steps since the first success, that one included
     (0 before it); terminated, truncated: the flags of the latest step.
-    Returns an array of the same shape: the reason (one of END_REASONS) where the episode ends now,
-    ``""`` where it goes on.
+    Returns int8 codes of the same shape: ``END_REASONS[code]`` is why the episode ends now, code 0
+    where it goes on. Integer codes and a fast path for "nothing ends" because the vectorised
+    evaluation calls it on every batched step.
     """
-    steps = np.asarray(steps)
-    never = np.zeros(steps.shape, dtype=bool)
-    after_success = never if stop_after_success is None else np.asarray(success_steps) > int(stop_after_success)
-    at_limit = never if max_steps is None else steps >= int(max_steps)
-    conditions = [after_success, np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool), at_limit]
-    return np.select(conditions, END_REASONS, default="")
+    terminated, truncated = np.asarray(terminated, dtype=bool), np.asarray(truncated, dtype=bool)
+    after_success = None if stop_after_success is None else np.asarray(success_steps) > int(stop_after_success)
+    at_limit = None if max_steps is None else np.asarray(steps) >= int(max_steps)
+    ended = terminated | truncated
+    for cond in (after_success, at_limit):
+        if cond is not None:
+            ended = ended | cond
+    code = np.zeros(ended.shape, dtype=np.int8)
+    if not ended.any():  # the common step: nothing more to work out
+        return code
+    for value, cond in ((4, at_limit), (3, truncated), (2, terminated), (1, after_success)):  # lowest code wins
+        if cond is not None:
+            code[cond] = value
+    return code
 
 
 def info_mode(value: Any) -> str | None:
@@ -102,7 +112,7 @@ def info_success(info: Mapping[str, Any]) -> bool:
 @dataclass(frozen=True)
 class EpisodeRecord:
     """One episode: its environment seed, whether it succeeded at any step, env steps taken, summed
-    reward, why it ended (see END_REASONS) and the last mode the environment reported (or None)."""
+    reward, why it ended (one of END_REASONS, or a runner reason) and the last mode the environment reported (or None)."""
 
     seed: int
     success: bool
@@ -167,7 +177,7 @@ def run_episode(env: Any, actor: Actor, seed: int, stop_after_success: int | Non
                 hooks: Sequence[EpisodeHooks] = ()) -> EpisodeRecord:
     """Run one episode of ``actor`` in the gymnasium environment ``env`` reset with ``seed``.
 
-    The episode ends by :func:`end_reasons` (``stop_after_success``: steps recorded after the first
+    The episode ends by :func:`end_codes` (``stop_after_success``: steps recorded after the first
     success, 0 = end on it, None = success does not end it; ``max_steps``: None = the
     environment's own limit). ``hooks`` are called in order at the reset and around every step.
     """
@@ -188,6 +198,6 @@ def run_episode(env: Any, actor: Actor, seed: int, stop_after_success: int | Non
         for h in hooks:
             h.after_step(env, steps, obs, r, info)
         steps += 1
-        reason = end_reasons(steps, success_steps, terminated, truncated, stop_after_success, max_steps).item()
-        if reason:
-            return EpisodeRecord(int(seed), success_steps > 0, steps, reward, reason, mode)
+        code = int(end_codes(steps, success_steps, terminated, truncated, stop_after_success, max_steps))
+        if code:
+            return EpisodeRecord(int(seed), success_steps > 0, steps, reward, END_REASONS[code], mode)

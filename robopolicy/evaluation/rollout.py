@@ -31,7 +31,7 @@ import torch
 
 from robopolicy.errors import ConfigError, PolicyOutputError, TaskError
 from robopolicy.evaluation.episodes import SEED_BLOCK  # noqa: F401 - re-exported: older imports name it here
-from robopolicy.evaluation.episodes import NO_SUCCESS_FLAG, EpisodeRecord, end_reasons, episode_seeds, info_mode
+from robopolicy.evaluation.episodes import END_REASONS, NO_SUCCESS_FLAG, EpisodeRecord, end_codes, episode_seeds, info_mode
 from robopolicy.evaluation.stats import percentiles_ms, wilson_interval
 from robopolicy.evaluation.video import EpisodeRecorder
 from robopolicy.policies.base import RecedingHorizonController
@@ -94,7 +94,7 @@ def _run_batch(policy, venv, seeds: list[int], n_real: int, max_steps: int, goal
     success_steps = np.zeros(B, dtype=np.int64)  # steps since the first success (the end rule's count)
     returns = np.zeros(B, dtype=np.float64)
     lengths = np.zeros(B, dtype=np.int64)
-    reasons = np.full(B, "", dtype=object)
+    codes = np.zeros(B, dtype=np.int8)  # why each episode ended (END_REASONS[code])
     modes: list[Any] = [None] * B
     filmed = [i for i in range(n_real) if recorder.wants(first_episode + i)]
     cam = _camera_key(obs, camera_pref) if filmed else None
@@ -132,11 +132,11 @@ def _run_batch(policy, venv, seeds: list[int], n_real: int, max_steps: int, goal
         success |= succ_now & active
         success_steps[active & success] += 1
         film(obs)
-        reason = end_reasons(lengths, success_steps, terminated, truncated, 0, max_steps)
-        ended = active & (reason != "")
-        reasons[ended] = reason[ended]
+        code = end_codes(lengths, success_steps, terminated, truncated, 0, max_steps)
+        ended = active & (code > 0)
+        codes[ended] = code[ended]
         active &= ~ended
-    records = [EpisodeRecord(int(seeds[i]), bool(success[i]), int(lengths[i]), float(returns[i]), str(reasons[i]), modes[i])
+    records = [EpisodeRecord(int(seeds[i]), bool(success[i]), int(lengths[i]), float(returns[i]), END_REASONS[codes[i]], modes[i])
                for i in range(n_real)]
     return {
         "success": success[:n_real].tolist(),
@@ -159,7 +159,7 @@ def evaluate_policy(policy, task, episodes: int, seed: int = 0, num_envs: int = 
     goal: {key: (...)} one goal for every episode (goal-conditioned policies), or None.
     An episode succeeds if ``info["success"]`` is true at any step; it ends at success,
     termination or truncation (``max_episode_steps`` defaults to the task spec's), the end rule of
-    :func:`robopolicy.evaluation.episodes.end_reasons` with ``stop_after_success=0``.
+    :func:`robopolicy.evaluation.episodes.end_codes` with ``stop_after_success=0``.
     Policy noise is drawn from a torch generator seeded with each batch's first seed, so the same
     (seed, episodes, num_envs) gives identical episodes; the caller's RNG state is left untouched.
 
