@@ -211,3 +211,36 @@ def test_vectorised_and_single_env_evaluations_give_the_same_records():
     r = evaluate_policy(GreedyPolicy(task.spec, noise=0.0), task, episodes=N, seed=SEED, num_envs=1, progress=False)
     v = evaluate_policy(GreedyPolicy(task.spec, noise=0.0), task, episodes=N, seed=SEED, num_envs=2, progress=False)
     assert r["records"] == v["records"]
+
+
+def _point_runner(**cfg):
+    from robopolicy.runtime.fakes import GoToGoal, PointEnv, point_spec
+    from robopolicy.runtime.runner import Runner, RunnerConfig
+    from robopolicy.runtime.sim_robot import SimRobot
+
+    spec = point_spec(50.0)
+    robot = SimRobot(lambda: PointEnv(spec), spec)
+    robot.connect()
+    return Runner(robot, GoToGoal(horizon=8), RunnerConfig(rate_hz=50.0, **cfg)), robot
+
+
+def test_runner_refuses_a_seed_past_the_blocks_before_running():
+    runner, robot = _point_runner(duration_s=0, episodes=1, seed=10**6)
+    try:
+        with pytest.raises(ConfigError, match="seed=1000000 must be between 0 and"):
+            runner.run()
+        assert runner.stats.episodes == []
+    finally:
+        robot.disconnect()
+
+
+def test_unlimited_runner_stops_at_the_end_of_its_seed_block(monkeypatch):
+    import robopolicy.runtime.runner as runner_mod
+
+    monkeypatch.setattr(runner_mod, "SEED_BLOCK", 2)  # a block of two episodes instead of 10,000
+    runner, robot = _point_runner(duration_s=600, episodes=0, seed=0)
+    try:
+        stats = runner.run()
+    finally:
+        robot.disconnect()
+    assert (len(stats.episodes), stats.stop_reason.split(" (")[0]) == (2, "2 episodes")

@@ -47,7 +47,7 @@ def episode_seed(seed: int, i: int) -> int:
     """
     seed, i = int(seed), int(i)
     if not 0 <= seed <= _MAX_SEED:
-        raise ConfigError(f"seed={seed} must be between 0 and {_MAX_SEED}; pass a smaller seed.")
+        raise ConfigError(f"seed={seed} must be between 0 and {_MAX_SEED} (episode i resets with seed * {SEED_BLOCK} + i); pass a seed in that range.")
     if not 0 <= i < SEED_BLOCK:
         raise ConfigError(f"Episode {i} is past the {SEED_BLOCK} episodes of one seed block; use several seeds for more.")
     return seed * SEED_BLOCK + i

@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from robopolicy.errors import ConfigError
-from robopolicy.evaluation.episodes import EpisodeRecord, episode_seed
+from robopolicy.evaluation.episodes import SEED_BLOCK, EpisodeRecord, episode_seed, episode_seeds
 from robopolicy.runtime.chunks import ActionBuffer
 from robopolicy.runtime.clock import FixedRateClock, now
 from robopolicy.runtime.recorder import EpisodeRecorder
@@ -148,7 +148,11 @@ class Runner:
         set_thread_cpu(self.cfg.control_cpu)
         set_realtime(self.cfg.realtime_priority)
         try:
+            episode_seeds(self.cfg.seed, self.cfg.episodes or 1)  # a bad seed or count stops here, before anything moves
             while self.cfg.episodes == 0 or i < self.cfg.episodes:
+                if i == SEED_BLOCK:  # an unlimited run: its seed block is used up
+                    self.stats.stop_reason = f"{SEED_BLOCK} episodes (one seed block; start another run with the next seed)"
+                    break
                 if not self._episode(episode_seed(self.cfg.seed, i), t_end):
                     break
                 i += 1
