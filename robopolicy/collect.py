@@ -1,8 +1,9 @@
 """Demonstrations from a task's scripted expert into an episode store (``robopolicy-collect``).
 
-Episode ``i`` resets the environment with the seed-block seed ``seed * SEED_BLOCK + i``
-(:func:`robopolicy.evaluation.episode_seeds`, the scheme evaluation uses) and draws its expert's,
-noise and failure random numbers from generators seeded by that episode seed alone, so every
+Episodes follow the shared protocol (:mod:`robopolicy.evaluation.episodes`): episode ``i`` resets
+the environment with the seed-block seed ``seed * SEED_BLOCK + i`` (the scheme evaluation uses),
+runs in the shared step loop, and draws its expert's, noise and failure random numbers from
+generators seeded by that episode seed alone (``episode_generators``), so every
 episode depends only on ``(seed, i)``: ``append=True`` continues a killed collection and gives the
 same store as one uninterrupted run. The executed action is the expert's action plus Gaussian
 noise of std ``noise`` (per dimension, in action units), clipped to the action bounds; the store
@@ -17,7 +18,8 @@ failed episodes begin like good ones (useful negatives for critics). Such an epi
 succeed by chance: ``success`` in the store always records what actually happened.
 
 Recording stops ``stop_after_success`` steps after the first success, at the environment's time
-limit, or on termination; ``done`` is true on each episode's last recorded step.
+limit, or on termination (the protocol's end rule); ``done`` is true on each episode's last
+recorded step. The summary lists each episode's ``EpisodeRecord`` under ``records``.
 """
 
 from __future__ import annotations
@@ -121,40 +123,46 @@ def _check_append(store, spec: EnvSpec, prov: Mapping[str, Any], episodes: int) 
         raise DataError(f"{store.path} already has {store.n_episodes} episodes, more than episodes={episodes}; pass at least episodes={store.n_episodes}.")
 
 
-def run_episode(env, policy: Expert, seed: int, noise: float, noise_rng: np.random.Generator,
-                stop_after_success: int | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """One episode; returns the episode dict (store layout) and ``{"success", "mode", "steps"}``."""
-    low = env.action_space.low.astype(np.float32)
-    high = env.action_space.high.astype(np.float32)
-    obs, info = env.reset(seed=int(seed))
-    policy.reset()
-    frames: dict[str, list] = {k: [] for k in obs}
-    actions, rewards, successes = [], [], []
-    first_success = None
-    while True:
-        a = np.asarray(policy.act(obs, env), np.float32)
-        if noise > 0:
-            a = a + noise_rng.normal(0.0, noise, a.shape).astype(np.float32)
-        a = np.clip(a, low, high)
+class _StoreEpisode:
+    """Episode hooks that build the store's episode dict: obs[t] before action[t], then reward[t], success[t]."""
+
+    def __init__(self):
+        self.frames: dict[str, list] = {}
+        self.actions, self.rewards, self.successes = [], [], []
+
+    def on_reset(self, env, obs, info) -> None:
+        self.frames = {k: [] for k in obs}
+
+    def before_step(self, env, t, obs, action) -> None:
         for k, v in obs.items():
-            frames[k].append(v)
-        obs, reward, terminated, truncated, info = env.step(a)
-        actions.append(a)
-        rewards.append(reward)
-        successes.append(bool(info["success"]))
-        t = len(actions) - 1
-        if successes[-1] and first_success is None:
-            first_success = t
-        if terminated or truncated:
-            break
-        if first_success is not None and stop_after_success is not None and t - first_success >= stop_after_success:
-            break
-    done = np.zeros(len(actions), bool)
-    done[-1] = True
-    episode = {k: np.stack(v) for k, v in frames.items()}
-    episode.update(action=np.stack(actions).astype(np.float32), reward=np.asarray(rewards, np.float32),
-                   success=np.asarray(successes, bool), done=done)
-    return episode, {"success": first_success is not None, "mode": info.get("mode"), "steps": len(actions)}
+            self.frames[k].append(v)
+        self.actions.append(action)
+
+    def after_step(self, env, t, obs, reward, info) -> None:
+        self.rewards.append(reward)
+        self.successes.append(bool(info["success"]))
+
+    def episode(self) -> dict[str, np.ndarray]:
+        done = np.zeros(len(self.actions), bool)
+        done[-1] = True
+        episode = {k: np.stack(v) for k, v in self.frames.items()}
+        episode.update(action=np.stack(self.actions).astype(np.float32), reward=np.asarray(self.rewards, np.float32),
+                       success=np.asarray(self.successes, bool), done=done)
+        return episode
+
+
+def run_episode(env, policy: Expert, seed: int, noise: float, noise_rng: np.random.Generator,
+                stop_after_success: int | None):
+    """One episode of the shared protocol (:func:`robopolicy.evaluation.episodes.run_episode`) with
+    the expert ``policy`` plus clipped noise; returns the episode dict (store layout) and its
+    :class:`~robopolicy.evaluation.episodes.EpisodeRecord`."""
+    from robopolicy.evaluation.episodes import ExpertActor
+    from robopolicy.evaluation.episodes import run_episode as run_shared
+
+    actor = ExpertActor(policy, noise, noise_rng, env.action_space.low, env.action_space.high)
+    hook = _StoreEpisode()
+    record = run_shared(env, actor, seed, stop_after_success=stop_after_success, hooks=[hook])
+    return hook.episode(), record
 
 
 def collect(
@@ -192,9 +200,9 @@ def collect(
     task = make_task(task)
     episodes, noise, seed = int(episodes), float(noise), int(seed)
     stop_after_success = None if stop_after_success is None else int(stop_after_success)
-    # Imported here, after every check: the evaluation module pulls in torch, seconds of start-up.
+    # Imported here, after every check: the evaluation package pulls in torch, seconds of start-up.
     from robopolicy.data.store import EpisodeStore
-    from robopolicy.evaluation.rollout import SEED_BLOCK, episode_seeds
+    from robopolicy.evaluation.episodes import SEED_BLOCK, episode_generators, episode_seeds
 
     seeds = episode_seeds(seed, episodes)
     n_fail = int(round(float(fail_fraction) * episodes))
@@ -231,15 +239,15 @@ def collect(
         t0 = time.perf_counter()
         bar = tqdm(range(start, episodes), desc=f"collect {spec.name or task.name}", unit="ep", disable=not progress, file=sys.stderr)
         for i in bar:
-            expert_rng, noise_rng, fail_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seeds[i]).spawn(3))
+            expert_rng, noise_rng, fail_rng = episode_generators(seeds[i], 3)
             policy = task.make_expert(expert_rng)
             if i in failing:
                 prefix = int(fail_rng.integers(0, int(fail_prefix * limit) + 1))
                 policy = RandomWalkFailure(policy, fail_rng, prefix, walk_std, low, high)
-            episode, res = run_episode(env, policy, seeds[i], noise, noise_rng, stop_after_success)
+            episode, record = run_episode(env, policy, seeds[i], noise, noise_rng, stop_after_success)
             store.append_episode(episode)
-            results.append(res)
-            bar.set_postfix(success=f"{np.mean([r['success'] for r in results]):.2f}")
+            results.append(record)
+            bar.set_postfix(success=f"{np.mean([r.success for r in results]):.2f}")
         seconds = time.perf_counter() - t0
         summary = summarize(results, seconds, str(path))
         summary["store_episodes"] = store.n_episodes
@@ -251,17 +259,19 @@ def collect(
     return summary
 
 
-def summarize(results: list[dict], seconds: float, out: str) -> dict[str, Any]:
-    steps = int(sum(r["steps"] for r in results))
+def summarize(results: list, seconds: float, out: str) -> dict[str, Any]:
+    """results: the EpisodeRecord of each episode written -> the collection summary (with the records)."""
+    steps = int(sum(r.steps for r in results))
     summary = {
         "out": out,
         "episodes": len(results),
         "steps": steps,
-        "success_rate": float(np.mean([r["success"] for r in results])) if results else 0.0,
+        "success_rate": float(np.mean([r.success for r in results])) if results else 0.0,
         "seconds": round(float(seconds), 3),
         "steps_per_second": round(steps / seconds, 1) if seconds > 0 else None,
+        "records": [r.to_dict() for r in results],
     }
-    modes = [r["mode"] for r in results]
+    modes = [r.mode for r in results]
     if any(m is not None for m in modes):
         summary["modes"] = {str(k): v for k, v in sorted(Counter(modes).items(), key=lambda kv: str(kv[0]))}
     return summary

@@ -1,6 +1,9 @@
 """Closed-loop evaluation of a policy on a task in gymnasium vector environments.
 
-Episode ``i`` of replicate ``seed`` is reset with ``seed * SEED_BLOCK + i`` (see :func:`episode_seeds`). Episodes run in batches of ``num_envs``
+The episode protocol (seeds, end rule, per-episode record) is :mod:`robopolicy.evaluation.episodes`:
+episode ``i`` of replicate ``seed`` is reset with ``seed * SEED_BLOCK + i``, ends at its first success,
+termination, truncation or ``max_episode_steps``, and is reported as an ``EpisodeRecord``; this
+module only runs many of them at once. Episodes run in batches of ``num_envs``
 environments (``gymnasium.vector.SyncVectorEnv`` or ``AsyncVectorEnv`` with one subprocess per
 environment); one batched ``policy.sample`` call serves every environment of a batch through
 :class:`~robopolicy.policies.base.RecedingHorizonController`.
@@ -27,6 +30,8 @@ import numpy as np
 import torch
 
 from robopolicy.errors import ConfigError, PolicyOutputError, TaskError
+from robopolicy.evaluation.episodes import SEED_BLOCK  # noqa: F401 - re-exported: older imports name it here
+from robopolicy.evaluation.episodes import END_REASONS, NO_SUCCESS_FLAG, EpisodeRecord, end_codes, episode_seeds, info_mode
 from robopolicy.evaluation.stats import percentiles_ms, wilson_interval
 from robopolicy.evaluation.video import EpisodeRecorder
 from robopolicy.policies.base import RecedingHorizonController
@@ -86,8 +91,10 @@ def _run_batch(policy, venv, seeds: list[int], n_real: int, max_steps: int, goal
     ctrl.reset()
     active = np.arange(B) < n_real
     success = np.zeros(B, dtype=bool)
+    success_steps = np.zeros(B, dtype=np.int64)  # steps since the first success (the end rule's count)
     returns = np.zeros(B, dtype=np.float64)
     lengths = np.zeros(B, dtype=np.int64)
+    codes = np.zeros(B, dtype=np.int8)  # why each episode ended (END_REASONS[code])
     modes: list[Any] = [None] * B
     filmed = [i for i in range(n_real) if recorder.wants(first_episode + i)]
     cam = _camera_key(obs, camera_pref) if filmed else None
@@ -116,41 +123,30 @@ def _run_batch(policy, venv, seeds: list[int], n_real: int, max_steps: int, goal
         lengths[active] += 1
         succ = _info_array(info, "success", B)
         if succ is None:
-            raise TaskError("The task's environment does not report info['success']; every task must set it at each step.")
+            raise TaskError(NO_SUCCESS_FLAG)
         succ_now = np.array([bool(s) if s is not None else False for s in succ])
         mode = _info_array(info, "mode", B)
         if mode is not None:
             for i in np.flatnonzero(active):
-                if mode[i] is not None and str(mode[i]) not in ("", "none", "None"):
-                    modes[i] = str(mode[i])
+                modes[i] = info_mode(mode[i]) or modes[i]
         success |= succ_now & active
+        success_steps[active & success] += 1
         film(obs)
-        active &= ~(succ_now | np.asarray(terminated, dtype=bool) | np.asarray(truncated, dtype=bool))
+        code = end_codes(lengths, success_steps, terminated, truncated, 0, max_steps)
+        ended = active & (code > 0)
+        codes[ended] = code[ended]
+        active &= ~ended
+    records = [EpisodeRecord(int(seeds[i]), bool(success[i]), int(lengths[i]), float(returns[i]), END_REASONS[codes[i]], modes[i])
+               for i in range(n_real)]
     return {
         "success": success[:n_real].tolist(),
         "returns": returns[:n_real].tolist(),
         "lengths": lengths[:n_real].tolist(),
         "modes": modes[:n_real],
+        "records": records,
         "latencies_s": list(ctrl.latencies_s),
         "steps": steps,
     }
-
-
-SEED_BLOCK = 10_000  # episodes per seed replicate: seeds s and s+1 never share an episode
-
-
-def episode_seeds(seed: int, episodes: int) -> list[int]:
-    """Environment seeds of an evaluation: episode i of replicate ``seed`` uses ``seed * SEED_BLOCK + i``.
-
-    Replicates are disjoint blocks, so a sweep over seed=0,1,2 evaluates different episodes (a plain
-    ``seed + i`` would make seed=1 replay seed=0 shifted by one). Block 0 is where collection starts,
-    training uses blocks 1 (periodic evaluations) and 2 (the final score).
-    """
-    if not 1 <= episodes <= SEED_BLOCK:
-        raise ConfigError(f"episodes={episodes} must be between 1 and {SEED_BLOCK} per seed; use several seeds for more.")
-    if seed < 0 or seed * SEED_BLOCK >= 2**32 - SEED_BLOCK:
-        raise ConfigError(f"seed={seed} must be between 0 and {2**32 // SEED_BLOCK - 2}.")
-    return [seed * SEED_BLOCK + i for i in range(episodes)]
 
 
 def evaluate_policy(policy, task, episodes: int, seed: int = 0, num_envs: int = 1, vector: str = "sync",
@@ -162,12 +158,14 @@ def evaluate_policy(policy, task, episodes: int, seed: int = 0, num_envs: int = 
     ``obs_horizon``, ``exec_horizon`` (a Policy or a ValueGuidedPolicy).
     goal: {key: (...)} one goal for every episode (goal-conditioned policies), or None.
     An episode succeeds if ``info["success"]`` is true at any step; it ends at success,
-    termination or truncation (``max_episode_steps`` defaults to the task spec's).
+    termination or truncation (``max_episode_steps`` defaults to the task spec's), the end rule of
+    :func:`robopolicy.evaluation.episodes.end_codes` with ``stop_after_success=0``.
     Policy noise is drawn from a torch generator seeded with each batch's first seed, so the same
     (seed, episodes, num_envs) gives identical episodes; the caller's RNG state is left untouched.
 
     Returns success_rate, ci95 [lo, hi] (Wilson), episodes, n_success, mean_return, returns,
     episode_lengths, latency_ms {p50, p90, mean, n} of batched chunk inference, successes, seeds,
+    records (one ``EpisodeRecord.to_dict()`` per episode),
     modes {mode: count} (only when info carries "mode"), episode_modes, videos, env_steps,
     wall_s, env_setup_s (making the environments), env_steps_per_s (policy inference included,
     environment set-up excluded), num_envs, vector.
@@ -193,7 +191,7 @@ def evaluate_policy(policy, task, episodes: int, seed: int = 0, num_envs: int = 
     rng_devices = [dev.index or 0] if getattr(dev, "type", "cpu") == "cuda" else []
 
     envs: dict[bool, gym.vector.VectorEnv] = {}
-    out = {"success": [], "returns": [], "lengths": [], "modes": [], "latencies_s": [], "steps": 0}
+    out = {"success": [], "returns": [], "lengths": [], "modes": [], "records": [], "latencies_s": [], "steps": 0}
     videos: list[str] = []
     t0 = time.perf_counter()
     setup_s = 0.0  # making the environments (subprocess start-up for async), not part of the rollout rate
@@ -214,7 +212,7 @@ def evaluate_policy(policy, task, episodes: int, seed: int = 0, num_envs: int = 
             with torch.random.fork_rng(devices=rng_devices):
                 torch.manual_seed(batch[0])
                 res = _run_batch(policy, envs[render], batch_seeds, n_real, max_steps, goal, recorder, start, spec.rgb_keys)
-            for key in ("success", "returns", "lengths", "modes", "latencies_s"):
+            for key in ("success", "returns", "lengths", "modes", "records", "latencies_s"):
                 out[key].extend(res[key])
             out["steps"] += res["steps"]
             for i in range(n_real):
@@ -245,6 +243,7 @@ def evaluate_policy(policy, task, episodes: int, seed: int = 0, num_envs: int = 
         "latency_ms": percentiles_ms(out["latencies_s"], (50, 90)),
         "successes": [bool(s) for s in out["success"]],
         "seeds": seeds,
+        "records": [r.to_dict() for r in out["records"]],
         "num_envs": num_envs,
         "vector": vector,
         "env_steps": int(out["steps"]),

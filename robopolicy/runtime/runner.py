@@ -8,7 +8,9 @@ One tick (all on the control thread, none of it waits for the policy)::
     -> watchdog (fresh chunks?) -> action for this tick from the buffer (or hold)
     -> safety layer -> robot.send_action -> record
 
-Episodes: ``robot.reset(seed * 10000 + i)`` (the evaluation's seed blocks, so ``seed=s`` runs the episodes ``robopolicy-eval seed=s`` runs), then the first chunk is awaited with the robot at rest (its
+Episodes follow the shared protocol (:mod:`robopolicy.evaluation.episodes`): ``robot.reset(seed * 10000 + i)``
+(the seed blocks, so ``seed=s`` runs the episodes ``robopolicy-eval seed=s`` runs), and each one is
+reported as an ``EpisodeRecord`` dict in ``RunStats.episodes``. The first chunk is awaited with the robot at rest (its
 reset observation stays current, so that chunk is re-timed to start at the first tick), then the
 clock starts. Reset and the first inference are outside the timed loop and not counted as misses.
 """
@@ -25,7 +27,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from robopolicy.errors import ConfigError
-from robopolicy.evaluation.rollout import SEED_BLOCK
+from robopolicy.evaluation.episodes import SEED_BLOCK, EpisodeRecord, episode_seed, episode_seeds
 from robopolicy.runtime.chunks import ActionBuffer
 from robopolicy.runtime.clock import FixedRateClock, now
 from robopolicy.runtime.recorder import EpisodeRecorder
@@ -106,7 +108,7 @@ class RunStats:
     starved: int = 0  # ticks with no planned action although the watchdog was OK
     deadline_misses: int = 0
     overruns: int = 0
-    episodes: list = field(default_factory=list)  # {"seed", "success", "steps", "reward", "done"}
+    episodes: list = field(default_factory=list)  # EpisodeRecord.to_dict() per episode
     stop_reason: str = ""
     stop_latency_s: float | None = None
     inference_errors: int = 0
@@ -146,8 +148,12 @@ class Runner:
         set_thread_cpu(self.cfg.control_cpu)
         set_realtime(self.cfg.realtime_priority)
         try:
+            episode_seeds(self.cfg.seed, self.cfg.episodes or 1)  # a bad seed or count stops here, before anything moves
             while self.cfg.episodes == 0 or i < self.cfg.episodes:
-                if not self._episode(self.cfg.seed * SEED_BLOCK + i, t_end):
+                if i == SEED_BLOCK:  # an unlimited run: its seed block is used up
+                    self.stats.stop_reason = f"{SEED_BLOCK} episodes (one seed block; start another run with the next seed)"
+                    break
+                if not self._episode(episode_seed(self.cfg.seed, i), t_end):
                     break
                 i += 1
             else:
@@ -183,13 +189,14 @@ class Runner:
         self.watchdog.arm(t0)
         requested_at = 0
         keep_going = True
+        stopped_by = None  # why the run stopped during this episode, None while the robot runs it
         status = robot.status()
         while True:
             tick = self.clock.wait()
             if self.estop is not None and self.estop.triggered:
                 st.stop_reason = f"e-stop ({self.estop.reason})"
                 st.stop_latency_s = now() - (self.estop.t_triggered or now())
-                keep_going = False
+                keep_going, stopped_by = False, "e-stop"
                 break
             obs, t_obs = robot.get_observation()
             status = robot.status()
@@ -209,7 +216,7 @@ class Runner:
             state = self.watchdog.check(now())
             if state is WatchState.STOP:
                 st.stop_reason = "watchdog"
-                keep_going = False
+                keep_going, stopped_by = False, "watchdog"
                 break
             planned = self.buffer.pop(tick.index, tick.target_s)
             if state is WatchState.HOLD or planned is None:
@@ -232,10 +239,10 @@ class Runner:
                 self.recorder.step(obs, sent, status)
             if t_sent >= t_end:
                 st.stop_reason = "duration"
-                keep_going = False
+                keep_going, stopped_by = False, "duration"
                 status = robot.status()
                 break
-        self._end_episode(seed, status)
+        self._end_episode(seed, status, stopped_by)
         return keep_going
 
     def _await_first_chunk(self):
@@ -270,9 +277,15 @@ class Runner:
         n = max(1, math.ceil(self._latency_est_s / self.policy_dt_s) + 1)
         return self.buffer.committed(t_obs, self.policy_dt_s, n)
 
-    def _end_episode(self, seed: int, status) -> None:
-        self.stats.episodes.append({"seed": seed, "success": bool(status.success), "steps": int(status.steps),
-                                    "reward": float(status.reward), "done": bool(status.done)})
+    def _end_episode(self, seed: int, status, stopped_by: str | None) -> None:
+        """Record the episode: it ended because the robot said so (done_reason "success" or "robot"),
+        or because the run stopped during it (``stopped_by``: "duration", "e-stop" or "watchdog")."""
+        if status.done:
+            reason = "success" if status.success else "robot"
+        else:
+            reason = stopped_by or "robot"
+        record = EpisodeRecord(int(seed), bool(status.success), int(status.steps), float(status.reward), reason)
+        self.stats.episodes.append(record.to_dict())
         if self.recorder is not None:
             t = time.monotonic()
             self.recorder.end_episode(status)

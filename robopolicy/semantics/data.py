@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from robopolicy.envs.planar_push import PlanarPushExpert, PlanarPushTask
+from robopolicy.evaluation.episodes import EpisodeHooks, EpisodeRecord, episode_generators, episode_seeds, run_episode
 from robopolicy.semantics.real_env import make_real_env
 
 
@@ -23,6 +24,7 @@ class RealEpisodes:
 
     images: list[np.ndarray]
     actions: list[np.ndarray]
+    records: list[EpisodeRecord] = field(default_factory=list)  # how each episode went (seed, success, ...)
     episode_of: np.ndarray = field(init=False)
     t_of: np.ndarray = field(init=False)
     start_of: np.ndarray = field(init=False)
@@ -51,39 +53,58 @@ class RealEpisodes:
         return np.stack(out) if out else np.zeros((0, n_frames) + self.images[0].shape[1:], np.uint8)
 
 
+class _BehaviourExpert:
+    """Actor: the noisy scripted expert acting on the hidden true semantics of the real environment."""
+
+    def __init__(self, task: PlanarPushTask, behaviour_noise: float):
+        self.target_xy, self.noise = task.target_xy, float(behaviour_noise)
+        self.expert: PlanarPushExpert | None = None
+
+    def reset(self, seed: int) -> None:
+        (rng,) = episode_generators(seed, 1)
+        self.expert = PlanarPushExpert(self.target_xy, rng=rng, noise=self.noise)
+
+    def act(self, obs, env, t: int) -> np.ndarray:
+        return self.expert.act({"state": env.true_semantics()})
+
+
+class _ImagesAndTruth(EpisodeHooks):
+    """Hooks: the camera image and the true semantics after the reset and after every step, and the actions."""
+
+    def on_reset(self, env, obs, info) -> None:
+        self.images, self.actions, self.truth = [obs["image"]], [], [env.true_semantics()]
+
+    def before_step(self, env, t, obs, action) -> None:
+        self.actions.append(action)
+
+    def after_step(self, env, t, obs, reward, info) -> None:
+        self.images.append(obs["image"])
+        self.truth.append(env.true_semantics())
+
+
 def collect_real_episodes(task: PlanarPushTask, real_env_cfg: dict, episodes: int, seed: int,
                           behaviour_noise: float = 0.3, steps_after_success: int = 5,
                           max_steps: int | None = None) -> tuple[RealEpisodes, list[np.ndarray]]:
     """Roll out the noisy scripted expert (acting on the hidden true state) in the real environment.
 
-    Episode i uses seed ``seed + i``. Returns the learner's data and, separately, the hidden true
-    semantics per episode (T_e + 1, 4) for the oracle and the evaluation.
+    Episodes follow the shared protocol (:mod:`robopolicy.evaluation.episodes`): episode i resets
+    with ``seed * SEED_BLOCK + i``, its expert noise comes from a generator seeded by that seed, and
+    it ends ``steps_after_success`` steps after the first success or at the step limit
+    (``max_steps``, default the environment's). Returns the learner's data (with one
+    ``EpisodeRecord`` per episode in ``records``) and, separately, the hidden true semantics per
+    episode (T_e + 1, 4) for the oracle and the evaluation.
     """
     env = make_real_env(task, **real_env_cfg)
-    rng = np.random.default_rng(seed)
-    expert = PlanarPushExpert(task.target_xy, rng=rng, noise=behaviour_noise)
-    horizon = int(max_steps or env.max_episode_steps)
-    images, actions, truths = [], [], []
+    actor = _BehaviourExpert(task, behaviour_noise)
+    images, actions, truths, records = [], [], [], []
     try:
-        for i in range(episodes):
-            obs, _ = env.reset(seed=seed + i)
-            imgs, acts, sem = [obs["image"]], [], [env.true_semantics()]
-            left = None
-            for _ in range(horizon):
-                a = expert.act({"state": sem[-1]})
-                obs, _, _, _, info = env.step(a)
-                imgs.append(obs["image"])
-                acts.append(a)
-                sem.append(env.true_semantics())
-                if info["success"] and left is None:
-                    left = steps_after_success
-                if left is not None:
-                    left -= 1
-                    if left < 0:
-                        break
-            images.append(np.stack(imgs))
-            actions.append(np.stack(acts).astype(np.float32))
-            truths.append(np.stack(sem).astype(np.float32))
+        for s in episode_seeds(seed, episodes):
+            hook = _ImagesAndTruth()
+            records.append(run_episode(env, actor, s, stop_after_success=int(steps_after_success),
+                                       max_steps=int(max_steps or env.max_episode_steps), hooks=[hook]))
+            images.append(np.stack(hook.images))
+            actions.append(np.stack(hook.actions).astype(np.float32))
+            truths.append(np.stack(hook.truth).astype(np.float32))
     finally:
         env.close()
-    return RealEpisodes(images, actions), truths
+    return RealEpisodes(images, actions, records), truths

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from robopolicy.envs.planar_push import PlanarPushExpert, PlanarPushTask
+from robopolicy.evaluation.episodes import EpisodeHooks, episode_seeds, run_episode
 from robopolicy.evaluation.stats import wilson_interval
 from robopolicy.semantics.real_env import make_real_env
 
@@ -58,44 +59,77 @@ class PolicyController:
         return ctrl.act({"state": np.asarray(state, np.float32)[None]})[0]
 
 
+def _step_seed(episode_seed: int, t: int) -> int:
+    """The torch seed of step t: the controller fed f(image) and its shadow fed the truth draw the same noise."""
+    return int(episode_seed) * 100_003 + int(t)
+
+
+class MapperActor:
+    """Actor: the mapper turns the last ``n_frames`` camera images into semantics, the controller acts on
+    them; ``mapper=None`` feeds the controller the true semantics (the reference)."""
+
+    def __init__(self, mapper: Any, controller: Any, n_frames: int = 1):
+        self.mapper, self.controller, self.n_frames = mapper, controller, int(n_frames)
+        self.last_pred: np.ndarray | None = None
+
+    def reset(self, seed: int) -> None:
+        self.seed, self.hist, self.last_pred = int(seed), None, None
+        self.controller.reset()
+
+    def act(self, obs, env, t: int) -> np.ndarray:
+        if self.hist is None:  # the reset image repeated
+            self.hist = deque([obs["image"]] * self.n_frames, maxlen=self.n_frames)
+        else:
+            self.hist.append(obs["image"])
+        if self.mapper is None:
+            return self.controller.act(env.true_semantics(), _step_seed(self.seed, t))
+        self.last_pred = self.mapper.predict(np.stack(self.hist)[None])[0][0]
+        return self.controller.act(self.last_pred, _step_seed(self.seed, t))
+
+
+class _ErrorsAgainstTruth(EpisodeHooks):
+    """Hooks: per step, the semantics error of the mapper and the action error against the controller's
+    shadow fed the true semantics at the same state."""
+
+    def __init__(self, actor: MapperActor):
+        self.actor, self.sem_err, self.act_err = actor, [], []
+
+    def before_step(self, env, t, obs, action) -> None:
+        pred, true = self.actor.last_pred, env.true_semantics()
+        if pred is None:
+            return
+        a_ref = self.actor.controller.act(true, _step_seed(self.actor.seed, t), shadow=True)
+        self.sem_err.append(np.stack([np.linalg.norm(pred[:2] - true[:2]), np.linalg.norm(pred[2:4] - true[2:4])]))
+        self.act_err.append(float(np.linalg.norm(action - a_ref)))
+
+
 def evaluate_transfer(mapper: Any, controller: Any, task: PlanarPushTask, real_env_cfg: dict, episodes: int,
-                      seed: int = 10_000, n_frames: int = 1) -> dict:
-    """Run ``episodes`` episodes (seeds ``seed + i``) in the real environment; see the module docstring."""
+                      seed: int, n_frames: int = 1) -> dict:
+    """Run ``episodes`` episodes in the real environment; see the module docstring.
+
+    Episodes follow the shared protocol (:mod:`robopolicy.evaluation.episodes`): episode i resets
+    with ``seed * SEED_BLOCK + i`` and ends at its first success or the step limit. Returns
+    success_rate, ci95, episodes, successes, mean_length, records (one ``EpisodeRecord`` dict per
+    episode) and, with a mapper, the mean semantics, pusher, puck and action errors.
+    """
     env = make_real_env(task, **real_env_cfg)
-    wins, sem_err, act_err, lengths = [], [], [], []
+    actor = MapperActor(mapper, controller, n_frames)
+    errors = _ErrorsAgainstTruth(actor)
+    records = []
     try:
-        for i in range(int(episodes)):
-            obs, _ = env.reset(seed=seed + i)
-            controller.reset()
-            hist = deque([obs["image"]] * n_frames, maxlen=n_frames)
-            success = False
-            for t in range(env.max_episode_steps):
-                true = env.true_semantics()
-                step_seed = (seed + i) * 100_003 + t
-                if mapper is None:
-                    a = controller.act(true, step_seed)
-                else:
-                    pred = mapper.predict(np.stack(hist)[None])[0][0]
-                    a = controller.act(pred, step_seed)
-                    a_ref = controller.act(true, step_seed, shadow=True)
-                    sem_err.append(np.stack([np.linalg.norm(pred[:2] - true[:2]), np.linalg.norm(pred[2:4] - true[2:4])]))
-                    act_err.append(float(np.linalg.norm(a - a_ref)))
-                obs, _, _, _, info = env.step(a)
-                hist.append(obs["image"])
-                if info["success"]:
-                    success = True
-                    break
-            wins.append(success)
-            lengths.append(t + 1)
+        for s in episode_seeds(seed, int(episodes)):
+            records.append(run_episode(env, actor, s, stop_after_success=0, max_steps=env.max_episode_steps, hooks=[errors]))
     finally:
         env.close()
+    wins = [r.success for r in records]
     k, n = int(np.sum(wins)), len(wins)
     out = {"success_rate": k / max(n, 1), "ci95": list(wilson_interval(k, n)), "episodes": n, "successes": [bool(w) for w in wins],
-           "mean_length": float(np.mean(lengths)) if lengths else 0.0}
-    if sem_err:
-        e = np.stack(sem_err)
+           "mean_length": float(np.mean([r.steps for r in records])) if records else 0.0,
+           "records": [r.to_dict() for r in records]}
+    if errors.sem_err:
+        e = np.stack(errors.sem_err)
         out.update({"semantics_error_m": float(e.mean()), "pusher_error_m": float(e[:, 0].mean()),
-                    "puck_error_m": float(e[:, 1].mean()), "action_error": float(np.mean(act_err))})
+                    "puck_error_m": float(e[:, 1].mean()), "action_error": float(np.mean(errors.act_err))})
     return out
 
 
