@@ -213,7 +213,7 @@ def main(cfg: DictConfig) -> dict:
     from hydra.utils import instantiate
 
     from robopolicy.envs import make_task
-    from robopolicy.evaluation.rollout import SEED_BLOCK
+    from robopolicy.evaluation.episodes import episode_seed
 
     logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     task = make_task(cfg.task)
@@ -229,7 +229,7 @@ def main(cfg: DictConfig) -> dict:
     max_steps = None if cfg.max_episode_s is None else max(1, round(float(cfg.max_episode_s) * rate_hz))
     robot.connect()
     try:
-        summary = record(robot, device, recorder, rate_hz, task=task, seeds=lambda i: int(cfg.seed) * SEED_BLOCK + i,
+        summary = record(robot, device, recorder, rate_hz, task=task, seeds=lambda i: episode_seed(int(cfg.seed), i),
                          stop_on_done=bool(cfg.stop_on_done), max_episode_steps=max_steps,
                          progress=sys.stderr if cfg.progress else None)
     finally:
