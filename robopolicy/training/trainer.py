@@ -72,6 +72,9 @@ class Trainable(Protocol):
 
     # Optional hook, called after every optimizer step when the model defines it:
     #   def after_step(self) -> None     (a critic's or a consistency student's target-network update)
+    # Optional pair, for training state that is not in the weights (saved in train_state.pt, restored on resume):
+    #   def extra_train_state(self) -> dict[str, Tensor]      (a consistency student's target network)
+    #   def load_extra_train_state(self, state) -> None
 
 
 class Trainer:
@@ -180,6 +183,7 @@ class Trainer:
             "data": {**self.sampler.position(self.step), "seed": int(self.cfg.seed), "batch_size": int(self.cfg.batch_size)},
             "eval_history": [list(map(float, h)) for h in self.eval_history],
             "train_time_s": float(self.train_time_s), "last": dict(self.last),
+            "model_extra": self.model.extra_train_state() if callable(getattr(self.model, "extra_train_state", None)) else {},
         }
 
     def save_checkpoint(self, metrics: Mapping[str, Any], is_best: bool = False, score: tuple | None = None) -> Path:
@@ -233,6 +237,8 @@ class Trainer:
         self.scheduler.load_state_dict(st["scheduler"])
         if self.ema is not None:
             self.ema.load_state_dict(st["ema"])
+        if st.get("model_extra") and callable(getattr(self.model, "load_extra_train_state", None)):
+            self.model.load_extra_train_state(st["model_extra"])
         self.step, self.train_time_s = int(st["step"]), float(st["train_time_s"])
         self.eval_history, self.last = [list(h) for h in st["eval_history"]], dict(st["last"])
         if self.dist.is_main:
