@@ -89,6 +89,8 @@ class Trainer:
         self.cfg = cfg = trainer_config(cfg_train)
         if int(cfg.steps) < 1:
             raise ConfigError(f"steps={cfg.steps} must be at least 1.")
+        if str(cfg.precision) not in ("fp32", "bf16"):
+            raise ConfigError(f"Unknown precision={cfg.precision!r}; use fp32 or bf16.")
         self.run_dir = Path(run_dir)
         self.ckpt_root = self.run_dir / "checkpoints"
         self.dist = setup_distributed(str(cfg.device))
@@ -299,7 +301,10 @@ class Trainer:
             while self.step < total:
                 t0 = time.perf_counter()
                 batch = to_device(next(it), self.device)
-                loss, metrics = self.loss_module(batch)
+                # bf16: the forward and loss under autocast (oneDNN bf16 convolutions / matmuls on CPUs with
+                # avx512_bf16 or AMX, tensor cores on CUDA); parameters, gradients and optimizer state stay fp32.
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=str(cfg.precision) == "bf16"):
+                    loss, metrics = self.loss_module(batch)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 finite = torch.isfinite(loss.detach())
