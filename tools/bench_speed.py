@@ -105,6 +105,13 @@ class LeRobotDDIM:
         return actions[0, TO - 1: TO - 1 + TA].numpy()
 
 
+class IdentityNet(torch.nn.Module):
+    """A denoiser that returns its input: a policy with it costs only the work outside the network."""
+
+    def forward(self, x: torch.Tensor, t, cond: torch.Tensor) -> torch.Tensor:
+        return x
+
+
 class NetTimer:
     """Wall time spent inside ``net``'s forward calls (forward pre-/post-hooks), summed until :meth:`take`.
 
@@ -197,6 +204,13 @@ def latency(reps: int, net_labels: list[str]) -> dict:
     student = cases["CD student 1-step [quick]"]
     vgps = ValueGuidedPolicy(student, critic, k=10)
     batched = {k: v[None] for k, v in hist.items()}
+    # The work outside the network alone: the same policies with the network replaced by an identity (µs).
+    bare = {}
+    for k in ("CD student 1-step [quick]", "BESO DDIM-1 [quick]"):
+        steps = evals[k][1]
+        p = build("consistency" if k.startswith("CD") else "beso", NETS["quick"], {"steps": steps})
+        p.net = IdentityNet()
+        bare[f"outside work alone: {k}"] = p
     qnet = student.net
     x1, x10, c1 = torch.randn(1, TP, ACT), torch.randn(10, TP, ACT), torch.randn(1, TO * OBS)
     c10 = c1.expand(10, -1)
@@ -207,6 +221,7 @@ def latency(reps: int, net_labels: list[str]) -> dict:
            "quick U-Net forward, batch 10": lambda: qnet(x10, torch.ones(10), c10),
            "critic score, K=10": lambda: critic.score(batched, chunks10)}
     fns.update({k: (lambda p=p: p.predict_chunk(hist)) for k, p in cases.items()})
+    fns.update({k: (lambda p=p: p.predict_chunk(hist)) for k, p in bare.items()})
     # Outside-network shares are measured for the cases where they matter and cost little: 1 and 3 network
     # evaluations on the small nets, 1 on the 64 M one.
     shared = [k for k, (label, n) in evals.items() if n == 1 or (n == 3 and label != "dp64M")]
