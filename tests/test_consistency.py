@@ -227,3 +227,37 @@ def test_student_run_serves_through_the_policy_server(runs):
     finally:
         server.stop()
         th.join(5)
+
+
+class _Windows(torch.utils.data.Dataset):
+    def __init__(self, n: int = 16):
+        g = torch.Generator().manual_seed(0)
+        self.state, self.action = torch.randn(n, TO, 5, generator=g), torch.rand(n, TP, 2, generator=g) * 4 - 2
+
+    def __len__(self):
+        return len(self.state)
+
+    def __getitem__(self, i):
+        return {"obs": {"state": self.state[i]}, "action": self.action[i]}
+
+
+def test_resumed_distillation_restores_the_target_network(tmp_path):
+    """The target θ⁻ is saved with the trainer's state: a resumed run continues from it, not from the student."""
+    from robopolicy.training import Trainer
+
+    cfg = {"steps": 2, "batch_size": 4, "device": "cpu", "log_every": 1, "val_every": 0, "ckpt_every": 0, "progress": False,
+           "wandb": {"mode": "disabled"}, "ema": {"enabled": False}, "optim": {"warmup_steps": 0, "lr": 1e-2}}
+
+    def student():
+        s = make("consistency", num_scales=6)
+        s.set_teacher(make("beso"))
+        return s
+
+    first = student()
+    Trainer(first, _Windows(), cfg, tmp_path).fit()
+    saved = {k: v.clone() for k, v in first._target_net().state_dict().items()}
+    resumed = student()
+    Trainer(resumed, _Windows(), cfg, tmp_path).fit()  # resumes at step 2 of 2: no further step
+    restored = resumed._target_net().state_dict()
+    flat = lambda sd: torch.cat([sd[k].flatten() for k in sorted(saved)])  # noqa: E731
+    assert torch.equal(flat(restored), flat(saved))

@@ -11,7 +11,8 @@
 
 State 39 -> action 4, To = 2, horizon 16, 8 executed actions. Weights are untrained: timing does not depend on them.
 
-    python tools/bench_speed.py [--reps 15] [--train-steps 6] [--train-rounds 3] [--skip-train] [--out bench_out/speed.json]
+    python tools/bench_speed.py [--reps 15] [--nets quick 4.7M dp64M] [--train-steps 6] [--train-rounds 3] [--bf16] [--skip-train]
+        [--skip-latency] [--out bench_out/speed.json]
 """
 
 from __future__ import annotations
@@ -104,33 +105,86 @@ class LeRobotDDIM:
         return actions[0, TO - 1: TO - 1 + TA].numpy()
 
 
-def interleaved(fns: dict, reps: int, paired: dict | None = None, warmup: int = 2) -> tuple[dict[str, float], dict[str, float]]:
-    """Median ms of each fn, one call of every fn per round. ``paired[k] = (net_fn, n)``: right after fn k,
-    n bare network calls are timed too, and the share outside the network is 1 − net / chunk for that
-    round (a paired figure: both halves see the same load). -> (median ms, median outside-network share)."""
-    paired = paired or {}
-    times, shares = {k: [] for k in fns}, {k: [] for k in paired}
-    for i in range(reps + warmup):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            t1 = time.perf_counter()
-            if k in paired:
-                net_fn, n = paired[k]
-                for _ in range(n):
-                    net_fn()
+class IdentityNet(torch.nn.Module):
+    """A denoiser that returns its input: a policy with it costs only the work outside the network."""
+
+    def forward(self, x: torch.Tensor, t, cond: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class NetTimer:
+    """Wall time spent inside ``net``'s forward calls (forward pre-/post-hooks), summed until :meth:`take`.
+
+    The hooks' own dispatch lands outside the timed span, so the share outside the network they give is,
+    if anything, slightly too high."""
+
+    def __init__(self, net: torch.nn.Module):
+        self.total_s, self._t0 = 0.0, 0.0
+        self.handles = [net.register_forward_pre_hook(self._pre), net.register_forward_hook(self._post)]
+
+    def _pre(self, module, args):
+        self._t0 = time.perf_counter()
+
+    def _post(self, module, args, out):
+        self.total_s += time.perf_counter() - self._t0
+
+    def take(self) -> float:
+        t, self.total_s = self.total_s, 0.0
+        return t
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def interleaved(fns: dict, reps: int, paired: dict | None = None, hooked: dict | None = None,
+                warmup: int = 2) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
+    """Median ms of each fn, one call of every fn per round. Two shares outside the network per round:
+
+    * ``paired[k] = (net_fn, n)``: right after fn k, n bare network calls are timed, share = 1 − net / chunk.
+      The bare calls run with the weights just loaded into the caches by the chunk, while the chunk's own
+      network call follows other cases' (up to 64 M-parameter) networks, so this share also counts the
+      chunk's cold-cache network time as "outside".
+    * ``hooked[k] = net``: the time inside ``net``'s forward during the chunk itself (:class:`NetTimer`),
+      share = 1 − in-net / chunk: the same calls, the same cache state.
+
+    -> (median ms, median paired share, median hooked share)."""
+    paired, hooked = paired or {}, hooked or {}
+    timers = {k: NetTimer(net) for k, net in hooked.items()}
+    times, shares, hshares = {k: [] for k in fns}, {k: [] for k in paired}, {k: [] for k in hooked}
+    try:
+        for i in range(reps + warmup):
+            for k, f in fns.items():
+                if k in timers:
+                    timers[k].take()
+                t0 = time.perf_counter()
+                f()
+                t1 = time.perf_counter()
+                in_net = timers[k].take() if k in timers else None
+                if k in paired:
+                    net_fn, n = paired[k]
+                    for _ in range(n):
+                        net_fn()
+                    if i >= warmup:
+                        shares[k].append(1.0 - (time.perf_counter() - t1) / (t1 - t0))
                 if i >= warmup:
-                    shares[k].append(1.0 - (time.perf_counter() - t1) / (t1 - t0))
-            if i >= warmup:
-                times[k].append((t1 - t0) * 1e3)
-    return {k: statistics.median(v) for k, v in times.items()}, {k: statistics.median(v) for k, v in shares.items()}
+                    times[k].append((t1 - t0) * 1e3)
+                    if in_net is not None:
+                        hshares[k].append(1.0 - in_net / (t1 - t0))
+    finally:
+        for t in timers.values():
+            t.remove()
+    med = lambda d: {k: statistics.median(v) for k, v in d.items()}  # noqa: E731
+    return med(times), med(shares), med(hshares)
 
 
-def latency(reps: int) -> dict:
+def latency(reps: int, net_labels: list[str]) -> dict:
     rng = np.random.default_rng(1)
     hist = {"state": rng.normal(size=(TO, OBS)).astype(np.float32)}
     cases, evals, nets = {}, {}, {}
     for label, dims in NETS.items():
+        if label not in net_labels:
+            continue
         for steps in (1, 3, 10):
             cases[f"BESO DDIM-{steps} [{label}]"] = build("beso", dims, {"steps": steps})
             evals[f"BESO DDIM-{steps} [{label}]"] = (label, steps)
@@ -150,22 +204,44 @@ def latency(reps: int) -> dict:
     student = cases["CD student 1-step [quick]"]
     vgps = ValueGuidedPolicy(student, critic, k=10)
     batched = {k: v[None] for k, v in hist.items()}
+    # The work outside the network alone: the same policies with the network replaced by an identity (µs).
+    bare = {}
+    for k in ("CD student 1-step [quick]", "BESO DDIM-1 [quick]"):
+        steps = evals[k][1]
+        p = build("consistency" if k.startswith("CD") else "beso", NETS["quick"], {"steps": steps})
+        p.net = IdentityNet()
+        bare[f"outside work alone: {k}"] = p
+    qnet = student.net
+    x1, x10, c1 = torch.randn(1, TP, ACT), torch.randn(10, TP, ACT), torch.randn(1, TO * OBS)
+    c10 = c1.expand(10, -1)
+    chunks10 = torch.randn(1, 10, TP - TO + 1, ACT)
     fns = {"LeRobot DDIM-10 [dp64M]": lambda: lerobot.predict_chunk(hist), "V-GPS K=10 over CD 1-step [quick]": lambda: vgps.predict_chunk(hist),
-           "CD 1-step, 10 samples, no critic [quick]": lambda: student.sample(batched, n=10)}
+           "CD 1-step, 10 samples, no critic [quick]": lambda: student.sample(batched, n=10),
+           "quick U-Net forward, batch 1": lambda: qnet(x1, torch.ones(1), c1),
+           "quick U-Net forward, batch 10": lambda: qnet(x10, torch.ones(10), c10),
+           "critic score, K=10": lambda: critic.score(batched, chunks10)}
     fns.update({k: (lambda p=p: p.predict_chunk(hist)) for k, p in cases.items()})
-    # Outside-network shares are measured paired for the cases where they matter and cost little: 1 and 3 network
+    fns.update({k: (lambda p=p: p.predict_chunk(hist)) for k, p in bare.items()})
+    # Outside-network shares are measured for the cases where they matter and cost little: 1 and 3 network
     # evaluations on the small nets, 1 on the 64 M one.
-    paired = {k: (nets[label], n) for k, (label, n) in evals.items() if n == 1 or (n == 3 and label != "dp64M")}
+    shared = [k for k, (label, n) in evals.items() if n == 1 or (n == 3 and label != "dp64M")]
+    paired = {k: (nets[evals[k][0]], evals[k][1]) for k in shared}
+    hooked = {k: cases[k].net for k in shared}
     with torch.inference_mode():
-        med, shares = interleaved(fns, reps, paired)
+        med, shares, hshares = interleaved(fns, reps, paired, hooked)
     ref = med["LeRobot DDIM-10 [dp64M]"]
     rows = []
     for k, ms in med.items():
         row = {"case": k, "median_ms": ms, "speedup_vs_lerobot": ref / ms}
         if k in shares:
-            row["outside_net_share"] = shares[k]
+            row["outside_net_share_paired"] = shares[k]
+            row["outside_net_share"] = hshares[k]
         rows.append(row)
-    return {"rows": rows, "vgps_over_base": med["V-GPS K=10 over CD 1-step [quick]"] / med["CD student 1-step [quick]"]}
+    base = med["CD student 1-step [quick]"]
+    return {"rows": rows, "vgps_over_base": med["V-GPS K=10 over CD 1-step [quick]"] / base,
+            "samples10_over_base": med["CD 1-step, 10 samples, no critic [quick]"] / base,
+            "net_batch10_over_batch1": med["quick U-Net forward, batch 10"] / med["quick U-Net forward, batch 1"],
+            "critic_ms": med["critic score, K=10"]}
 
 
 class SyntheticWindows(torch.utils.data.Dataset):
@@ -180,13 +256,13 @@ class SyntheticWindows(torch.utils.data.Dataset):
         return {"obs": {"state": self.state[i]}, "action": self.action[i]}
 
 
-def train_ours(steps: int, batch: int) -> list[float]:
+def train_ours(steps: int, batch: int, precision: str = "fp32") -> list[float]:
     """ms of each step after the first two of a Trainer.fit run (log_every=1: the trainer's own per-step rate)."""
     from robopolicy.training import Trainer
 
     model = build("beso", NETS["dp64M"]).train()
     cfg = {"steps": steps, "batch_size": batch, "device": "cpu", "log_every": 1, "val_every": 0, "ckpt_every": 0,
-           "progress": False, "wandb": {"mode": "disabled"}, "ema": {"enabled": True}}
+           "progress": False, "wandb": {"mode": "disabled"}, "ema": {"enabled": True}, "precision": precision}
     with tempfile.TemporaryDirectory() as run_dir:
         Trainer(model, SyntheticWindows(), cfg, run_dir).fit()
         recs = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
@@ -219,27 +295,37 @@ def main() -> None:
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--nets", nargs="+", default=list(NETS), choices=list(NETS), help="U-Nets of the latency table (quick is needed)")
+    ap.add_argument("--bf16", action="store_true", help="also time our trainer with precision=bf16 (CPU autocast)")
     ap.add_argument("--out", default=None, help="also write the figures as JSON here")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch 1, median of {args.reps} interleaved rounds")
-    res = {} if args.skip_latency else latency(args.reps)
+    res = {} if args.skip_latency else latency(args.reps, args.nets)
     if res:
-        print(f"{'case':<36} {'ms/chunk':>9} {'× LeRobot':>9} {'outside net':>11}")
+        print(f"{'case':<40} {'ms/chunk':>9} {'× LeRobot':>9} {'outside net (in-chunk)':>22} {'(paired)':>9}")
         for r in res["rows"]:
             share = f"{r['outside_net_share']:.1%}" if "outside_net_share" in r else "-"
-            print(f"{r['case']:<36} {r['median_ms']:>9.2f} {r['speedup_vs_lerobot']:>9.1f} {share:>11}")
-        print(f"V-GPS K=10 over the 1-step student / the student alone: {res['vgps_over_base']:.2f}×")
+            pshare = f"{r['outside_net_share_paired']:.1%}" if "outside_net_share_paired" in r else "-"
+            print(f"{r['case']:<40} {r['median_ms']:>9.2f} {r['speedup_vs_lerobot']:>9.1f} {share:>22} {pshare:>9}")
+        print(f"V-GPS K=10 over the 1-step student / the student alone: {res['vgps_over_base']:.2f}×; 10 samples without the critic "
+              f"{res['samples10_over_base']:.2f}×; the bare quick U-Net at batch 10 / batch 1: {res['net_batch10_over_batch1']:.2f}×; "
+              f"critic score at K=10 {res['critic_ms']:.2f} ms")
     if not args.skip_train:
-        ours, plain = [], []
+        precisions = ["fp32", "bf16"] if args.bf16 else ["fp32"]
+        ours: dict[str, list[float]] = {p: [] for p in precisions}
+        plain: list[float] = []
         for _ in range(args.train_rounds):  # alternated runs; the median over all their per-step times
-            ours += train_ours(args.train_steps, args.batch)
+            for p in precisions:
+                ours[p] += train_ours(args.train_steps, args.batch, p)
             plain += train_plain(args.train_steps, args.batch)
-        res["train"] = {"ours_ms": statistics.median(ours), "plain_ms": statistics.median(plain), "ours_all": ours, "plain_all": plain}
-        res["train"]["speedup"] = res["train"]["plain_ms"] / res["train"]["ours_ms"]
-        print(f"training step, batch {args.batch}, 64 M U-Net: ours {res['train']['ours_ms']:.0f} ms, plain loop "
-              f"{res['train']['plain_ms']:.0f} ms -> {res['train']['speedup']:.2f}× (median of {len(ours)} / {len(plain)} steps)")
+        res["train"] = {"plain_ms": statistics.median(plain), "plain_all": plain}
+        for p in precisions:
+            ms = statistics.median(ours[p])
+            res["train"].update({f"ours_{p}_ms": ms, f"ours_{p}_all": ours[p], f"speedup_{p}": res["train"]["plain_ms"] / ms})
+            print(f"training step, batch {args.batch}, 64 M U-Net: ours (precision={p}) {ms:.0f} ms, plain loop "
+                  f"{res['train']['plain_ms']:.0f} ms -> {res['train']['plain_ms'] / ms:.2f}× (median of {len(ours[p])} / {len(plain)} steps)")
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(res, indent=2))

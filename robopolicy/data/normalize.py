@@ -86,10 +86,20 @@ class Normalizer(nn.Module):
         return cls.empty(shapes)
 
     def _params(self, key: str) -> tuple[torch.Tensor, torch.Tensor]:
-        if key not in self.keys:
-            raise DataError(f"The normalizer has no statistics for {key!r} (it has {self.keys}); fit it on data that contains that key.")
-        name = buffer_name(key)
-        return getattr(self, f"offset_{name}"), getattr(self, f"scale_{name}")
+        # Looked up once per key (a per-chunk cost otherwise: name encoding and two module attribute walks);
+        # the cache is dropped whenever the buffers are replaced (.to(), .cuda(), .half(): see _apply).
+        cache = self.__dict__.setdefault("_param_cache", {})
+        found = cache.get(key)
+        if found is None:
+            if key not in self.keys:
+                raise DataError(f"The normalizer has no statistics for {key!r} (it has {self.keys}); fit it on data that contains that key.")
+            name = buffer_name(key)
+            found = cache[key] = (getattr(self, f"offset_{name}"), getattr(self, f"scale_{name}"))
+        return found
+
+    def _apply(self, fn, *args, **kwargs):
+        self.__dict__["_param_cache"] = {}
+        return super()._apply(fn, *args, **kwargs)
 
     def normalize(self, key: str, x: torch.Tensor) -> torch.Tensor:
         """x: (..., *shape) raw units -> same shape, normalised (float32)."""
@@ -97,9 +107,9 @@ class Normalizer(nn.Module):
         return (x.to(offset.dtype) - offset) * scale
 
     def unnormalize(self, key: str, x: torch.Tensor) -> torch.Tensor:
-        """x: (..., *shape) normalised -> same shape, raw units (float32)."""
+        """x: (..., *shape) normalised -> same shape, raw units (float32): offset + x / scale as one fused op."""
         offset, scale = self._params(key)
-        return x.to(offset.dtype) / scale + offset
+        return torch.addcdiv(offset, x.to(offset.dtype), scale)
 
     def extra_repr(self) -> str:
         return ", ".join(f"{k}: {self.modes.get(k, '?')} {tuple(self._params(k)[0].shape)}" for k in self.keys)

@@ -13,8 +13,10 @@ teacher's [σ_min, σ_max] (ρ = 7): draw n, x_{n+1} = a + σ_{n+1}·z; one teac
 Heun in σ, dx/dσ = (x − D(x, σ))/σ) gives x̂_n; loss = d(f_θ(x_{n+1}, σ_{n+1}), f_θ⁻(x̂_n, σ_n)) with
 θ⁻ an EMA of θ (rate ``target_ema``, updated in :meth:`after_step` by the trainer).
 
-The teacher and the target network live outside the module's state (never saved), so a student
-checkpoint is an ordinary run: loading it needs neither the teacher's files nor any extra key.
+The teacher and the target network live outside the module's state, so a student checkpoint is an
+ordinary run: loading it needs neither the teacher's files nor any extra key. The target network is
+saved with the trainer's state instead (:meth:`extra_train_state`, in ``train_state.pt``), so a resumed
+distillation continues from the same θ⁻ rather than restarting it from the student.
 ``robopolicy-train policy=consistency policy.teacher=runs/X`` wires them in through
 :func:`distillation_config` (the teacher's net and noise range become the student's) and
 :func:`attach_teacher` (student and target start from the teacher's weights and normaliser).
@@ -182,6 +184,20 @@ class ConsistencyPolicy(BESOPolicy):
             target = self._target_predict(x_lo, s_lo, cond.detach())
         loss = self.distance(self._predict(x_hi, s_hi, cond), target).mean()
         return loss, {}  # the trainer logs the loss itself (summed on device: no host sync per step)
+
+    def extra_train_state(self) -> dict[str, torch.Tensor]:
+        """Training state beyond the weights, for the trainer's checkpoint: the target network θ⁻
+        ({``target_net.<name>``: CPU tensor}; empty before the first distillation step)."""
+        t = self._unsaved.target
+        return {} if t is None else {f"target_net.{k}": v.detach().cpu().clone() for k, v in t.state_dict().items()}
+
+    def load_extra_train_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Restore what :meth:`extra_train_state` saved (the trainer calls it on resume, after the weights)."""
+        prefix = "target_net."
+        sd = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if sd:
+            self._unsaved.target = None
+            self._target_net().load_state_dict(sd)
 
     @torch.no_grad()
     def after_step(self) -> None:

@@ -127,7 +127,8 @@ class DenoisingPolicy(ChunkPolicy, abc.ABC):
         """obs {key: (B, To, ...)}, goal {key: (B, ...)} -> (B, n, Tp-To+1, A) in env units."""
         cond = self.encode(obs, goal)
         b = cond.shape[0]
-        cond = cond.repeat_interleave(n, dim=0)
+        if n > 1:
+            cond = cond.repeat_interleave(n, dim=0)
         cond_u = self.unconditioned(cond) if (goal is not None and self.goal_encoder is not None) else None
         x = torch.randn(b * n, self.action_horizon, self.action_dim, device=cond.device)
         x = self._sample_normalized(self._guided(cond, cond_u), x)

@@ -72,6 +72,9 @@ class Trainable(Protocol):
 
     # Optional hook, called after every optimizer step when the model defines it:
     #   def after_step(self) -> None     (a critic's or a consistency student's target-network update)
+    # Optional pair, for training state that is not in the weights (saved in train_state.pt, restored on resume):
+    #   def extra_train_state(self) -> dict[str, Tensor]      (a consistency student's target network)
+    #   def load_extra_train_state(self, state) -> None
 
 
 class Trainer:
@@ -86,6 +89,8 @@ class Trainer:
         self.cfg = cfg = trainer_config(cfg_train)
         if int(cfg.steps) < 1:
             raise ConfigError(f"steps={cfg.steps} must be at least 1.")
+        if str(cfg.precision) not in ("fp32", "bf16"):
+            raise ConfigError(f"Unknown precision={cfg.precision!r}; use fp32 or bf16.")
         self.run_dir = Path(run_dir)
         self.ckpt_root = self.run_dir / "checkpoints"
         self.dist = setup_distributed(str(cfg.device))
@@ -180,6 +185,7 @@ class Trainer:
             "data": {**self.sampler.position(self.step), "seed": int(self.cfg.seed), "batch_size": int(self.cfg.batch_size)},
             "eval_history": [list(map(float, h)) for h in self.eval_history],
             "train_time_s": float(self.train_time_s), "last": dict(self.last),
+            "model_extra": self.model.extra_train_state() if callable(getattr(self.model, "extra_train_state", None)) else {},
         }
 
     def save_checkpoint(self, metrics: Mapping[str, Any], is_best: bool = False, score: tuple | None = None) -> Path:
@@ -233,6 +239,8 @@ class Trainer:
         self.scheduler.load_state_dict(st["scheduler"])
         if self.ema is not None:
             self.ema.load_state_dict(st["ema"])
+        if st.get("model_extra") and callable(getattr(self.model, "load_extra_train_state", None)):
+            self.model.load_extra_train_state(st["model_extra"])
         self.step, self.train_time_s = int(st["step"]), float(st["train_time_s"])
         self.eval_history, self.last = [list(h) for h in st["eval_history"]], dict(st["last"])
         if self.dist.is_main:
@@ -293,7 +301,10 @@ class Trainer:
             while self.step < total:
                 t0 = time.perf_counter()
                 batch = to_device(next(it), self.device)
-                loss, metrics = self.loss_module(batch)
+                # bf16: the forward and loss under autocast (oneDNN bf16 convolutions / matmuls on CPUs with
+                # avx512_bf16 or AMX, tensor cores on CUDA); parameters, gradients and optimizer state stay fp32.
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=str(cfg.precision) == "bf16"):
+                    loss, metrics = self.loss_module(batch)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 finite = torch.isfinite(loss.detach())

@@ -73,7 +73,7 @@ class ValueGuidedPolicy(ChunkSampler):
     def reset(self) -> None:
         self.policy.reset()
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def sample(self, obs: ObsDict, n: int = 1, goal: ObsDict | None = None) -> Tensor:
         """obs: {key: (B, To, ...)} -> (B, n, Tp-To+1, A): per output, the chosen one of ``k`` base samples."""
         chunks = self.policy.sample(obs, n * self.k, goal=goal)  # (B, n*k, T, A): one batched call
