@@ -6,9 +6,14 @@
 #   tools/spot_check.sh /work/wt/typedcfg-base /tmp/spot_base
 #   tools/spot_check.sh "$PWD" /tmp/spot_new
 #   diff /tmp/spot_base/spot.json /tmp/spot_new/spot.json && echo identical
+# A third argument, the OUT_DIR of an earlier run (e.g. of the other tree), also re-evaluates that run's
+# trained policy and critics with this code (V-GPS Cal-QL K=4, the same seeds) into OUT/cross.json:
+# runs saved by one version must load and score the same in the other.
+#   tools/spot_check.sh "$PWD" /tmp/spot_new /tmp/spot_base
 # PYTHON (default: python) is the interpreter; the code tree is put first on PYTHONPATH. Minutes on a CPU.
 set -euo pipefail
-CODE=$(cd "${1:?usage: tools/spot_check.sh CODE_ROOT OUT_DIR}" && pwd)
+CODE=$(cd "${1:?usage: tools/spot_check.sh CODE_ROOT OUT_DIR [EARLIER_OUT_DIR]}" && pwd)
+OTHER=${3:-}
 OUT=${2:?usage: tools/spot_check.sh CODE_ROOT OUT_DIR}
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 PY=${PYTHON:-python}
@@ -21,6 +26,18 @@ nice -n 10 "$PY" -m robopolicy.cli.quickstart out_dir="$OUT/qs" demos=6 steps=20
 nice -n 10 "$PY" tools/vgps_experiment.py --out "$OUT/vgps" --tasks reach-v3 --policies beso \
   --episodes 20 --policy-steps 500 --critic-steps 200 --batch-size 32 --eval-episodes 10 --ks 1 4 --random-ks 4 --max-steps 100 \
   --device cpu --policy-overrides net=mlp > "$OUT/vgps.log" 2>&1
+
+if [ -n "$OTHER" ]; then
+  nice -n 10 "$PY" -m robopolicy.cli.eval run_dir="$OTHER/vgps/runs/reach-v3_beso" episodes=10 seed=50000 max_episode_steps=100 \
+    steer=vgps steer.critic="$OTHER/vgps/runs/reach-v3_calql" steer.k=4 steer.beta=0 out="$OUT/cross_eval.json" \
+    device=cpu progress=false wandb.mode=disabled > "$OUT/cross.log" 2>&1
+  "$PY" - "$OUT/cross_eval.json" "$OTHER/vgps/evals/reach-v3/beso/calql_k4/eval.json" <<'PY'
+import json, sys
+a, b = (json.loads(open(p).read()) for p in sys.argv[1:3])
+same = {k: a[k] == b[k] for k in ("successes", "seeds", "mean_return", "episode_lengths")}
+print("cross-load (earlier runs, this code):", same, a["successes"])
+PY
+fi
 
 "$PY" - "$OUT" <<'PY'
 import json, sys
