@@ -7,7 +7,7 @@
 #   tools/spot_check.sh "$PWD" /tmp/spot_new
 #   diff /tmp/spot_base/spot.json /tmp/spot_new/spot.json && echo identical
 # A third argument, the OUT_DIR of an earlier run (e.g. of the other tree), also re-evaluates that run's
-# trained policy and critics with this code (V-GPS Cal-QL K=4, the same seeds) into OUT/cross.json:
+# trained policy and critics with this code (V-GPS K=4 with each critic, the same seeds) into OUT/cross_<critic>.json:
 # runs saved by one version must load and score the same in the other.
 #   tools/spot_check.sh "$PWD" /tmp/spot_new /tmp/spot_base
 # PYTHON (default: python) is the interpreter; the code tree is put first on PYTHONPATH. Minutes on a CPU.
@@ -28,15 +28,17 @@ nice -n 10 "$PY" tools/vgps_experiment.py --out "$OUT/vgps" --tasks reach-v3 --p
   --device cpu --policy-overrides net=mlp > "$OUT/vgps.log" 2>&1
 
 if [ -n "$OTHER" ]; then
-  nice -n 10 "$PY" -m robopolicy.cli.eval run_dir="$OTHER/vgps/runs/reach-v3_beso" episodes=10 seed=50000 max_episode_steps=100 \
-    steer=vgps steer.critic="$OTHER/vgps/runs/reach-v3_calql" steer.k=4 steer.beta=0 out="$OUT/cross_eval.json" \
-    device=cpu progress=false wandb.mode=disabled > "$OUT/cross.log" 2>&1
-  "$PY" - "$OUT/cross_eval.json" "$OTHER/vgps/evals/reach-v3/beso/calql_k4/eval.json" <<'PY'
+  for critic in calql iql; do
+    nice -n 10 "$PY" -m robopolicy.cli.eval run_dir="$OTHER/vgps/runs/reach-v3_beso" episodes=10 seed=50000 max_episode_steps=100 \
+      steer=vgps steer.critic="$OTHER/vgps/runs/reach-v3_$critic" steer.k=4 steer.beta=0 out="$OUT/cross_$critic.json" \
+      device=cpu progress=false wandb.mode=disabled > "$OUT/cross_$critic.log" 2>&1
+    "$PY" - "$OUT/cross_$critic.json" "$OTHER/vgps/evals/reach-v3/beso/${critic}_k4/eval.json" "$critic" <<'PY'
 import json, sys
 a, b = (json.loads(open(p).read()) for p in sys.argv[1:3])
 same = {k: a[k] == b[k] for k in ("successes", "seeds", "mean_return", "episode_lengths")}
-print("cross-load (earlier runs, this code):", same, a["successes"])
+print(f"cross-load {sys.argv[3]} K=4 (earlier runs, this code):", same, a["successes"])
 PY
+  done
 fi
 
 "$PY" - "$OUT" <<'PY'
