@@ -10,13 +10,14 @@ import zarr
 
 from robopolicy.collect import collect
 from robopolicy.data.store import EpisodeStore
-from robopolicy.envs.multimodal import MultimodalTask
+from robopolicy.defaults import group_config
+from robopolicy.envs import make_task
 from robopolicy.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")
 def mm_task():
-    return MultimodalTask()
+    return make_task(group_config("task", "multimodal"))
 
 
 def side_passed(states, obstacle):
@@ -177,8 +178,9 @@ def test_append_refuses_other_settings(tmp_path, mm_task):
 KILLED_COLLECT = """
 import sys
 from robopolicy.collect import collect
-from robopolicy.envs.multimodal import MultimodalTask
-collect(MultimodalTask(), out=sys.argv[1], episodes=12, noise=0.3, fail_fraction=0.25, seed=4, progress=False)
+from robopolicy.defaults import group_config
+from robopolicy.envs import make_task
+collect(make_task(group_config("task", "multimodal")), out=sys.argv[1], episodes=12, noise=0.3, fail_fraction=0.25, seed=4, progress=False)
 """
 
 

@@ -16,6 +16,13 @@ from robopolicy.envs import dataset_task
 from robopolicy.envs.dataset_task import DatasetTask, resolve_task
 from robopolicy.errors import CheckpointError, TaskError
 
+
+def make_dataset_task(store: str, **over) -> DatasetTask:
+    """tasks/dataset.yaml's constructor arguments with ``dataset=store`` and ``over`` changed."""
+    from robopolicy.defaults import constructor_kwargs, group_config
+
+    return DatasetTask(**constructor_kwargs(group_config("task", "dataset", {"dataset": store, **over})))
+
 TINY = ["policy=bc", "net=mlp", "policy.hidden_dims=[32]", "policy.encoder.rgb_feature_dim=8", "policy.encoder.num_kp=4",
         "task.obs_horizon=2", "task.action_horizon=4", "task.exec_horizon=2", "batch_size=4", "steps=3",
         "val_fraction=0.34", "val_every=3", "ckpt_every=3", "log_every=1", "progress=false", "device=cpu",
@@ -55,13 +62,13 @@ def test_image_policy_trains_without_a_simulator_and_loads(store_path, tmp_path,
 
 
 def test_spec_comes_from_the_store(store_path):
-    task = DatasetTask(str(store_path))
+    task = make_dataset_task(str(store_path))
     assert task.spec == EpisodeStore.open(store_path).spec
 
 
 def test_make_env_without_simulator_names_the_fix(store_path):
     with pytest.raises(TaskError, match="task.simulator"):
-        DatasetTask(str(store_path)).make_env()
+        make_dataset_task(str(store_path)).make_env()
 
 
 def test_imported_store_picks_the_dataset_task_when_no_task_is_given(store_path, monkeypatch, tmp_path):
@@ -85,12 +92,12 @@ def test_store_recording_a_simulator_task_keeps_the_configured_task(tmp_path, mo
 
 def test_simulator_must_match_the_store(store_path):
     with pytest.raises(CheckpointError):
-        DatasetTask(str(store_path), simulator="planar_push")
+        make_dataset_task(str(store_path), simulator="planar_push")
 
 
 def test_unknown_simulator_name(store_path):
     with pytest.raises(TaskError, match="planar_push"):
-        DatasetTask(str(store_path), simulator="no_such_sim")
+        make_dataset_task(str(store_path), simulator="no_such_sim")
 
 
 def test_critic_trains_on_the_dataset_task(store_path, tmp_path):
@@ -113,7 +120,7 @@ def test_named_simulator_serves_rollouts(tmp_path):
     store.append_episode({**{k: np.zeros((T, *v.shape), np.float32) for k, v in spec.obs.items()},
                           "action": np.zeros((T, spec.action_dim), np.float32), "reward": np.zeros(T, np.float32),
                           "success": np.zeros(T, bool), "done": np.zeros(T, bool)})
-    task = DatasetTask(str(tmp_path / "pp.zarr"), simulator="planar_push")
+    task = make_dataset_task(str(tmp_path / "pp.zarr"), simulator="planar_push")
     obs, _ = task.make_env().reset(seed=0)
     assert sorted(obs) == sorted(spec.obs)
     assert dataset_task.can_roll_out(task)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from diffusers import EDMEulerScheduler
 
+from robopolicy.defaults import group_config
 from robopolicy.errors import ConfigError
 from robopolicy.policies.edm import (
     cfg_combine,
@@ -18,6 +19,8 @@ from robopolicy.policies.edm import (
 from robopolicy.policies.samplers import EDM_SAMPLERS, make_edm_sampler
 
 SD = 0.5
+# steps, schedule and rho of conf/policy/beso.yaml; each test changes what it checks
+BESO_SAMPLER = dict(group_config("policy", "beso", context={"task": {"obs_horizon": 2, "action_horizon": 16, "exec_horizon": 8}}).sampler)
 
 
 def test_preconditioning_at_sigma_data():
@@ -90,7 +93,7 @@ def test_samplers_converge_to_the_exact_flow_of_a_known_gaussian(name, schedule)
     exact = MU + S * (SMAX * eps - MU) / math.sqrt(S**2 + SMAX**2)
     errors = []
     for steps in [3, 10, 40]:
-        x = make_edm_sampler({"name": name, "steps": steps, "schedule": schedule}, 0.005, SMAX, SD).sample(gaussian_denoiser, eps)
+        x = make_edm_sampler(BESO_SAMPLER | {"name": name, "steps": steps, "schedule": schedule}, 0.005, SMAX, SD).sample(gaussian_denoiser, eps)
         assert torch.isfinite(x).all()
         errors.append((x - exact).abs().mean().item())
     assert errors[0] > errors[1] > errors[2]
@@ -101,28 +104,28 @@ def test_samplers_converge_to_the_exact_flow_of_a_known_gaussian(name, schedule)
 def test_ddim_equals_euler_and_one_step_is_the_denoiser():
     eps = torch.randn(64, 4, 2, generator=torch.Generator().manual_seed(1))
     for steps in [1, 3]:
-        outs = [make_edm_sampler({"name": n, "steps": steps}, 0.005, SMAX, SD).sample(gaussian_denoiser, eps) for n in ["ddim", "euler"]]
+        outs = [make_edm_sampler(BESO_SAMPLER | {"name": n, "steps": steps}, 0.005, SMAX, SD).sample(gaussian_denoiser, eps) for n in ["ddim", "euler"]]
         assert torch.allclose(outs[0], outs[1], atol=1e-5)
-    one = make_edm_sampler({"name": "dpmsolver++", "steps": 1, "schedule": "exponential"}, 0.005, SMAX, SD).sample(gaussian_denoiser, eps)
+    one = make_edm_sampler(BESO_SAMPLER | {"name": "dpmsolver++", "steps": 1, "schedule": "exponential"}, 0.005, SMAX, SD).sample(gaussian_denoiser, eps)
     assert torch.allclose(one, gaussian_denoiser(eps * SMAX, torch.full((64,), SMAX)))
 
 
 def test_sigma_schedule_endpoints_and_evaluation_count():
     for schedule in ["karras", "exponential"]:
         for steps in [1, 3, 10]:
-            s = make_edm_sampler({"name": "ddim", "steps": steps, "schedule": schedule}, 0.005, SMAX, SD).sigmas()
+            s = make_edm_sampler(BESO_SAMPLER | {"name": "ddim", "steps": steps, "schedule": schedule}, 0.005, SMAX, SD).sigmas()
             assert len(s) == steps + 1 and s[0].item() == pytest.approx(SMAX) and s[-1].item() == 0.0
             assert torch.all(s[:-1] > s[1:])
             if steps > 1:
                 assert s[-2].item() == pytest.approx(0.005, rel=1e-4)
             calls = []
-            make_edm_sampler({"name": "dpmsolver++", "steps": steps, "schedule": schedule}, 0.005, SMAX, SD).sample(
+            make_edm_sampler(BESO_SAMPLER | {"name": "dpmsolver++", "steps": steps, "schedule": schedule}, 0.005, SMAX, SD).sample(
                 lambda x, sig: calls.append(1) or gaussian_denoiser(x, sig), torch.randn(2, 4, 2))  # noqa: B023 - called within this iteration
             assert len(calls) == steps
 
 
 def test_unknown_edm_sampler_lists_valid_names():
     with pytest.raises(ConfigError, match="ddim.*dpmsolver.*euler"):
-        make_edm_sampler({"name": "heun"}, 0.005, 1.0, SD)
+        make_edm_sampler(BESO_SAMPLER | {"name": "heun"}, 0.005, 1.0, SD)
     with pytest.raises(ConfigError):
-        make_edm_sampler({"name": "ddim", "schedule": "linear"}, 0.005, 1.0, SD)
+        make_edm_sampler(BESO_SAMPLER | {"name": "ddim", "schedule": "linear"}, 0.005, 1.0, SD)

@@ -4,9 +4,15 @@ import numpy as np
 import pytest
 
 from robopolicy.envs import make_task
-from robopolicy.envs.metaworld import MetaWorldTask, metaworld_env_names
+from robopolicy.defaults import group_config
+from robopolicy.envs.metaworld import metaworld_env_names
 from robopolicy.envs.multimodal import MultimodalTask
 from robopolicy.errors import TaskError
+
+
+def mw_task(**over):
+    """tasks/metaworld.yaml with ``over`` changed (the one place its defaults live)."""
+    return make_task(group_config("task", "metaworld", over))
 
 
 def rollout(env, expert, seed, max_steps=None):
@@ -32,7 +38,7 @@ def test_metaworld_has_50_names():
 @pytest.mark.parametrize("env_name", metaworld_env_names())
 def test_every_metaworld_task_builds_resets_and_steps(env_name):
     # fresh_positions skips metaworld's 50-variation pre-sampling, which is what makes this fast.
-    task = MetaWorldTask(env_name, fresh_positions=True, max_episode_steps=3)
+    task = mw_task(env_name=env_name, fresh_positions=True, max_episode_steps=3)
     env = task.make_env()
     try:
         obs, info = env.reset(seed=0)
@@ -49,16 +55,16 @@ def test_every_metaworld_task_builds_resets_and_steps(env_name):
 
 def test_unknown_metaworld_name_names_close_matches():
     with pytest.raises(TaskError, match="push-v3"):
-        MetaWorldTask("pussh-v3")
+        mw_task(env_name="pussh-v3")
     with pytest.raises(TaskError, match="Unknown Meta-World task"):
-        make_task({"_target_": "robopolicy.envs.metaworld.MetaWorldTask", "env_name": "nonsense", "meta_keys": ["eval"], "eval": {}})
+        mw_task(env_name="nonsense")  # through make_task, which drops the meta_keys
     with pytest.raises(TaskError, match="max_episode_steps"):
-        MetaWorldTask("push-v3", max_episode_steps=501)
+        mw_task(env_name="push-v3", max_episode_steps=501)
 
 
 @pytest.fixture(scope="module")
 def push_task():
-    return MetaWorldTask("push-v3")
+    return mw_task(env_name="push-v3")
 
 
 def test_metaworld_seeded_reset_is_reproducible(push_task):
@@ -81,7 +87,7 @@ def test_metaworld_seeded_reset_is_reproducible(push_task):
 
 
 def test_metaworld_fresh_positions_are_seeded_and_new(push_task):
-    fresh = MetaWorldTask("push-v3", fresh_positions=True)
+    fresh = mw_task(env_name="push-v3", fresh_positions=True)
     env = fresh.make_env()
     first = env.reset(seed=11)[0]["state"]
     np.testing.assert_array_equal(first, env.reset(seed=11)[0]["state"])
@@ -98,7 +104,7 @@ def pickle_rand_vec(variation):
 
 
 def test_metaworld_expert_succeeds():
-    task = MetaWorldTask("drawer-close-v3", fresh_positions=True)
+    task = mw_task(env_name="drawer-close-v3", fresh_positions=True)
     env, expert = task.make_env(), task.make_expert(np.random.default_rng(0))
     results = [rollout(env, expert, seed) for seed in range(2)]
     assert all(success for success, *_ in results)
@@ -106,7 +112,7 @@ def test_metaworld_expert_succeeds():
 
 
 def test_metaworld_camera_image():
-    task = MetaWorldTask("reach-v3", fresh_positions=True, image={"enabled": True, "size": 32, "camera": "corner2"})
+    task = mw_task(env_name="reach-v3", fresh_positions=True, image={"enabled": True, "size": 32, "camera": "corner2"})
     assert task.spec.obs["image"].shape == (32, 32, 3) and task.spec.rgb_keys == ["image"]
     env = task.make_env()
     try:
@@ -127,7 +133,7 @@ def test_metaworld_camera_image():
 
 @pytest.fixture(scope="module")
 def mm_task():
-    return MultimodalTask()
+    return make_task(group_config("task", "multimodal"))
 
 
 def test_multimodal_expert_reaches_goal_both_ways(mm_task):
@@ -184,4 +190,4 @@ def test_multimodal_image_and_yaml():
     finally:
         env.close()
     with pytest.raises(TaskError, match="task.scene"):
-        MultimodalTask(scene="assets/nope.xml")
+        make_task(group_config("task", "multimodal", {"scene": "assets/nope.xml"}))

@@ -4,22 +4,35 @@ import numpy as np
 import pytest
 import torch
 
+from hydra.utils import get_class
+
 from robopolicy.data.normalize import Normalizer
+from robopolicy.defaults import constructor_kwargs, group_config
 from robopolicy.envs.spec import EnvSpec, ObsKeySpec
 from robopolicy.errors import ConfigError
 from robopolicy.nets.common import has_batchnorm
-from robopolicy.nets.mlp import MLPDenoiser
-from robopolicy.nets.transformer import TransformerDenoiser
-from robopolicy.nets.unet1d import ConditionalUnet1D
+from robopolicy.policies.bc import BCPolicy
 
 A, T, C, B = 3, 8, 10, 4
 
 
+def make_net(name: str, horizon: int = T, **over):
+    """conf/net/<name>.yaml with ``over`` changed, built for action_dim A, cond_dim C."""
+    cfg = group_config("net", name, over)
+    return get_class(cfg._target_)(A, horizon, C, **constructor_kwargs(cfg))
+
+
+def bc(spec, norm, **over):
+    """conf/policy/bc.yaml with ``over`` changed, at horizons To=2, Tp=4, Ta=2."""
+    cfg = group_config("policy", "bc", over, context={"task": {"obs_horizon": 2, "action_horizon": 4, "exec_horizon": 2}})
+    return BCPolicy(spec, norm, **constructor_kwargs(cfg))
+
+
 def make_nets():
     return {
-        "unet": ConditionalUnet1D(A, T, C, down_dims=[16, 32], kernel_size=3, n_groups=4, t_embed_dim=16),
-        "transformer": TransformerDenoiser(A, T, C, d_model=32, n_heads=2, n_layers=2, dropout=0.0),
-        "mlp": MLPDenoiser(A, T, C, hidden_dims=[32, 32], t_embed_dim=16),
+        "unet": make_net("unet", down_dims=[16, 32], kernel_size=3, n_groups=4, t_embed_dim=16),
+        "transformer": make_net("transformer", d_model=32, n_heads=2, n_layers=2, dropout=0.0),
+        "mlp": make_net("mlp", hidden_dims=[32, 32], t_embed_dim=16),
     }
 
 
@@ -40,12 +53,12 @@ def test_denoiser_signature_conditioning_and_no_batchnorm(name):
 
 def test_unet_rejects_horizon_not_divisible():
     with pytest.raises(ConfigError, match="divisible"):
-        ConditionalUnet1D(A, 6, C, down_dims=[16, 32, 64])
+        make_net("unet", horizon=6, down_dims=[16, 32, 64])
 
 
 def test_causal_transformer_does_not_look_ahead():
     torch.manual_seed(0)
-    net = TransformerDenoiser(A, T, C, d_model=32, n_heads=2, n_layers=2, dropout=0.0, causal=True).eval()
+    net = make_net("transformer", d_model=32, n_heads=2, n_layers=2, dropout=0.0, causal=True).eval()
     x, t, cond = torch.randn(B, T, A), torch.rand(B), torch.randn(B, C)
     x2 = x.clone()
     x2[:, 5:] += 1.0
@@ -55,7 +68,6 @@ def test_causal_transformer_does_not_look_ahead():
 
 
 def test_image_encoder_on_uint8_history_without_batchnorm():
-    from robopolicy.policies.bc import BCPolicy
 
     torch.manual_seed(0)
     spec = EnvSpec(obs={"cam": ObsKeySpec((72, 72, 3), "uint8", "rgb"), "state": ObsKeySpec((4,))}, action_dim=2,
@@ -63,8 +75,7 @@ def test_image_encoder_on_uint8_history_without_batchnorm():
     rng = np.random.default_rng(0)
     norm = Normalizer.fit({"state": rng.normal(size=(50, 4)).astype(np.float32),
                            "action": rng.uniform(-1, 1, size=(50, 2)).astype(np.float32)}, {"state": "meanstd", "action": "minmax"})
-    policy = BCPolicy(spec, norm, hidden_dims=[32], obs_horizon=2, action_horizon=4, exec_horizon=2,
-                      encoder={"rgb_feature_dim": 16, "num_kp": 8, "crop_shape": [64, 64]})
+    policy = bc(spec, norm, hidden_dims=[32], encoder={"rgb_feature_dim": 16, "num_kp": 8, "crop_shape": [64, 64]})
     assert not has_batchnorm(policy)
     assert any(isinstance(m, torch.nn.GroupNorm) for m in policy.obs_encoder.modules())
     obs = {"cam": rng.integers(0, 256, size=(3, 2, 72, 72, 3), dtype=np.uint8), "state": rng.normal(size=(3, 2, 4)).astype(np.float32)}
@@ -85,4 +96,4 @@ def test_image_encoder_on_uint8_history_without_batchnorm():
     f_right = policy.obs_encoder(policy._preprocess({"cam": right, "state": state}, policy.obs_keys, 2, "observation"))
     assert (f_left - f_right).abs().max().item() > 1e-4
     with pytest.raises(ConfigError, match="at least 64x64"):
-        BCPolicy(spec, norm, obs_horizon=2, action_horizon=4, exec_horizon=2, encoder={"crop_shape": [28, 28]})
+        bc(spec, norm, encoder={"crop_shape": [28, 28]})

@@ -6,16 +6,17 @@ import torch
 from omegaconf import OmegaConf
 
 from robopolicy.data.normalize import Normalizer
+from robopolicy.defaults import group_config
 from robopolicy.envs.spec import EnvSpec, ObsKeySpec
 from robopolicy.errors import ConfigError, DataError
 from robopolicy.policies.build import build_policy
 
 OBS, A, TO, TP = 5, 2, 2, 8
 SPEC = EnvSpec(obs={"state": ObsKeySpec((OBS,))}, action_dim=A, action_low=(-1.0,) * A, action_high=(1.0,) * A, max_episode_steps=50)
-TINY_NETS = {
-    "unet": {"_target_": "robopolicy.nets.unet1d.ConditionalUnet1D", "down_dims": [16, 32], "kernel_size": 3, "n_groups": 4, "t_embed_dim": 16},
-    "transformer": {"_target_": "robopolicy.nets.transformer.TransformerDenoiser", "d_model": 32, "n_heads": 2, "n_layers": 1, "dropout": 0.0},
-    "mlp": {"_target_": "robopolicy.nets.mlp.MLPDenoiser", "hidden_dims": [64, 64], "t_embed_dim": 16},
+TINY_NETS = {  # conf/net/<name>.yaml, made small
+    "unet": group_config("net", "unet", {"down_dims": [16, 32], "kernel_size": 3, "n_groups": 4, "t_embed_dim": 16}),
+    "transformer": group_config("net", "transformer", {"d_model": 32, "n_heads": 2, "n_layers": 1, "dropout": 0.0}),
+    "mlp": group_config("net", "mlp", {"hidden_dims": [64, 64], "t_embed_dim": 16}),
 }
 
 
@@ -27,8 +28,8 @@ def normalizer(actions=None):
 
 
 def make(policy="beso", net="mlp", goal=False, norm=None, **overrides):
-    cfg = OmegaConf.create({"task": {"obs_horizon": TO, "action_horizon": TP, "exec_horizon": 4},
-                            "policy": OmegaConf.load(f"conf/policy/{policy}.yaml"), "net": TINY_NETS[net]})
+    task = {"obs_horizon": TO, "action_horizon": TP, "exec_horizon": 4}
+    cfg = OmegaConf.create({"task": task, "policy": group_config("policy", policy, context={"task": task}), "net": TINY_NETS[net]})
     cfg.policy.goal_keys = ["state"] if goal else None
     if policy == "bc":
         cfg.policy.hidden_dims = [64, 64]

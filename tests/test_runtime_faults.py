@@ -44,7 +44,7 @@ def make(predictor, estop=None, **cfg):
     robot.connect()
     base = dict(rate_hz=RATE, duration_s=10.0, hold_after_s=0.2, stop_after_s=0.6, first_chunk_timeout_s=20.0)
     base.update(cfg)
-    return Runner(robot, predictor, RunnerConfig(**base), estop=estop), robot
+    return Runner(robot, predictor, RunnerConfig.from_defaults(**{"seed": 0, **base}), estop=estop), robot
 
 
 def _check_hold_then_stop(runner, robot):
@@ -185,7 +185,7 @@ def test_failed_first_request_is_asked_again():
     spec = point_spec(RATE, max_episode_steps=100000)
     robot = SimRobot(lambda: PointEnv(spec), spec, stop_on_success=False)
     robot.connect()
-    runner = Runner(robot, FailsFirst(horizon=8), RunnerConfig(rate_hz=RATE, duration_s=0.5, first_chunk_timeout_s=10.0))
+    runner = Runner(robot, FailsFirst(horizon=8), RunnerConfig.from_defaults(seed=0, rate_hz=RATE, duration_s=0.5, first_chunk_timeout_s=10.0))
     runner.run()
     assert runner.stats.stop_reason == "duration"
     assert runner.worker.errors == 1 and FailsFirst.calls >= 2

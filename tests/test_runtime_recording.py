@@ -28,7 +28,7 @@ CHILD = textwrap.dedent(
     robot = SimRobot(lambda: PointEnv(spec), spec)
     robot.connect()
     rec = EpisodeRecorder(sys.argv[1], spec)
-    Runner(robot, GoToGoal(horizon=8), RunnerConfig(rate_hz=50.0, duration_s=0, episodes=1000), recorder=rec).run()
+    Runner(robot, GoToGoal(horizon=8), RunnerConfig.from_defaults(seed=0, rate_hz=50.0, duration_s=0, episodes=1000), recorder=rec).run()
     """
 )
 
@@ -38,7 +38,7 @@ def _runner(path, episodes):
     robot = SimRobot(lambda: PointEnv(spec), spec)
     robot.connect()
     rec = EpisodeRecorder(path, spec)
-    return Runner(robot, GoToGoal(horizon=8), RunnerConfig(rate_hz=50.0, duration_s=0, episodes=episodes), recorder=rec)
+    return Runner(robot, GoToGoal(horizon=8), RunnerConfig.from_defaults(seed=0, rate_hz=50.0, duration_s=0, episodes=episodes), recorder=rec)
 
 
 def test_recorded_episodes_match_the_run(tmp_path):

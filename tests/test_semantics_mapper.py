@@ -6,6 +6,7 @@ import torch
 
 from robopolicy.errors import DataError
 from robopolicy.semantics.mapper import MapperEnsemble, build_mapper, train_mapper
+from robopolicy.training.config import trainer_config
 
 
 def _dots(n, rng, size=16):
@@ -33,7 +34,7 @@ def test_mapper_learns_dot_position(tmp_path):
     x_te, y_te = _dots(50, rng)
     model = build_mapper(MAPPER, (16, 16, 3), [-1, -1], [1, 1])
     before = np.abs(model.predict(x_te)[0] - y_te).mean()
-    model = train_mapper(model, x_tr, y_tr, TRAIN, tmp_path / "run", seed=0)
+    model = train_mapper(model, x_tr, y_tr, trainer_config(TRAIN), tmp_path / "run", seed=0)
     mean, members = model.predict(x_te)
     err = np.abs(mean - y_te).mean()
     baseline = np.abs(y_te - y_tr.mean(0)).mean()

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from robopolicy.envs.planar_push import PlanarPushTask
+from robopolicy.defaults import group_config
+from robopolicy.envs import make_task
 from robopolicy.semantics.augment import LabelSet, propagate
 from robopolicy.semantics.data import collect_real_episodes
 from robopolicy.semantics.oracle import AnnotationBudgetError, AnnotationOracle
@@ -31,7 +32,7 @@ def test_oracle_noise():
 
 @pytest.fixture(scope="module")
 def real_data():
-    task = PlanarPushTask(max_episode_steps=40)
+    task = make_task(group_config("task", "planar_push", {"max_episode_steps": 40}))
     data, truths = collect_real_episodes(task, GAP_LOOK, episodes=2, seed=0, behaviour_noise=0.3)
     return task, data, truths
 
@@ -63,7 +64,7 @@ def test_augmentation_reproduces_true_semantics_exactly(real_data):
 
 
 def test_augmentation_with_dynamics_gap_drifts():
-    task = PlanarPushTask(max_episode_steps=60)
+    task = make_task(group_config("task", "planar_push", {"max_episode_steps": 60}))
     gap = dict(GAP_LOOK, mass_scale=2.0, friction_scale=3.0)
     data, truths = collect_real_episodes(task, gap, episodes=1, seed=4, behaviour_noise=0.1)
     sim = task.make_env()

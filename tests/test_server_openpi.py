@@ -176,7 +176,7 @@ def test_runner_through_the_openpi_endpoint_matches_in_process_evaluation(endpoi
     pred = OpenPIPredictor(endpoint.endpoint, timeout_s=5.0, goal=goal)
     robot = slow_sim_robot(TASK)
     robot.connect()
-    cfg = RunnerConfig.from_mapping(eval_match(6, 4))
+    cfg = RunnerConfig.from_defaults(**eval_match(6, 4))
     runner = Runner(robot, pred, cfg)
     try:
         runner.run()

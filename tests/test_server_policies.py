@@ -112,7 +112,7 @@ def runner_successes(endpoint: str, episodes: int, seed: int, goal=None) -> list
     client = PolicyClient(endpoint, timeout_s=5.0, goal=goal)
     robot = slow_sim_robot(TASK)
     robot.connect()
-    cfg = RunnerConfig.from_mapping(eval_match(episodes, seed))
+    cfg = RunnerConfig.from_defaults(**eval_match(episodes, seed))
     runner = Runner(robot, client, cfg)
     try:
         runner.run()

@@ -21,6 +21,7 @@ from torch import nn
 
 from robopolicy.errors import ConfigError
 from robopolicy.training import Trainer
+from robopolicy.training.config import trainer_config
 
 TESTS = Path(__file__).resolve().parent
 
@@ -64,7 +65,7 @@ def toy_cfg(**over):
             cfg[k] = {**cfg[k], **v}
         else:
             cfg[k] = v
-    return cfg
+    return trainer_config(cfg)  # conf/trainer/default.yaml with these changes
 
 
 def run_toy(run_dir, cfg=None, evaluate_fn=None, model_seed=0, delay_s=0.0):

@@ -5,12 +5,22 @@ import numpy as np
 import pytest
 import torch
 
+from robopolicy.defaults import constructor_kwargs, group_config
 from robopolicy.errors import ConfigError, DataError
 from robopolicy.value.critic import Critic
 from robopolicy.value.dataset import TransitionDataset
-from robopolicy.value.offline_rl import IQL, CalQL
+from robopolicy.value.offline_rl import CalQL
 
 from _value_toys import SPEC, StubPolicy, make_store, unit_normalizer
+
+VGPS = {k: v for k, v in constructor_kwargs(group_config("steer", "vgps")).items() if k != "critic"}  # conf/steer/vgps.yaml
+
+
+def _algo(name: str, **over):
+    """The ``algo`` of conf/critic/<name>.yaml with ``over`` changed."""
+    from hydra.utils import instantiate
+
+    return instantiate(group_config("critic", name, {"algo": over}, context={"task": {"obs_horizon": 2}}).algo)
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +49,12 @@ def test_transitions_labels_and_edges(store):
 
 def _critic(algo, **kw):
     torch.manual_seed(0)
-    return Critic(SPEC, unit_normalizer(), algo, obs_horizon=2, hidden_dims=(64, 64), **kw)
+    cfg = group_config("critic", "iql", {"obs_horizon": 2, "hidden_dims": [64, 64], **kw}, context={"task": {"obs_horizon": 2}})
+    return Critic(SPEC, unit_normalizer(), **(constructor_kwargs(cfg) | {"algo": algo}))
 
 
 def test_score_shape_min_of_ensemble_and_chunk_mode():
-    c = _critic(IQL(), action_mode="chunk", chunk_len=4)
+    c = _critic(_algo("iql"), action_mode="chunk", chunk_len=4)
     obs = {"state": torch.randn(3, 2, 2)}
     acts = torch.rand(3, 5, 6, 2) * 2 - 1
     s = c.score(obs, acts)
@@ -57,11 +68,11 @@ def test_score_shape_min_of_ensemble_and_chunk_mode():
     with pytest.raises(DataError, match="chunks of 2"):
         c.score(obs, acts[:, :, :2])
     with pytest.raises(ConfigError):
-        _critic(IQL(), action_mode="all")
+        _critic(_algo("iql"), action_mode="all")
 
 
 def test_target_networks_move_by_polyak_once_per_optimizer_step(store):
-    c = _critic(IQL(polyak=0.5))
+    c = _critic(_algo("iql", polyak=0.5))
     with torch.no_grad():
         for p in c.q_nets.parameters():
             p.add_(1.0)
@@ -76,8 +87,8 @@ def test_target_networks_move_by_polyak_once_per_optimizer_step(store):
         torch.testing.assert_close(t, 0.5 * b + 0.5 * s)
 
 
-@pytest.mark.parametrize("algo,head", [(IQL(), {"kind": "scalar"}),
-                                       (CalQL(alpha=1.0), {"kind": "hl_gauss", "v_min": -0.5, "v_max": 3.5, "num_bins": 21})])
+@pytest.mark.parametrize("algo,head", [(_algo("iql"), {"kind": "scalar"}),
+                                       (_algo("calql", alpha=1.0), {"kind": "hl_gauss", "v_min": -0.5, "v_max": 3.5, "num_bins": 21})])
 def test_tiny_critic_ranks_successful_actions_above_failing_ones(store, algo, head):
     torch.manual_seed(0)
     ds = TransitionDataset(store, ["state"], gamma=0.9)
@@ -120,13 +131,13 @@ def test_train_critic_with_the_trainer_then_load_and_steer(store, tmp_path):
     acts = torch.rand(2, 3, 4, 2) * 2 - 1
     assert critic.score(obs, acts).shape == (2, 3)
     cands = torch.rand(5, 4, 2) * 2 - 1
-    vg = make_vgps(StubPolicy(cands), str(run), k=5, device="cpu")
+    vg = make_vgps(StubPolicy(cands), str(run), **VGPS | {"k": 5, "device": "cpu"})
     assert isinstance(vg, ValueGuidedPolicy)
     out = vg.sample(obs)
     best = critic.score(obs, cands.unsqueeze(0).expand(2, -1, -1, -1)).argmax(-1)
     torch.testing.assert_close(out[:, 0], cands[best])
     with pytest.raises(ConfigError, match="steer.critic"):
-        make_vgps(StubPolicy(cands), None)
+        make_vgps(StubPolicy(cands), None, **VGPS)
     # conf/steer/vgps.yaml instantiated the way robopolicy-eval does it (policy passed in)
     from hydra.utils import instantiate
     from omegaconf import OmegaConf

@@ -16,6 +16,7 @@ import time
 import torch
 from diffusers.training_utils import EMAModel
 
+from robopolicy.defaults import constructor_kwargs, group_config
 from robopolicy.nets.unet1d import ConditionalUnet1D
 
 
@@ -24,7 +25,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
     torch.manual_seed(0)
-    net = ConditionalUnet1D(action_dim=4, horizon=16, cond_dim=78, down_dims=[256, 512, 1024])
+    # conf/net/unet.yaml at Diffusion Policy's size (its other settings from the file)
+    net = ConditionalUnet1D(4, 16, 78, **constructor_kwargs(group_config("net", "unet", {"down_dims": [256, 512, 1024]})))
     params = list(net.parameters())
     print(f"{sum(p.numel() for p in params) / 1e6:.1f} M parameters, {len(params)} tensors, {torch.get_num_threads()} threads")
     for p in params:

@@ -32,11 +32,12 @@ def robots():
     from robopolicy.cli._hydra import CONF_DIR
     from robopolicy.envs import make_task
     from robopolicy.runtime.fakes import PointRobot, point_spec
+    from robopolicy.defaults import constructor_kwargs, group_config
     from robopolicy.runtime.sim_robot import make_sim_robot
 
     task = make_task(OmegaConf.merge(OmegaConf.load(CONF_DIR / "task" / "metaworld.yaml"), {"env_name": "push-v3", "max_episode_steps": 500}))
     return {"point@50Hz": PointRobot(point_spec(50.0, max_episode_steps=10**6)),
-            "sim-metaworld-push@80Hz": make_sim_robot(task, stop_on_success=False, max_episode_steps=500)}
+            "sim-metaworld-push@80Hz": make_sim_robot(task, **constructor_kwargs(group_config("robot", "sim", {"stop_on_success": False, "max_episode_steps": 500})))}
 
 
 def bench_record(robot, episodes: int, steps: int, out: Path) -> dict:

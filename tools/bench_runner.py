@@ -83,15 +83,17 @@ def timed_run(args, predictor, proc, rate_hz: float, **runner_kw) -> dict:
     from robopolicy.envs import make_task
     from robopolicy.runtime.report import build_report
     from robopolicy.runtime.runner import Runner, RunnerConfig
+    from robopolicy.defaults import constructor_kwargs, group_config
     from robopolicy.runtime.sim_robot import make_sim_robot
 
     task = make_task(_task_cfg(args))
     # The simulator steps at the loop rate here; the policy's actions are spaced one loop period.
-    robot = make_sim_robot(task, control_hz=rate_hz, max_episode_steps=10**9, stop_on_success=False)
+    robot = make_sim_robot(task, **constructor_kwargs(group_config("robot", "sim", {"control_hz": rate_hz, "max_episode_steps": 10**9,
+                                                                               "stop_on_success": False})))
     robot.connect()
-    cfg = RunnerConfig(rate_hz=rate_hz, duration_s=args.seconds, action_dt_s=1.0 / rate_hz,
-                       hold_after_s=max(0.5, 20.0 / rate_hz), stop_after_s=max(30.0, args.seconds),
-                       torch_threads=args.torch_threads, **runner_kw)
+    cfg = RunnerConfig.from_defaults(seed=0, rate_hz=rate_hz, duration_s=args.seconds, action_dt_s=1.0 / rate_hz,
+                                     hold_after_s=max(0.5, 20.0 / rate_hz), stop_after_s=max(30.0, args.seconds),
+                                     torch_threads=args.torch_threads, **runner_kw)
     runner = Runner(robot, predictor, cfg)
     try:
         runner.run()

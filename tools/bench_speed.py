@@ -259,12 +259,13 @@ class SyntheticWindows(torch.utils.data.Dataset):
 def train_ours(steps: int, batch: int, precision: str = "fp32") -> list[float]:
     """ms of each step after the first two of a Trainer.fit run (log_every=1: the trainer's own per-step rate)."""
     from robopolicy.training import Trainer
+    from robopolicy.training.config import trainer_config
 
     model = build("beso", NETS["dp64M"]).train()
     cfg = {"steps": steps, "batch_size": batch, "device": "cpu", "log_every": 1, "val_every": 0, "ckpt_every": 0,
            "progress": False, "wandb": {"mode": "disabled"}, "ema": {"enabled": True}, "precision": precision}
     with tempfile.TemporaryDirectory() as run_dir:
-        Trainer(model, SyntheticWindows(), cfg, run_dir).fit()
+        Trainer(model, SyntheticWindows(), trainer_config(cfg), run_dir).fit()
         recs = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
     return [1000.0 / r["train/steps_per_s"] for r in recs if "train/steps_per_s" in r][2:]
 

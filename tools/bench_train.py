@@ -25,6 +25,7 @@ from robopolicy.data import Normalizer
 from robopolicy.envs.spec import EnvSpec, ObsKeySpec
 from robopolicy.policies.build import build_policy
 from robopolicy.training import Trainer
+from robopolicy.training.config import trainer_config
 
 
 class SyntheticWindows(torch.utils.data.Dataset):
@@ -55,7 +56,7 @@ def bench(policy: str, net: str, batch: int, steps: int, device: str, obs_dim: i
     tcfg = {"steps": 2 * half, "batch_size": batch, "device": device, "log_every": half, "val_every": 0, "ckpt_every": 0,
             "progress": False, "wandb": {"mode": "disabled"}, "ema": {"enabled": True}}
     with tempfile.TemporaryDirectory() as run_dir:
-        Trainer(model, data, tcfg, run_dir).fit()
+        Trainer(model, data, trainer_config(tcfg), run_dir).fit()
         recs = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
     last = [r for r in recs if "train/steps_per_s" in r][-1]
     return {"policy": policy, "net": net, "device": device, "batch": batch, "params_M": n_params / 1e6,

@@ -55,8 +55,8 @@ def build_predictor(cfg: DictConfig, runner_cfg: dict, policy=None):
     from robopolicy.runtime.worker import LocalPredictor
 
     sampler = OmegaConf.to_container(cfg.policy.sampler, resolve=True) if cfg.get("policy") else {}
-    mode = runner_cfg.pop("inference", "thread")
-    timeout_s = float(runner_cfg.pop("server_timeout_s", 1.0))
+    mode = runner_cfg["inference"]
+    timeout_s = float(runner_cfg["server_timeout_s"])
     goal = cfg.get("goal")
     goal = OmegaConf.to_container(goal, resolve=True) if isinstance(goal, DictConfig) else goal
     if cfg.server and str(cfg.server).startswith("ws://"):  # openpi's websocket protocol
@@ -109,7 +109,7 @@ def main(cfg: DictConfig) -> dict:
     task_over = OmegaConf.to_container(cfg.task, resolve=True)
     sampler = OmegaConf.to_container(cfg.policy.sampler, resolve=True) if cfg.get("policy") else {}
     policy = None
-    if not cfg.server and runner_dict.get("inference", "thread") == "thread":  # one load gives the policy and its task
+    if not cfg.server and runner_dict["inference"] == "thread":  # one load gives the policy and its task
         rc = load_run(cfg.run_dir, str(cfg.checkpoint), _overrides(task_over, sampler), device=str(cfg.device))
         policy = rc.policy
     else:  # the policy is loaded by the server; only the task is needed here

@@ -43,7 +43,7 @@ def _simulator_task(simulator: str | Mapping[str, Any]) -> Task:
 class DatasetTask(Task):
     """A task whose spec is an episode store's; environments only through ``simulator``."""
 
-    def __init__(self, dataset: str, simulator: str | Mapping[str, Any] | None = None, name: str = "dataset"):
+    def __init__(self, dataset: str, *, simulator: str | Mapping[str, Any] | None, name: str):
         from robopolicy.data.store import EpisodeStore
 
         if dataset in (None, "", "???"):  # commands without a dataset= key (e.g. collect) give None

@@ -175,17 +175,18 @@ class MetaWorldTask(Task):
 
     def __init__(
         self,
-        env_name: str = "push-v3",
-        name: str = "metaworld",
-        max_episode_steps: int = 200,
-        fresh_positions: bool = False,
-        variation_seed: int = 0,
-        control_hz: float = 80.0,
-        obs: str = "state",
-        cameras: list[str] | None = None,
-        camera_size: int = 84,
-        camera_rotate_180: list[str] | None = None,
-        image: Mapping[str, Any] | None = None,
+        *,
+        env_name: str,
+        name: str,
+        max_episode_steps: int,
+        fresh_positions: bool,
+        variation_seed: int,
+        control_hz: float,
+        obs: str,
+        cameras: list[str] | None,
+        camera_size: int,
+        camera_rotate_180: list[str] | None,
+        image: Mapping[str, Any] | None,
     ):
         self.env_name = _check_env_name(env_name)
         if not 1 <= int(max_episode_steps) <= MW_MAX_PATH_LENGTH:
@@ -198,11 +199,7 @@ class MetaWorldTask(Task):
         self.fresh_positions = bool(fresh_positions)
         self.variation_seed = int(variation_seed)
         self.control_hz = float(control_hz)
-        self.image = dict(image or {})
-        self.image.setdefault("enabled", False)
-        self.image.setdefault("size", 96)
-        self.image.setdefault("camera", "corner2")
-        self.image.setdefault("rotate_180", True)
+        self.image = dict(image or {"enabled": False})  # its settings: tasks/metaworld.yaml (image.*)
         self.obs_args = (str(obs), list(cameras or []), int(camera_size), list(camera_rotate_180 or []))
         self.layout(None)  # check the settings now, not at the first make_env
         self._variations: list | None = None

@@ -204,22 +204,23 @@ class MultimodalTask(Task):
 
     def __init__(
         self,
-        name: str = "multimodal",
-        scene: str = "assets/multimodal.xml",
-        max_episode_steps: int = 100,
-        control_hz: float = 10.0,
-        max_speed: float = 0.5,
-        goal_radius: float = 0.1,
-        start_low: Sequence[float] = (-0.15, -0.8),
-        start_high: Sequence[float] = (0.15, -0.7),
-        goal_low: Sequence[float] = (-0.15, 0.7),
-        goal_high: Sequence[float] = (0.15, 0.8),
-        expert: Mapping[str, Any] | None = None,
-        obs: str = "state",
-        cameras: Sequence[str] | None = None,
-        camera_size: int = 84,
-        camera_rotate_180: Sequence[str] | None = None,
-        image: Mapping[str, Any] | None = None,
+        *,
+        name: str,
+        scene: str,
+        max_episode_steps: int,
+        control_hz: float,
+        max_speed: float,
+        goal_radius: float,
+        start_low: Sequence[float],
+        start_high: Sequence[float],
+        goal_low: Sequence[float],
+        goal_high: Sequence[float],
+        expert: Mapping[str, Any] | None,
+        obs: str,
+        cameras: Sequence[str] | None,
+        camera_size: int,
+        camera_rotate_180: Sequence[str] | None,
+        image: Mapping[str, Any] | None,
     ):
         self.name = str(name)
         self.scene = _resolve_scene(scene)
@@ -231,8 +232,8 @@ class MultimodalTask(Task):
         self.goal_radius = float(goal_radius)
         self.boxes = {k: tuple(float(v) for v in b) for k, b in
                       dict(start_low=start_low, start_high=start_high, goal_low=goal_low, goal_high=goal_high).items()}
-        self.expert_cfg = {"clearance": 0.15, "switch_radius": 0.15, "gain": 4.0, "noise_std": 0.05, **dict(expert or {})}
-        self.image = {"enabled": False, "size": 96, "camera": "top", **dict(image or {})}
+        self.expert_cfg = dict(expert)  # clearance, switch_radius, gain, noise_std: tasks/multimodal.yaml
+        self.image = dict(image or {"enabled": False})  # its settings: tasks/multimodal.yaml (image.*)
         self.obs_args = (str(obs), list(cameras or []), int(camera_size), list(camera_rotate_180 or []))
         self.layout(None)  # check the settings now
         model = mujoco.MjModel.from_xml_path(str(self.scene))

@@ -186,12 +186,12 @@ class PlanarPushExpert(Expert):
 class PlanarPushTask(Task):
     """The planar push task; constructor arguments are the ``tasks/planar_push.yaml`` keys."""
 
-    def __init__(self, name: str = "planar_push", max_episode_steps: int = 120, substeps: int = 10,
-                 max_speed: float = 0.25, target_xy: Sequence[float] = (0.15, 0.15), success_radius: float = 0.04,
-                 puck_init: Sequence[Sequence[float]] = ((-0.15, -0.15), (0.08, 0.08)),
-                 pusher_init: Sequence[Sequence[float]] = ((-0.25, -0.25), (0.25, 0.25)),
-                 control_hz: float = 20.0, expert_noise: float = 0.0, obs: str = "state", cameras: Sequence[str] | None = None,
-                 camera_size: int = 84, camera_rotate_180: Sequence[str] | None = None, image: Mapping[str, Any] | None = None):
+    def __init__(self, *, name: str, max_episode_steps: int, substeps: int,
+                 max_speed: float, target_xy: Sequence[float], success_radius: float,
+                 puck_init: Sequence[Sequence[float]],
+                 pusher_init: Sequence[Sequence[float]],
+                 control_hz: float, expert_noise: float, obs: str, cameras: Sequence[str] | None,
+                 camera_size: int, camera_rotate_180: Sequence[str] | None, image: Mapping[str, Any] | None):
         if int(max_episode_steps) < 1 or int(substeps) < 1:
             raise TaskError("task.max_episode_steps and task.substeps must be at least 1; raise them.")
         self.name = str(name)
@@ -201,10 +201,7 @@ class PlanarPushTask(Task):
                                pusher_init=[list(map(float, r)) for r in pusher_init])
         self.control_hz = float(control_hz)
         self.expert_noise = float(expert_noise)
-        self.image = dict(image or {})
-        self.image.setdefault("enabled", False)
-        self.image.setdefault("size", 64)
-        self.image.setdefault("camera", "top")
+        self.image = dict(image or {"enabled": False})  # its settings: tasks/planar_push.yaml (image.*)
         self.obs_args = (str(obs), list(cameras or []), int(camera_size), list(camera_rotate_180 or []))
         self.layout(None)  # check the settings now
 

@@ -32,8 +32,8 @@ class MLPDenoiser(nn.Module):
     Input: [x flattened (T*A), noise-level embedding, cond]; a residual-free MLP of ``hidden_dims``.
     """
 
-    def __init__(self, action_dim: int, horizon: int, cond_dim: int, hidden_dims: Sequence[int] = (256, 256, 256),
-                 t_embed_dim: int = 64, dropout: float = 0.0, t_scale: float = 1.0):
+    def __init__(self, action_dim: int, horizon: int, cond_dim: int, *, hidden_dims: Sequence[int],
+                 t_embed_dim: int, dropout: float, t_scale: float = 1.0):
         super().__init__()
         self.action_dim, self.horizon = int(action_dim), int(horizon)
         self.t_embed = NoiseLevelEmbedding(t_embed_dim, t_scale)

@@ -24,8 +24,8 @@ class TransformerDenoiser(nn.Module):
         causal: mask attention to later action tokens. t_scale: see NoiseLevelEmbedding.
     """
 
-    def __init__(self, action_dim: int, horizon: int, cond_dim: int, d_model: int = 128, n_heads: int = 4,
-                 n_layers: int = 4, dropout: float = 0.1, n_cond_tokens: int = 2, causal: bool = False,
+    def __init__(self, action_dim: int, horizon: int, cond_dim: int, *, d_model: int, n_heads: int,
+                 n_layers: int, dropout: float, n_cond_tokens: int, causal: bool,
                  t_scale: float = 1.0):
         super().__init__()
         self.horizon = int(horizon)

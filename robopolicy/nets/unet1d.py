@@ -71,8 +71,8 @@ class ConditionalUnet1D(nn.Module):
         t_embed_dim: size of the noise-level embedding; t_scale: see NoiseLevelEmbedding.
     """
 
-    def __init__(self, action_dim: int, horizon: int, cond_dim: int, down_dims: Sequence[int] = (32, 64, 128),
-                 kernel_size: int = 5, n_groups: int = 8, t_embed_dim: int = 128, t_scale: float = 1.0):
+    def __init__(self, action_dim: int, horizon: int, cond_dim: int, *, down_dims: Sequence[int],
+                 kernel_size: int, n_groups: int, t_embed_dim: int, t_scale: float = 1.0):
         super().__init__()
         down_dims = [int(d) for d in down_dims]
         if not down_dims:

@@ -38,7 +38,8 @@ class ChunkSampler(nn.Module, abc.ABC):
 
     sampler_cfg: Mapping[str, Any] = {}
 
-    def __init__(self, spec: EnvSpec, obs_keys: list[str], obs_horizon: int = 2, action_horizon: int = 16, exec_horizon: int = 8):
+    def __init__(self, spec: EnvSpec, obs_keys: list[str], obs_horizon: int, action_horizon: int, exec_horizon: int):
+        # Horizons have no defaults here: the task's YAML (obs_horizon, action_horizon, exec_horizon) is their one place.
         super().__init__()
         self.spec = spec
         self.obs_keys = list(obs_keys)

@@ -21,9 +21,10 @@ class BCPolicy(ChunkPolicy):
     (BC always uses its own MLP) so that ``build_policy`` can pass the same arguments to every policy.
     """
 
-    def __init__(self, spec, normalizer, hidden_dims: Sequence[int] = (256, 256, 256), dropout: float = 0.0,
-                 net_cfg: Any = None, sampler: Any = None, **kwargs: Any):
-        super().__init__(spec, normalizer, **kwargs)
+    def __init__(self, spec, normalizer, *, hidden_dims: Sequence[int], dropout: float,
+                 net_cfg: Any = None, sampler: Any = None, cond_drop_prob: float = 0.1, **kwargs: Any):
+        # Values from conf/policy/bc.yaml; cond_drop_prob (goal dropout) is not in that file, so its default is here.
+        super().__init__(spec, normalizer, cond_drop_prob=cond_drop_prob, **kwargs)
         self.net = mlp(self.cond_dim, list(hidden_dims), self.action_horizon * self.action_dim, dropout)
 
     def set_sampler(self, sampler_cfg: Any) -> None:

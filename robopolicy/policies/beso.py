@@ -33,19 +33,19 @@ class BESOPolicy(DenoisingPolicy):
     # sinusoidal embedding resolves (comparable to DDPM step indices).
     t_scale = 100.0
 
-    def __init__(self, spec, normalizer, net_cfg, sigma_data: float = 0.5, sigma_min: float = 0.001, sigma_max: float = 80.0,
-                 noise_density: Mapping[str, Any] | None = None, guidance: float = 1.5, **kwargs: Any):
-        kwargs["guidance"] = guidance  # BESO's classifier-free guidance weight (the paper's 1.5)
+    def __init__(self, spec, normalizer, net_cfg, *, sigma_data: float, sigma_min: float, sigma_max: float,
+                 noise_density: Mapping[str, Any], **kwargs: Any):
+        # Every value (σ range, density, guidance 1.5, sampler) comes from conf/policy/beso.yaml, the one place.
         self.sigma_data, self.sigma_min, self.sigma_max = float(sigma_data), float(sigma_min), float(sigma_max)
         if not 0 < self.sigma_min < self.sigma_max:
             raise ConfigError(f"Need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}.")
-        density = dict(noise_density or {"name": "loglogistic", "scale": 0.5})
-        name = density.pop("name", "loglogistic")
+        density = dict(noise_density)
+        name = density.get("name")
         if name not in SIGMA_DENSITIES:
             raise ConfigError(f"Unknown noise_density {name!r}; use one of {sorted(SIGMA_DENSITIES)}.")
         self._density = SIGMA_DENSITIES[name]
         loc = density.get("loc")
-        self._density_args = dict(loc=math.log(self.sigma_data) if loc is None else float(loc), scale=float(density.get("scale", 0.5)))
+        self._density_args = dict(loc=math.log(self.sigma_data) if loc is None else float(loc), scale=float(density["scale"]))
         super().__init__(spec, normalizer, net_cfg, **kwargs)
 
     def _make_sampler(self, cfg: dict) -> EDMSampler:

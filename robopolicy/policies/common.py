@@ -32,9 +32,10 @@ class ChunkPolicy(Policy):
         cond_drop_prob: probability of replacing the goal by the null token in training.
     """
 
-    def __init__(self, spec: EnvSpec, normalizer: nn.Module, obs_keys: Sequence[str] | None = None,
-                 goal_keys: Sequence[str] | None = None, obs_horizon: int = 2, action_horizon: int = 16,
-                 exec_horizon: int = 8, encoder: Mapping[str, Any] | None = None, cond_drop_prob: float = 0.1):
+    def __init__(self, spec: EnvSpec, normalizer: nn.Module, *, obs_keys: Sequence[str] | None,
+                 goal_keys: Sequence[str] | None, obs_horizon: int, action_horizon: int,
+                 exec_horizon: int, encoder: Mapping[str, Any] | None, cond_drop_prob: float):
+        # No defaults: every value comes from conf/policy/<name>.yaml (robopolicy.defaults.group_config in Python).
         obs_keys = list(spec.obs) if obs_keys is None else list(obs_keys)
         super().__init__(spec, obs_keys, obs_horizon, action_horizon, exec_horizon)
         if not 0.0 <= float(cond_drop_prob) < 1.0:

@@ -87,8 +87,8 @@ class ConsistencyPolicy(BESOPolicy):
     loss: ``l2`` | ``pseudo_huber`` (Song & Dhariwal 2023, c = 0.00054·√dim).
     """
 
-    def __init__(self, spec, normalizer, net_cfg, teacher: str | None = None, num_scales: int = 18, target_ema: float = 0.95,
-                 ode_solver: str = "heun", loss: str = "l2", **kwargs: Any):
+    def __init__(self, spec, normalizer, net_cfg, *, teacher: str | None, num_scales: int, target_ema: float,
+                 ode_solver: str, loss: str, **kwargs: Any):  # values: conf/policy/consistency.yaml
         if int(num_scales) < 2:
             raise ConfigError(f"policy.num_scales={num_scales} must be at least 2.")
         if ode_solver not in ("heun", "euler"):
@@ -107,7 +107,7 @@ class ConsistencyPolicy(BESOPolicy):
     # -- parameterisation and sampling ------------------------------------------------------------
     def _make_sampler(self, cfg: dict) -> ConsistencySampler:
         cfg = dict(cfg)
-        name = cfg.pop("name", "consistency")
+        name = cfg.pop("name", None)
         if name != "consistency":
             raise ConfigError(f"A consistency student samples with sampler.name=consistency, not {name!r}; set policy.sampler.steps=1..3 instead.")
         try:

@@ -38,15 +38,15 @@ class DenoisingPolicy(ChunkPolicy, abc.ABC):
     #: factor applied to the noise-level input before the sinusoidal embedding (see NoiseLevelEmbedding)
     t_scale: float = 1.0
 
-    def __init__(self, spec, normalizer, net_cfg: Mapping | DictConfig, sampler: Mapping | None = None,
-                 guidance: float = 1.0, inference: Mapping | None = None, **kwargs: Any):
+    def __init__(self, spec, normalizer, net_cfg: Mapping | DictConfig, *, sampler: Mapping,
+                 guidance: float, inference: Mapping, **kwargs: Any):
         super().__init__(spec, normalizer, **kwargs)
         inf = _plain(inference)
         # torch.compile mode for the denoiser at inference (None = eager; "reduce-overhead" = CUDA graphs on CUDA).
         self.compile_mode = inf.get("compile") or None
         if self.compile_mode not in (None, "default", "reduce-overhead", "max-autotune"):
             raise ConfigError(f"Unknown policy.inference.compile {self.compile_mode!r}; use null, default, reduce-overhead or max-autotune.")
-        self.warmup_calls = int(inf.get("warmup_calls", 0))
+        self.warmup_calls = int(inf["warmup_calls"])
         self.__dict__["_compiled_net"] = None  # not a submodule: never saved, never deep-copied into the EMA model
         net_cfg = _plain(net_cfg)
         if "_target_" not in net_cfg:

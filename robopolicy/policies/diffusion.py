@@ -24,8 +24,8 @@ class DiffusionPolicy(DenoisingPolicy):
 
     t_scale = 1.0  # the net sees the integer DDPM step index 0..num_train_timesteps-1
 
-    def __init__(self, spec, normalizer, net_cfg, num_train_timesteps: int = 100, beta_schedule: str = "squaredcos_cap_v2",
-                 prediction_type: str = "epsilon", clip_sample: bool = True, **kwargs: Any):
+    def __init__(self, spec, normalizer, net_cfg, *, num_train_timesteps: int, beta_schedule: str,
+                 prediction_type: str, clip_sample: bool, **kwargs: Any):  # values: conf/policy/diffusion.yaml
         self._train_scheduler_kwargs = dict(num_train_timesteps=int(num_train_timesteps), beta_schedule=beta_schedule,
                                             prediction_type=prediction_type, clip_sample=bool(clip_sample))
         self.noise_scheduler = DDPMScheduler(**self._train_scheduler_kwargs)

@@ -47,7 +47,7 @@ class DiscreteSampler:
     ``sample(model_fn, x_T, generator)``: x_T (N, T, A) standard normal -> x_0 (N, T, A).
     """
 
-    def __init__(self, train_scheduler: DDPMScheduler, name: str = "ddim", steps: int = 10, **kwargs):
+    def __init__(self, train_scheduler: DDPMScheduler, name: str, steps: int, **kwargs):  # values: policy.sampler
         if name not in DISCRETE_SCHEDULERS:
             raise ConfigError(f"Unknown sampler {name!r} for this policy; use one of {sorted(DISCRETE_SCHEDULERS)}.")
         steps = int(steps)
@@ -85,8 +85,8 @@ class EDMSampler:
     (``karras`` | ``exponential``), rho (Karras schedule curvature).
     """
 
-    def __init__(self, steps: int = 3, sigma_min: float = 0.001, sigma_max: float = 80.0, sigma_data: float = 0.5,
-                 schedule: str = "exponential", rho: float = 7.0):
+    def __init__(self, steps: int, sigma_min: float, sigma_max: float, sigma_data: float, schedule: str, rho: float):
+        # No defaults: steps/schedule/rho come from policy.sampler, the σ range from the policy (its YAML).
         if int(steps) < 1:
             raise ConfigError(f"sampler.steps={steps} must be at least 1.")
         if schedule not in ("karras", "exponential"):
@@ -216,7 +216,6 @@ class ConsistencySampler(EDMSampler):
     """
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("schedule", "karras")
         super().__init__(**kwargs)
         levels = karras_sigmas(self.steps + 1, self.sigma_min, self.sigma_max, self.rho) if self.steps > 1 else torch.tensor([self.sigma_max])
         self.levels = [float(v) for v in levels[: self.steps]]
@@ -237,7 +236,7 @@ EDM_SAMPLERS = {"ddim": DDIMSigmaSampler, "euler": EDMEulerSampler, "dpmsolver++
 def make_edm_sampler(cfg: Mapping, sigma_min: float, sigma_max: float, sigma_data: float) -> EDMSampler:
     """Build a σ-space sampler from ``{name, steps, ...}``; the policy's σ range is passed in."""
     cfg = dict(cfg)
-    name = cfg.pop("name", "ddim")
+    name = cfg.pop("name", None)
     if name not in EDM_SAMPLERS:
         raise ConfigError(f"Unknown sampler {name!r} for this policy; use one of {sorted(EDM_SAMPLERS)}.")
     try:

@@ -42,39 +42,61 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunnerConfig:
-    """See conf/runner/default.yaml for the meaning of every field."""
+    """The runner's settings: the fields of conf/runner/default.yaml, where every value and its meaning live.
 
-    rate_hz: float = 50.0
-    duration_s: float = 60.0
-    episodes: int = 0
-    seed: int = 0
-    merge: str = "latest"
-    new_weight: float = 0.5
-    ensemble_m: float = 0.01
-    action_dt_s: float | None = None
-    action_offset: float = 0.0
-    replan_every: int = 0
-    wait_for_chunk_s: float = 0.0
-    rtc: bool = False
-    hold_after_s: float | None = 0.2
-    stop_after_s: float | None = 1.0
-    first_chunk_timeout_s: float = 120.0
-    spin_s: float = 0.0005
-    deadline_frac: float = 0.5
-    gil_switch_interval_s: float | None = 0.0005
-    control_cpu: int | None = None
-    worker_cpu: int | None = None
-    realtime_priority: int | None = None
-    torch_threads: int | None = 1
-    safety: dict = field(default_factory=dict)
+    No field has a default here (the YAML is the one place): a Hydra command passes its composed
+    ``runner`` section to :meth:`from_mapping`; Python callers start from the file with
+    :meth:`from_defaults`. ``inference`` and ``server_timeout_s`` choose and configure the predictor
+    (robopolicy-deploy); the loop itself does not read them.
+    """
+
+    rate_hz: float
+    duration_s: float
+    episodes: int
+    seed: int
+    inference: str
+    merge: str
+    new_weight: float
+    ensemble_m: float
+    action_dt_s: float | None
+    action_offset: float
+    replan_every: int
+    wait_for_chunk_s: float
+    rtc: bool
+    hold_after_s: float | None
+    stop_after_s: float | None
+    first_chunk_timeout_s: float
+    spin_s: float
+    deadline_frac: float
+    gil_switch_interval_s: float | None
+    control_cpu: int | None
+    worker_cpu: int | None
+    realtime_priority: int | None
+    torch_threads: int | None
+    server_timeout_s: float
+    safety: dict
+
+    @classmethod
+    def from_defaults(cls, name: str = "default", **overrides: Any) -> "RunnerConfig":
+        """conf/runner/<name>.yaml with ``overrides`` merged over it (give ``rate_hz``, ``duration_s`` and
+        ``seed``: the file takes them from the command's top level)."""
+        from omegaconf import OmegaConf
+
+        from robopolicy.defaults import group_config
+
+        return cls.from_mapping(OmegaConf.to_container(group_config("runner", name, overrides)))
 
     @classmethod
     def from_mapping(cls, d: Mapping[str, Any]) -> "RunnerConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(known))
         if unknown:
             raise ConfigError(f"Unknown runner setting(s) {unknown}; the runner takes {sorted(known)}.")
-        cfg = cls(**{k: v for k, v in d.items()})
+        missing = [k for k in known if k not in d]
+        if missing:
+            raise ConfigError(f"Runner setting(s) {missing} missing; start from conf/runner/default.yaml "
+                              "(RunnerConfig.from_defaults(...)) instead of writing the settings out.")
+        cfg = cls(**{k: d[k] for k in known})
         if cfg.rate_hz <= 0 or cfg.duration_s < 0 or cfg.episodes < 0:
             raise ConfigError("rate_hz must be positive and duration_s / episodes non-negative (0 = no limit).")
         if cfg.duration_s == 0 and cfg.episodes == 0:

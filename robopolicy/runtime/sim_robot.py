@@ -147,8 +147,9 @@ def _copy(obs) -> dict[str, np.ndarray]:
     return {k: np.array(v, copy=True) for k, v in obs.items()}
 
 
-def make_sim_robot(task, render: bool | None = None, **kwargs) -> SimRobot:
-    """A :class:`SimRobot` for a robopolicy ``Task`` (or task config); kwargs as for SimRobot."""
+def make_sim_robot(task, *, render: bool | None, **kwargs) -> SimRobot:
+    """A :class:`SimRobot` for a robopolicy ``Task`` (or task config); kwargs as for SimRobot.
+    Values: conf/robot/sim.yaml (``robopolicy.defaults.group_config("robot", "sim", ...)`` in Python)."""
     from robopolicy.envs import make_task
 
     task = make_task(task)

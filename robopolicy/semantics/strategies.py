@@ -84,7 +84,7 @@ class Hybrid(Strategy):
 
     name, needs_latents, needs_ensemble = "hybrid", True, True
 
-    def __init__(self, weight: float = 0.5):
+    def __init__(self, weight: float):  # value: conf/semantics/strategy/hybrid.yaml
         self.weight = float(weight)
 
     def select(self, pool, k, rng):

@@ -22,26 +22,14 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from robopolicy.errors import CheckpointError, ConfigError, DataError, TrainingDivergedError
-from robopolicy.resources import conf_dir
 from robopolicy.training import checkpoint as ckpt
+from robopolicy.training.config import check_trainer_config, trainer_config  # noqa: F401  (trainer_config: re-exported)
 from robopolicy.training.distributed import EpochIndexed, LossModule, StepBatchSampler, barrier, mean_across_ranks, setup_distributed
 from robopolicy.training.ema import WeightEMA
 from robopolicy.training.logging import RunLogger, write_training_plot
 from robopolicy.utils import atomic_write_json, seed_everything
 
-DEFAULTS_PATH = conf_dir() / "trainer" / "default.yaml"  # the one place the trainer defaults live
 EvaluateFn = Callable[[nn.Module, int], Mapping[str, Any]]
-
-
-def trainer_config(cfg: Any) -> DictConfig:
-    """``conf/trainer/default.yaml`` with ``cfg`` merged over it (extra keys are kept).
-
-    Hydra commands already include that file (``trainer@_global_: default``), so the merge changes
-    nothing for them; it gives Python callers (``Trainer(model, data, {"steps": 100})``, the mappers)
-    the same defaults without repeating them.
-    """
-    user = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg or {}))
-    return OmegaConf.merge(OmegaConf.load(DEFAULTS_PATH), user)
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -86,7 +74,7 @@ class Trainer:
                  final_evaluate_fn: EvaluateFn | None = None):
         if not callable(getattr(model, "compute_loss", None)):
             raise ConfigError(f"{type(model).__name__} has no compute_loss(batch) method; the trainer needs one that returns (loss, metrics).")
-        self.cfg = cfg = trainer_config(cfg_train)
+        self.cfg = cfg = check_trainer_config(cfg_train)  # complete already: conf/trainer/default.yaml via Hydra or trainer_config
         if int(cfg.steps) < 1:
             raise ConfigError(f"steps={cfg.steps} must be at least 1.")
         if str(cfg.precision) not in ("fp32", "bf16"):

@@ -29,7 +29,7 @@ class ValueHead(nn.Module):
     """Maps network outputs to values and trains them. ``kind``: ``scalar`` (MSE) or ``hl_gauss``
     (categorical over ``num_bins`` bins on [v_min, v_max], cross-entropy, sigma = sigma_ratio x bin width)."""
 
-    def __init__(self, kind: str = "scalar", v_min: float = 0.0, v_max: float = 3.0, num_bins: int = 51, sigma_ratio: float = 0.75):
+    def __init__(self, *, kind: str, v_min: float, v_max: float, num_bins: int, sigma_ratio: float):
         super().__init__()
         if kind not in ("scalar", "hl_gauss"):
             raise ConfigError(f"Unknown critic head {kind!r}; use critic.head.kind=scalar or hl_gauss.")
@@ -59,10 +59,10 @@ class Critic(nn.Module):
     algo: the learning rule (has ``compute_loss(critic, batch)``, ``needs_value``, ``polyak``).
     """
 
-    def __init__(self, spec: EnvSpec, normalizer: nn.Module, algo: Any, obs_keys: Sequence[str] | None = None,
-                 obs_horizon: int = 2, action_mode: str = "first", chunk_len: int = 1, ensemble: int = 2,
-                 hidden_dims: Sequence[int] = (256, 256), head: Mapping[str, Any] | None = None,
-                 goal_keys: Sequence[str] | None = None, encoder: Mapping[str, Any] | None = None):
+    def __init__(self, spec: EnvSpec, normalizer: nn.Module, algo: Any, *, obs_keys: Sequence[str] | None,
+                 obs_horizon: int, action_mode: str, chunk_len: int, ensemble: int,
+                 hidden_dims: Sequence[int], head: Mapping[str, Any] | None,
+                 goal_keys: Sequence[str] | None, encoder: Mapping[str, Any] | None):
         super().__init__()
         if action_mode not in ACTION_MODES:
             raise ConfigError(f"Unknown critic action_mode {action_mode!r}; use 'first' or 'chunk'.")

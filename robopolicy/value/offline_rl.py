@@ -35,8 +35,8 @@ def _as(x: Any, device: torch.device) -> Tensor:
 class IQL:
     """Implicit Q-learning without the actor: V by expectile regression on min target Q, Q by TD on V(s')."""
 
-    expectile: float = 0.7
-    polyak: float = 0.005
+    expectile: float
+    polyak: float
     needs_value: bool = True
 
     def __post_init__(self):
@@ -64,13 +64,13 @@ class IQL:
 class CalQL:
     """Cal-QL (CQL with the Monte-Carlo lower bound; ``calibrated=False`` gives plain CQL), actor-free."""
 
-    alpha: float = 5.0
-    polyak: float = 0.005
-    num_random: int = 4
-    num_proposals: int = 4
-    proposal_noise: float = 0.2
-    temperature: float = 1.0
-    calibrated: bool = True
+    alpha: float
+    polyak: float
+    num_random: int
+    num_proposals: int
+    proposal_noise: float
+    temperature: float
+    calibrated: bool
     needs_value: bool = False
 
     def __post_init__(self):

@@ -99,8 +99,8 @@ def load_critic(run_dir: str | Path, checkpoint: str = "last", device: str | tor
     return run.model
 
 
-def make_vgps(policy: Policy, critic: str | Path | Critic, k: int = 10, beta: float = 0.0, random: bool = False,
-              device: str | torch.device = "auto", checkpoint: str = "last", seed: int = 0) -> ValueGuidedPolicy:
+def make_vgps(policy: Policy, critic: str | Path | Critic, *, k: int, beta: float, random: bool,
+              device: str | torch.device, checkpoint: str, seed: int) -> ValueGuidedPolicy:
     """Hydra factory for ``conf/steer/vgps.yaml``: ``critic`` is a critic run directory or a Critic."""
     if critic is None or critic == "":
         raise ConfigError("steer=vgps needs a critic run: add steer.critic=RUN_DIR (made by robopolicy-train-critic).")
