@@ -244,9 +244,11 @@ class _Windows(torch.utils.data.Dataset):
 def test_resumed_distillation_restores_the_target_network(tmp_path):
     """The target θ⁻ is saved with the trainer's state: a resumed run continues from it, not from the student."""
     from robopolicy.training import Trainer
+    from robopolicy.training.config import trainer_config
 
-    cfg = {"steps": 2, "batch_size": 4, "device": "cpu", "log_every": 1, "val_every": 0, "ckpt_every": 0, "progress": False,
-           "wandb": {"mode": "disabled"}, "ema": {"enabled": False}, "optim": {"warmup_steps": 0, "lr": 1e-2}}
+    cfg = trainer_config({"steps": 2, "batch_size": 4, "device": "cpu", "log_every": 1, "val_every": 0, "ckpt_every": 0,
+                          "progress": False, "wandb": {"mode": "disabled"}, "ema": {"enabled": False},
+                          "optim": {"warmup_steps": 0, "lr": 1e-2}})
 
     def student():
         s = make("consistency", num_scales=6)

@@ -11,6 +11,7 @@ from torch import nn
 from robopolicy.data.normalize import Normalizer
 from robopolicy.errors import ConfigError
 from robopolicy.training import Trainer
+from robopolicy.training.config import trainer_config
 
 
 def _norm() -> Normalizer:
@@ -65,7 +66,7 @@ def _fit(tmp_path, precision: str) -> _AutocastProbe:
     m = _AutocastProbe()
     cfg = {"steps": 2, "batch_size": 4, "device": "cpu", "val_every": 0, "ckpt_every": 0, "progress": False,
            "wandb": {"mode": "disabled"}, "ema": {"enabled": False}, "precision": precision}
-    Trainer(m, _Data(), cfg, tmp_path).fit()
+    Trainer(m, _Data(), trainer_config(cfg), tmp_path).fit()
     return m
 
 

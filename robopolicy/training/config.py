@@ -58,6 +58,7 @@ class TrainerConfig:
     num_workers: int
     device: str
     seed: int
+    precision: str
     optim: OptimConfig
     ema: EMAConfig
     val_every: int
