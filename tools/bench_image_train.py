@@ -103,9 +103,9 @@ def bench_train(store, encoder, batch, steps, device, overrides, loader_workers=
         _sync(device)
         t3 = time.perf_counter()
         # The image encoders alone on the same batch (forward + backward), to split the step.
-        pre = policy._preprocess(b["obs"], policy.obs_keys, policy.obs_horizon, "observation")
+        pre = enc.prepare(b["obs"], policy.device)
         t4 = time.perf_counter()
-        enc(pre).sum().backward()
+        enc.features(pre).sum().backward()
         _sync(device)
         t5 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
