@@ -138,7 +138,7 @@ def bench_lazy(store, n_windows: int, cache_bytes: int) -> dict:
             ds[int(i)]
         out[f"{read}_windows_per_s"] = round(n_windows / (time.perf_counter() - t0), 1)
         if read == "lazy":
-            c = next(iter(ds._caches.values()))
+            c = next(iter(ds.arrays._caches.values()))
             out["lazy_hit_rate"] = round(c.hits / max(1, c.hits + c.misses), 3)
     return out
 
