@@ -101,3 +101,30 @@ def test_nan_in_a_tensor_observation_is_a_data_error():
     bad[0, 1, 0] = float("nan")
     with pytest.raises(DataError, match="NaN"):
         prep({"state": bad})
+
+
+def test_small_conv_encoder_plain_last_leaves_the_last_conv_without_norm_and_activation():
+    from robopolicy.nets.encoders import SmallConvEncoder
+
+    enc = SmallConvEncoder((16, 16, 3), feature_dim=8, channels=[4, 4], strides=[2, 1], num_kp=4, groups=2, padding=1,
+                           activation="mish", plain_last=True)
+    assert [type(m).__name__ for m in enc.trunk] == ["Conv2d", "GroupNorm", "Mish", "Conv2d"]
+
+
+def test_small_conv_encoder_unknown_activation_is_a_config_error():
+    from robopolicy.errors import ConfigError
+    from robopolicy.nets.encoders import SmallConvEncoder
+
+    with pytest.raises(ConfigError, match="activation"):
+        SmallConvEncoder((16, 16, 3), channels=[4], strides=[1], activation="gelu")
+
+
+def test_augment_offset_shifts_every_pixel_of_a_sample_by_one_amount():
+    from robopolicy.nets.augment import ImageAugment
+
+    aug = ImageAugment(shift_px=0, offset=0.1).train()
+    x = torch.full((3, 2, 3, 4, 4), 0.5)
+    torch.manual_seed(0)
+    shift = aug(x) - x
+    torch.testing.assert_close(shift, shift[:, :1, :1, :1, :1].expand_as(shift))
+    assert float(shift.abs().amax()) > 0.0
