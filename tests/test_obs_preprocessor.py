@@ -25,6 +25,10 @@ CAM_SPEC = EnvSpec(obs={"cam": ObsKeySpec((16, 16, 3), "uint8", "rgb"), "state":
 RECORDED_POLICY_LOSS = {("bc", "mlp", False): 0.47921207547187805, ("diffusion", "unet", False): 1.2215189933776855,
                         ("beso", "mlp", True): 1.262841820716858}
 RECORDED_CRITIC_LOSS = 0.5285176038742065
+# The same for an image BC policy and an image critic (small conv encoder, shift + colour augmentation).
+RECORDED_IMAGE_POLICY_LOSS = 0.7125977277755737
+RECORDED_IMAGE_CRITIC_LOSS = 1.7950149774551392
+AUGMENTED = {"rgb": SMALL, "augment": {"shift_px": 2, "brightness": 0.1, "contrast": 0.1}}
 
 
 def cam_normalizer() -> Normalizer:
@@ -55,6 +59,32 @@ def test_critic_loss_is_the_recorded_one():
     torch.manual_seed(3)
     loss, _ = critic.compute_loss(batch)
     assert float(loss) == pytest.approx(RECORDED_CRITIC_LOSS, rel=1e-6)
+
+
+def _image_batch() -> dict:
+    g = np.random.default_rng(1)
+    return {"obs": {"cam": torch.as_tensor(g.integers(0, 256, (4, 2, 16, 16, 3), dtype=np.uint8)),
+                    "state": torch.as_tensor(g.normal(size=(4, 2, 3)).astype(np.float32))},
+            "action": torch.as_tensor(g.uniform(-1, 1, (4, 4, 2)).astype(np.float32))}
+
+
+def test_image_policy_loss_is_the_recorded_one():
+    torch.manual_seed(0)
+    policy = BCPolicy(CAM_SPEC, cam_normalizer(), hidden_dims=[16], obs_horizon=2, action_horizon=4, exec_horizon=2,
+                      encoder=AUGMENTED).train()
+    torch.manual_seed(3)
+    assert float(policy.compute_loss(_image_batch())[0]) == pytest.approx(RECORDED_IMAGE_POLICY_LOSS, rel=1e-6)
+
+
+def test_image_critic_loss_is_the_recorded_one():
+    torch.manual_seed(0)
+    critic = Critic(CAM_SPEC, cam_normalizer(), IQL(expectile=0.7, polyak=0.005), obs_horizon=2, hidden_dims=(16,),
+                    encoder=AUGMENTED).train()
+    b = _image_batch()
+    batch = {"obs": b["obs"], "next_obs": b["obs"], "action": b["action"][:, :1], "next_action": b["action"][:, 1:2],
+             "reward": torch.ones(4), "discount": torch.full((4,), 0.98), "done": torch.zeros(4), "mc_return": torch.ones(4)}
+    torch.manual_seed(3)
+    assert float(critic.compute_loss(batch)[0]) == pytest.approx(RECORDED_IMAGE_CRITIC_LOSS, rel=1e-6)
 
 
 def test_state_dict_names_are_the_encoders_and_the_normalizer_is_saved_once():
