@@ -28,6 +28,9 @@ RECORDED_CRITIC_LOSS = 0.5285176038742065
 # The same for an image BC policy and an image critic (small conv encoder, shift + colour augmentation).
 RECORDED_IMAGE_POLICY_LOSS = 0.7125977277755737
 RECORDED_IMAGE_CRITIC_LOSS = 1.7950149774551392
+RECORDED_SCORES = [-0.5663092136383057, -0.3311811089515686, -0.5101130604743958, -0.4450896382331848, -0.38902896642684937,
+                   -0.11207552999258041, -0.06316271424293518, -0.16065312922000885, -0.07267855107784271, 0.00782950222492218,
+                   -0.5791990756988525, -0.7055095434188843, -0.6038076281547546, -0.2450733482837677, -0.5074823498725891]
 AUGMENTED = {"rgb": SMALL, "augment": {"shift_px": 2, "brightness": 0.1, "contrast": 0.1}}
 
 
@@ -85,6 +88,19 @@ def test_image_critic_loss_is_the_recorded_one():
              "reward": torch.ones(4), "discount": torch.full((4,), 0.98), "done": torch.zeros(4), "mc_return": torch.ones(4)}
     torch.manual_seed(3)
     assert float(critic.compute_loss(batch)[0]) == pytest.approx(RECORDED_IMAGE_CRITIC_LOSS, rel=1e-6)
+
+
+def test_critic_scores_of_a_longer_history_are_the_recorded_ones():
+    """V-GPS hands the critic (To=2) its policy's 4-step history; recorded before the shared preprocessor (ce0a36e)."""
+    rng = np.random.default_rng(0)
+    norm = Normalizer.fit({"state": rng.normal(size=(50, 2)).astype(np.float32), "action": rng.uniform(-1, 1, (50, 2)).astype(np.float32)},
+                          {"state": "meanstd", "action": "minmax"})
+    torch.manual_seed(0)
+    critic = Critic(CRITIC_SPEC, norm, IQL(expectile=0.7, polyak=0.005), obs_horizon=2, hidden_dims=(32, 32))
+    g = np.random.default_rng(2)
+    obs = {"state": g.normal(size=(3, 4, 2)).astype(np.float32)}
+    scores = critic.score(obs, torch.as_tensor(g.uniform(-1, 1, (3, 5, 2, 2)).astype(np.float32)))
+    np.testing.assert_allclose(scores.flatten().numpy(), RECORDED_SCORES, rtol=1e-6)
 
 
 def test_state_dict_names_are_the_encoders_and_the_normalizer_is_saved_once():
