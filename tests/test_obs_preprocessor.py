@@ -174,3 +174,11 @@ def test_augment_offset_shifts_every_pixel_of_a_sample_by_one_amount():
     shift = aug(x) - x
     torch.testing.assert_close(shift, shift[:, :1, :1, :1, :1].expand_as(shift))
     assert float(shift.abs().amax()) > 0.0
+
+
+def test_a_deep_copy_preprocesses_with_its_own_normalizer():
+    import copy
+
+    policy = make("bc", "mlp")
+    twin = copy.deepcopy(policy)  # what the EMA does
+    assert twin.obs_encoder.normalizer is twin.normalizer
