@@ -3,8 +3,9 @@ Polyak-averaged target copies, a scalar or HL-Gauss head, optional goal conditio
 
 Observations and actions come in raw environment units. Observations go through the same
 :class:`~robopolicy.nets.obs_preprocessor.ObservationPreprocessor` as a policy's (normalised with
-the critic's own :class:`Normalizer`, saved in its safetensors); actions are normalised here. The learning rule is a separate object (``algo``: :class:`~robopolicy.value.offline_rl.IQL`
-or :class:`~robopolicy.value.offline_rl.CalQL`) so the same network trains with either.
+the critic's own :class:`Normalizer`, saved in its safetensors); actions are normalised here. The
+learning rule is a separate object (``algo``: :class:`~robopolicy.value.offline_rl.IQL` or
+:class:`~robopolicy.value.offline_rl.CalQL`) so the same network trains with either.
 """
 
 from __future__ import annotations
