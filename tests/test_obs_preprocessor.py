@@ -48,12 +48,16 @@ def test_state_policy_loss_is_the_recorded_one(policy, net, goal):
     assert float(loss) == pytest.approx(RECORDED_POLICY_LOSS[(policy, net, goal)], rel=1e-6)
 
 
-def test_critic_loss_is_the_recorded_one():
+def _state_critic() -> Critic:
     rng = np.random.default_rng(0)
     norm = Normalizer.fit({"state": rng.normal(size=(50, 2)).astype(np.float32), "action": rng.uniform(-1, 1, (50, 2)).astype(np.float32)},
                           {"state": "meanstd", "action": "minmax"})
     torch.manual_seed(0)
-    critic = Critic(CRITIC_SPEC, norm, IQL(expectile=0.7, polyak=0.005), obs_horizon=2, hidden_dims=(32, 32))
+    return Critic(CRITIC_SPEC, norm, IQL(expectile=0.7, polyak=0.005), obs_horizon=2, hidden_dims=(32, 32))
+
+
+def test_critic_loss_is_the_recorded_one():
+    critic = _state_critic()
     g, b = torch.Generator().manual_seed(1), 8
     batch = {"obs": {"state": torch.randn(b, 2, 2, generator=g)}, "action": torch.rand(b, 1, 2, generator=g) * 2 - 1,
              "reward": torch.rand(b, generator=g), "discount": torch.full((b,), 0.98), "done": torch.zeros(b),
@@ -92,11 +96,7 @@ def test_image_critic_loss_is_the_recorded_one():
 
 def test_critic_scores_of_a_longer_history_are_the_recorded_ones():
     """V-GPS hands the critic (To=2) its policy's 4-step history; recorded before the shared preprocessor (ce0a36e)."""
-    rng = np.random.default_rng(0)
-    norm = Normalizer.fit({"state": rng.normal(size=(50, 2)).astype(np.float32), "action": rng.uniform(-1, 1, (50, 2)).astype(np.float32)},
-                          {"state": "meanstd", "action": "minmax"})
-    torch.manual_seed(0)
-    critic = Critic(CRITIC_SPEC, norm, IQL(expectile=0.7, polyak=0.005), obs_horizon=2, hidden_dims=(32, 32))
+    critic = _state_critic()
     g = np.random.default_rng(2)
     obs = {"state": g.normal(size=(3, 4, 2)).astype(np.float32)}
     scores = critic.score(obs, torch.as_tensor(g.uniform(-1, 1, (3, 5, 2, 2)).astype(np.float32)))
