@@ -79,7 +79,7 @@ def test_image_encoder_on_uint8_history_without_batchnorm():
     assert not has_batchnorm(policy)
     assert any(isinstance(m, torch.nn.GroupNorm) for m in policy.obs_encoder.modules())
     obs = {"cam": rng.integers(0, 256, size=(3, 2, 72, 72, 3), dtype=np.uint8), "state": rng.normal(size=(3, 2, 4)).astype(np.float32)}
-    feats = policy.obs_encoder(policy._preprocess(obs, policy.obs_keys, 2, "observation"))
+    feats = policy.obs_encoder(obs)
     assert feats.shape == (3, 2 * (16 + 4))
     batch = {"obs": {k: torch.as_tensor(v) for k, v in obs.items()}, "action": torch.rand(3, 4, 2) * 2 - 1}
     loss, _ = policy.compute_loss(batch)
@@ -92,8 +92,8 @@ def test_image_encoder_on_uint8_history_without_batchnorm():
     left, right = np.zeros((1, 2, 72, 72, 3), np.uint8), np.zeros((1, 2, 72, 72, 3), np.uint8)
     left[..., 8:24, 8:24, :], right[..., 44:60, 44:60, :] = 255, 255
     state = obs["state"][:1]
-    f_left = policy.obs_encoder(policy._preprocess({"cam": left, "state": state}, policy.obs_keys, 2, "observation"))
-    f_right = policy.obs_encoder(policy._preprocess({"cam": right, "state": state}, policy.obs_keys, 2, "observation"))
+    f_left = policy.obs_encoder({"cam": left, "state": state})
+    f_right = policy.obs_encoder({"cam": right, "state": state})
     assert (f_left - f_right).abs().max().item() > 1e-4
     with pytest.raises(ConfigError, match="at least 64x64"):
         bc(spec, norm, encoder={"crop_shape": [28, 28]})

@@ -24,7 +24,8 @@ TRAIN = {"steps": 400, "batch_size": 32, "progress": False, "device": "cpu", "em
          "optim": {"lr": 3e-3, "warmup_steps": 20}, "val_every": 0, "ckpt_every": 0, "log_every": 100,
          "wandb": {"mode": "disabled"}}
 MAPPER = {"members": 3, "n_frames": 1, "hidden_dim": 32,
-          "encoder": {"_target_": "robopolicy.semantics.mapper.SmallConvEncoder", "feature_dim": 32, "channels": 16, "num_kp": 8}}
+          "encoder": {"_target_": "robopolicy.nets.encoders.SmallConvEncoder", "feature_dim": 32, "channels": [16, 16, 16, 16],
+                      "strides": [2, 1, 1, 1], "padding": 1, "activation": "mish", "groups": 4, "plain_last": True, "num_kp": 8}}
 
 
 def test_mapper_learns_dot_position(tmp_path):
@@ -53,3 +54,41 @@ def test_mapper_rejects_wrong_frames():
     with pytest.raises(DataError, match="n_frames"):
         model.predict(np.zeros((1, 1, 16, 16, 3), np.uint8))
     assert model.predict(np.zeros((4, 2, 16, 16, 3), np.uint8))[1].shape == (1, 4, 2)
+
+
+# A mapper's and the VAE's losses on one fixed batch and seed, recorded with their own encoder and
+# preprocessing before they used the shared ones (commit ce0a36e): they must not move.
+RECORDED_MAPPER_LOSS = 0.3929077088832855
+RECORDED_VAE_LOSS = 65.23406982421875
+TINY_ENCODER = {"_target_": "robopolicy.nets.encoders.SmallConvEncoder", "feature_dim": 16, "channels": [8, 8, 8, 8],
+                "strides": [2, 1, 1, 1], "padding": 1, "activation": "mish", "groups": 4, "plain_last": True, "num_kp": 4}
+
+
+def _recorded_batch():
+    g = np.random.default_rng(0)
+    return {"image": torch.as_tensor(g.integers(0, 256, (4, 2, 16, 16, 3), dtype=np.uint8)),
+            "semantics": torch.as_tensor(g.uniform(-1, 1, (4, 2)).astype(np.float32)), "weights": torch.ones(4, 2)}
+
+
+def test_mapper_loss_is_the_recorded_one():
+    torch.manual_seed(0)
+    model = build_mapper({"members": 2, "n_frames": 2, "hidden_dim": 16, "color_jitter": 0.05, "encoder": TINY_ENCODER},
+                         (16, 16, 3), [-1, -1], [1, 1]).train()
+    torch.manual_seed(3)
+    assert float(model.compute_loss(_recorded_batch())[0]) == pytest.approx(RECORDED_MAPPER_LOSS, rel=1e-6)
+
+
+def test_vae_loss_is_the_recorded_one():
+    from robopolicy.semantics.vae import ConvVAE
+
+    torch.manual_seed(0)
+    vae = ConvVAE(image_size=16, latent_dim=4, channels=8)
+    torch.manual_seed(3)
+    assert float(vae.compute_loss({"image": _recorded_batch()["image"][:, 0]})[0]) == pytest.approx(RECORDED_VAE_LOSS, rel=1e-6)
+
+
+def test_mapper_without_an_encoder_is_a_config_error():
+    from robopolicy.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="mapper.encoder"):
+        MapperEnsemble((16, 16, 3), n_frames=1, semantics_low=[0], semantics_high=[1], encoder=None)

@@ -158,7 +158,7 @@ def test_lazy_cache_stays_bounded(long_store_path):
     lazy = WindowDataset(long_store_path, obs_keys=["cam"], read="lazy", cache_bytes=1)
     for i in range(len(lazy)):
         lazy[i]
-    cache = lazy._caches["cam"]
+    cache = lazy.arrays._caches["cam"]
     assert len(cache._chunks) == 1 and cache.misses > 1
 
 

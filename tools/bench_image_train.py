@@ -103,9 +103,9 @@ def bench_train(store, encoder, batch, steps, device, overrides, loader_workers=
         _sync(device)
         t3 = time.perf_counter()
         # The image encoders alone on the same batch (forward + backward), to split the step.
-        pre = policy._preprocess(b["obs"], policy.obs_keys, policy.obs_horizon, "observation")
+        pre = enc.prepare(b["obs"], policy.device)
         t4 = time.perf_counter()
-        enc(pre).sum().backward()
+        enc.features(pre).sum().backward()
         _sync(device)
         t5 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
@@ -138,7 +138,7 @@ def bench_lazy(store, n_windows: int, cache_bytes: int) -> dict:
             ds[int(i)]
         out[f"{read}_windows_per_s"] = round(n_windows / (time.perf_counter() - t0), 1)
         if read == "lazy":
-            c = next(iter(ds._caches.values()))
+            c = next(iter(ds.arrays._caches.values()))
             out["lazy_hit_rate"] = round(c.hits / max(1, c.hits + c.misses), 3)
     return out
 

@@ -43,6 +43,7 @@ def train(cfg: DictConfig) -> dict:
 
     from robopolicy.api import normalizer_keys
     from robopolicy.data import EpisodeStore, WindowDataset, fit_normalizer, split_episodes
+    from robopolicy.data.step_arrays import StepArrays
     from robopolicy.envs.dataset_task import can_roll_out, resolve_task
     from robopolicy.policies.build import build_policy
     from robopolicy.training import Trainer
@@ -66,16 +67,18 @@ def train(cfg: DictConfig) -> dict:
     check_store_task(store, spec, dataset, bool(cfg.allow_task_mismatch))
 
     train_idx, val_idx = split_episodes(store.n_episodes, float(cfg.val_fraction), int(cfg.seed))
-    normalizer = fit_normalizer(store, normalizer_keys(cfg, spec), mode=cfg.norm.obs, action_mode=cfg.norm.action, episodes=train_idx)
+    norm_keys = normalizer_keys(cfg, spec)
+    steps = StepArrays(store, [*obs_keys, *goal_keys, *norm_keys, "action"])  # the store read once: datasets and fit share it
+    normalizer = fit_normalizer(steps, norm_keys, mode=cfg.norm.obs, action_mode=cfg.norm.action, episodes=train_idx)
     torch.manual_seed(int(cfg.seed))  # network initialisation
     policy = build_policy(cfg, spec, normalizer)
     attach_teacher(policy, cfg)
     window = dict(obs_keys=obs_keys, obs_horizon=policy.obs_horizon, action_horizon=policy.action_horizon,
                   goal_keys=goal_keys or None, goal_horizon=tuple(cfg.goal.horizon), seed=int(cfg.seed))
-    train_set = WindowDataset(store, episodes=train_idx, **window)
+    train_set = WindowDataset(steps, episodes=train_idx, **window)
     val_loader = None
     if len(val_idx):
-        val_loader = torch.utils.data.DataLoader(WindowDataset(store, episodes=val_idx, **window), batch_size=int(cfg.batch_size))
+        val_loader = torch.utils.data.DataLoader(WindowDataset(steps, episodes=val_idx, **window), batch_size=int(cfg.batch_size))
 
     def rollouts(section: DictConfig, name: str):
         def run(model, step):

@@ -5,74 +5,28 @@ the first ``To`` of them give the observations, all ``Tp`` the actions. Steps ou
 repeat the episode's first / last value. Every step of every chosen episode is the current step of
 exactly one window, so an episode of length ``L`` gives ``L`` windows.
 
-Reading: low-dim keys are always held in memory. Image keys are held in memory when they fit
-(``read="auto"``: under 2 GiB) or streamed from zarr (``read="lazy"``): each window reads the
-whole zarr chunks that hold its frames (chunk-aligned, one decode per chunk) through a bounded
-least-recently-used cache of decoded chunks, so nearby windows and the ``To`` frames of one window
-share decodes and memory stays under ``cache_bytes`` per process (DataLoader workers each hold
-their own cache). Measured in tools/bench_image_train.py.
+Reading: the rows come from a :class:`~robopolicy.data.step_arrays.StepArrays`, the store read once
+and shared by the train and validation datasets and the normalizer fit. Low-dim keys are always
+held in memory. Image keys are held in memory when they fit (``read="auto"``: under 2 GiB) or
+streamed from zarr (``read="lazy"``): each window reads the whole zarr chunks that hold its frames
+(chunk-aligned, one decode per chunk) through a bounded least-recently-used cache of decoded
+chunks, so nearby windows and the ``To`` frames of one window share decodes and memory stays under
+``cache_bytes`` per process (DataLoader workers each hold their own cache). Measured in
+tools/bench_image_train.py.
 """
 
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from robopolicy.data.step_arrays import IMAGE_CACHE_LIMIT_BYTES, READ_MODES, ChunkCache, StepArrays  # noqa: F401 (re-exported)
 from robopolicy.data.store import EpisodeStore
 from robopolicy.errors import ConfigError, DataError
-
-IMAGE_CACHE_LIMIT_BYTES = 2 * 1024**3
-READ_MODES = ("auto", "memory", "lazy")
-
-
-class ChunkCache:
-    """Chunk-aligned reads of one store key through a bounded LRU cache of decoded chunks.
-
-    ``rows(steps)`` -> the rows ``steps`` (global step indices) of ``key``; a cache miss reads the
-    whole zarr chunk holding a step with ``store.get(key, slice)``. At most ``max_bytes`` of decoded
-    chunks are kept (at least one chunk).
-    """
-
-    def __init__(self, store: EpisodeStore, key: str, max_bytes: int):
-        self.key = key
-        self.chunk_len = int(store.array(key).chunks[0])
-        self.n_steps = int(store.n_steps)
-        self.max_bytes = int(max_bytes)
-        self._chunks: OrderedDict[int, np.ndarray] = OrderedDict()
-        self.bytes = 0
-        self.hits = self.misses = 0
-
-    def _chunk(self, store: EpisodeStore, c: int) -> np.ndarray:
-        arr = self._chunks.get(c)
-        if arr is not None:
-            self._chunks.move_to_end(c)
-            self.hits += 1
-            return arr
-        self.misses += 1
-        arr = store.get(self.key, slice(c * self.chunk_len, min((c + 1) * self.chunk_len, self.n_steps)))
-        self._chunks[c] = arr
-        self.bytes += arr.nbytes
-        while self.bytes > self.max_bytes and len(self._chunks) > 1:
-            _, old = self._chunks.popitem(last=False)
-            self.bytes -= old.nbytes
-        return arr
-
-    def rows(self, store: EpisodeStore, steps: np.ndarray) -> np.ndarray:
-        steps = np.asarray(steps, dtype=np.int64)
-        chunk_ids = steps // self.chunk_len
-        first = self._chunk(store, int(chunk_ids[0]))
-        out = np.empty((len(steps), *first.shape[1:]), dtype=first.dtype)
-        for c in np.unique(chunk_ids):
-            sel = chunk_ids == c
-            out[sel] = self._chunk(store, int(c))[steps[sel] - int(c) * self.chunk_len]
-        return out
-
 
 def split_episodes(n_episodes: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Shuffle episode indices with ``seed`` and split them -> (train_idx, val_idx), each sorted int64.
@@ -108,50 +62,41 @@ class WindowDataset(Dataset):
     """torch Dataset of training windows; items are in raw units (images stay uint8 HWC).
 
     item: ``{"obs": {key: (To, ...)}, "action": (Tp, A) float32, "goal": {key: (...)}}`` (goal only
-    when ``goal_keys``). Low-dim arrays are held in memory; images per ``read``: ``memory``,
-    ``lazy`` (chunk-aligned reads through a :class:`ChunkCache` of ``cache_bytes`` per key) or
-    ``auto`` (memory when all images are under 2 GiB). ``cache_images`` (older name) True/False means
-    memory/lazy. Safe with DataLoader workers: the store is re-opened by path in each process.
+    when ``goal_keys``). ``store``: a :class:`StepArrays` shared with the other datasets of the run
+    (it must hold the obs, goal and ``action`` keys; ``read``/``cache_bytes`` are then its own), or a
+    store / path, read here with ``read``: ``memory``, ``lazy`` (chunk-aligned reads through a
+    :class:`ChunkCache` of ``cache_bytes`` per key) or ``auto`` (memory when all images are under
+    2 GiB). ``cache_images`` (older name) True/False means memory/lazy.
     """
 
-    def __init__(self, store: EpisodeStore | str | os.PathLike, obs_keys: Sequence[str], obs_horizon: int = 2,
+    def __init__(self, store: StepArrays | EpisodeStore | str | os.PathLike, obs_keys: Sequence[str], obs_horizon: int = 2,
                  action_horizon: int = 16, episodes: Sequence[int] | None = None, goal_keys: Sequence[str] | None = None,
                  goal_horizon: tuple[int, int] = (1, 50), seed: int = 0, cache_images: bool | None = None,
                  read: str = "auto", cache_bytes: int = 256 * 1024**2):
-        store = store if isinstance(store, EpisodeStore) else EpisodeStore.open(store)
         if obs_horizon < 1 or action_horizon < 1:
             raise ConfigError(f"obs_horizon={obs_horizon} and action_horizon={action_horizon} must both be at least 1.")
         lo, hi = (int(h) for h in goal_horizon)
         if not 0 <= lo <= hi:
             raise ConfigError(f"goal_horizon={tuple(goal_horizon)} must be (lo, hi) with 0 <= lo <= hi.")
         self.obs_keys, self.goal_keys = list(obs_keys), list(goal_keys or [])
-        missing = [k for k in [*self.obs_keys, *self.goal_keys] if k not in store.keys]
-        if missing:
-            raise DataError(f"The store {store.path} has no key(s) {missing} (it has {store.keys}); choose obs keys the store holds.")
+        needed = sorted({*self.obs_keys, *self.goal_keys, "action"})
+        if isinstance(store, StepArrays):
+            store.require(needed, "window dataset")
+            self.arrays = store
+        else:
+            if cache_images is not None:
+                read = "memory" if cache_images else "lazy"
+            self.arrays = StepArrays(store, needed, read, cache_bytes)
+        arrays = self.arrays
+        self.cache_images = arrays.images_in_memory
         self.obs_horizon, self.action_horizon = int(obs_horizon), int(action_horizon)
         self.goal_horizon, self.seed, self.epoch = (lo, hi), int(seed), 0
-        self.episodes = np.arange(store.n_episodes) if episodes is None else np.asarray(episodes, dtype=np.int64)
+        self.episodes = np.arange(arrays.n_episodes) if episodes is None else np.asarray(episodes, dtype=np.int64)
         if len(self.episodes) == 0:
-            raise DataError(f"No episodes to sample windows from in {store.path}; record episodes or lower val_fraction.")
-        if self.episodes.min() < 0 or self.episodes.max() >= store.n_episodes:
-            raise DataError(f"Episode indices must be in [0, {store.n_episodes}) for {store.path}; check the split.")
-        self.index = build_index(store.episode_ends, self.episodes)
-
-        needed = sorted({*self.obs_keys, *self.goal_keys, "action"})
-        image_keys = [k for k in needed if store.array(k).dtype == np.uint8 and store.array(k).ndim == 4]
-        image_bytes = sum(store.n_steps * int(np.prod(store.array(k).shape[1:])) for k in image_keys)
-        if read not in READ_MODES:
-            raise ConfigError(f"Unknown read={read!r}; use one of {', '.join(READ_MODES)}.")
-        if cache_images is not None:
-            read = "memory" if cache_images else "lazy"
-        self.cache_images = image_bytes < IMAGE_CACHE_LIMIT_BYTES if read == "auto" else read == "memory"
-        self.cache_bytes = int(cache_bytes)
-        self._caches: dict[str, ChunkCache] = {}
-        eager = [k for k in needed if k not in image_keys or self.cache_images]
-        self._memory = {k: store.get(k) for k in eager}  # (N_steps, ...) per key
-        self._lazy = [k for k in needed if k not in self._memory]
-        self._path = Path(store.path)
-        self._store, self._pid = (store, os.getpid()) if self._lazy else (None, None)
+            raise DataError(f"No episodes to sample windows from in {arrays.path}; record episodes or lower val_fraction.")
+        if self.episodes.min() < 0 or self.episodes.max() >= arrays.n_episodes:
+            raise DataError(f"Episode indices must be in [0, {arrays.n_episodes}) for {arrays.path}; check the split.")
+        self.index = build_index(arrays.episode_ends, self.episodes)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -163,34 +108,13 @@ class WindowDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         start, length, t = (int(v) for v in self.index[i])
         obs_idx, act_idx = window_indices(t, length, self.obs_horizon, self.action_horizon)
+        rows = self.arrays.rows
         item = {
-            "obs": {k: torch.from_numpy(self._rows(k, start + obs_idx)) for k in self.obs_keys},
-            "action": torch.from_numpy(self._rows("action", start + act_idx)),
+            "obs": {k: torch.from_numpy(rows(k, start + obs_idx)) for k in self.obs_keys},
+            "action": torch.from_numpy(rows("action", start + act_idx)),
         }
         if self.goal_keys:
             rng = np.random.default_rng([self.seed, self.epoch, int(i)])
             g = start + min(t + int(rng.integers(self.goal_horizon[0], self.goal_horizon[1] + 1)), length - 1)
-            item["goal"] = {k: torch.from_numpy(self._rows(k, np.array([g]))[0]) for k in self.goal_keys}
+            item["goal"] = {k: torch.from_numpy(rows(k, np.array([g]))[0]) for k in self.goal_keys}
         return item
-
-    def _rows(self, key: str, steps: np.ndarray) -> np.ndarray:
-        """steps: (n,) global step indices (sorted, possibly repeated) -> (n, ...) rows of ``key``."""
-        if key in self._memory:
-            return self._memory[key][steps]
-        store = self._open_store()
-        cache = self._caches.get(key)
-        if cache is None:
-            cache = self._caches[key] = ChunkCache(store, key, self.cache_bytes)
-        return cache.rows(store, steps)
-
-    def _open_store(self) -> EpisodeStore:
-        if self._store is None or self._pid != os.getpid():
-            self._store, self._pid = EpisodeStore.open(self._path), os.getpid()
-            self._caches = {}
-        return self._store
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_store"], state["_pid"] = None, None  # workers re-open by path; zarr handles stay local
-        state["_caches"] = {}
-        return state

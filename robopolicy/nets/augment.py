@@ -5,7 +5,8 @@ device and applies, per sample (the same draw for the ``T`` frames of one window
 between frames is kept):
 
 - a random shift of up to ``shift_px`` pixels (DrQ: pad by replicating the border, crop back);
-- optional colour jitter: brightness and contrast factors in ``[1 - j, 1 + j]``.
+- optional colour jitter: brightness and contrast factors in ``[1 - j, 1 + j]``, and an additive
+  brightness offset in ``[-o, o]`` (the semantics mappers' jitter: gain and offset).
 
 Written by hand because the libraries at hand do not do per-sample draws on a batch:
 torchvision's ``v2.RandomCrop`` / ``ColorJitter`` draw one set of parameters per call, and robomimic's
@@ -23,24 +24,25 @@ from robopolicy.errors import ConfigError
 
 
 class ImageAugment(nn.Module):
-    """Random shift + colour jitter, per sample, in training only. x: (B, T, 3, H, W) -> same shape."""
+    """Random shift + colour jitter, per sample, in training only. x: (B, T, C, H, W) -> same shape."""
 
-    def __init__(self, shift_px: int = 4, brightness: float = 0.0, contrast: float = 0.0):
+    def __init__(self, shift_px: int = 4, brightness: float = 0.0, contrast: float = 0.0, offset: float = 0.0):
         super().__init__()
-        if int(shift_px) < 0 or not 0.0 <= float(brightness) < 1.0 or not 0.0 <= float(contrast) < 1.0:
-            raise ConfigError(f"augment needs shift_px >= 0 and brightness, contrast in [0, 1), got {shift_px}, {brightness}, "
-                              f"{contrast}; fix policy.encoder.augment.")
+        if int(shift_px) < 0 or not all(0.0 <= float(v) < 1.0 for v in (brightness, contrast, offset)):
+            raise ConfigError(f"augment needs shift_px >= 0 and brightness, contrast, offset in [0, 1), got {shift_px}, {brightness}, "
+                              f"{contrast}, {offset}; fix policy.encoder.augment.")
         self.shift_px = int(shift_px)
         self.brightness = float(brightness)
         self.contrast = float(contrast)
+        self.offset = float(offset)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return x
         if self.shift_px > 0:
             x = random_shift(x, self.shift_px)
-        if self.brightness > 0 or self.contrast > 0:
-            x = color_jitter(x, self.brightness, self.contrast)
+        if self.brightness > 0 or self.contrast > 0 or self.offset > 0:
+            x = color_jitter(x, self.brightness, self.contrast, offset=self.offset)
         return x
 
 
@@ -64,8 +66,12 @@ def random_shift(x: torch.Tensor, pad: int, generator: torch.Generator | None = 
     return out.view(b, t, c, h, w)
 
 
-def color_jitter(x: torch.Tensor, brightness: float, contrast: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """x: (B, T, C, H, W) in [0, 1] -> brightness x b, contrast about each frame's mean x c, clamped to [0, 1]."""
+def color_jitter(x: torch.Tensor, brightness: float, contrast: float, generator: torch.Generator | None = None,
+                 offset: float = 0.0) -> torch.Tensor:
+    """x: (B, T, C, H, W) in [0, 1] -> brightness x b, contrast about each frame's mean x c, + o, clamped to [0, 1].
+
+    b, c in [1 - brightness, 1 + brightness], [1 - contrast, 1 + contrast] and o in [-offset, offset],
+    drawn per sample in that order."""
     b = x.shape[0]
     shape = (b, 1, 1, 1, 1)
     out = x
@@ -74,4 +80,6 @@ def color_jitter(x: torch.Tensor, brightness: float, contrast: float, generator:
     if contrast > 0:
         mean = out.mean(dim=(2, 3, 4), keepdim=True)
         out = (out - mean) * (1 + (torch.rand(shape, device=x.device, generator=generator, dtype=x.dtype) * 2 - 1) * contrast) + mean
+    if offset > 0:
+        out = out + (torch.rand(shape, device=x.device, generator=generator, dtype=x.dtype) * 2 - 1) * offset
     return out.clamp(0.0, 1.0)

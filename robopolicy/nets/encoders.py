@@ -1,7 +1,8 @@
 """Observation encoders: low-dim MLP, image encoders, and their combination over keys and time.
 
-Inputs are *preprocessed* by the policy (low-dim keys normalised, images float in [0, 1] CHW, on
-the training device); the encoders only map features. The output of :class:`ObsEncoder` is one
+Inputs are *preprocessed* by :class:`~robopolicy.nets.obs_preprocessor.ObservationPreprocessor`
+(low-dim keys normalised, images float in [0, 1] CHW, on the training device); the encoders only
+map features. The output of :class:`ObsEncoder` is one
 flat conditioning vector per sample: per-step features of every key, concatenated, flattened over
 the ``To`` steps.
 
@@ -9,7 +10,8 @@ Image encoders (choose with ``+encoder@policy.encoder=<name>``, conf/encoder/):
 - :class:`ImageEncoder` (default, ``rgb: null``): robomimic's ResNet-18 with GroupNorm and spatial
   softmax, Diffusion Policy's encoder.
 - :class:`SmallConvEncoder` (``small_cnn``): a DrQ-style stem of a few 3x3 convs (the first ones
-  strided) with GroupNorm, spatial softmax and a linear layer; sized for CPU-scale runs.
+  strided) with GroupNorm, spatial softmax and a linear layer; sized for CPU-scale runs. The
+  semantics mappers use it too (padded, Mish, last conv plain: conf/semantics.yaml).
 """
 
 from __future__ import annotations
@@ -97,25 +99,36 @@ class ImageEncoder(nn.Module):
 
 
 class SmallConvEncoder(nn.Module):
-    """DrQ-style conv stem + spatial softmax + Linear, for CPU-scale runs.
+    """DrQ-style conv stem + spatial softmax + Linear, for CPU-scale runs (policies and semantics mappers).
 
-    (N, 3, H, W) float in [0, 1] -> (N, feature_dim). ``channels[i]`` output channels of conv i
-    (3x3, stride ``strides[i]``), each followed by GroupNorm (EMA-safe, unlike BatchNorm) and ReLU.
+    (N, C, H, W) float in [0, 1] -> (N, feature_dim). ``channels[i]`` output channels of conv i
+    (3x3, stride ``strides[i]``, zero padding ``padding``), each followed by GroupNorm(min(groups, C))
+    (EMA-safe, unlike BatchNorm) and ``activation`` (``relu`` or ``mish``); with ``plain_last`` the
+    last conv has neither, so the keypoint layer sees signed features.
     """
 
+    ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "mish": nn.Mish}
+
     def __init__(self, image_shape: Sequence[int], feature_dim: int = 64, channels: Sequence[int] = (32, 32, 32, 32),
-                 strides: Sequence[int] = (2, 2, 1, 1), num_kp: int = 32, groups: int = 8):
+                 strides: Sequence[int] = (2, 2, 1, 1), num_kp: int = 32, groups: int = 8, padding: int = 0,
+                 activation: str = "relu", plain_last: bool = False):
         super().__init__()
         from robomimic.models.base_nets import SpatialSoftmax
 
         h, w, c = (int(s) for s in image_shape)
         if len(channels) != len(strides) or not channels:
             raise ConfigError(f"SmallConvEncoder needs as many strides as channels, got {list(channels)} and {list(strides)}; fix conf/encoder.")
+        if activation not in self.ACTIVATIONS:
+            raise ConfigError(f"Unknown SmallConvEncoder activation {activation!r}; use one of {sorted(self.ACTIVATIONS)}.")
         layers: list[nn.Module] = []
-        for ch, st in zip(channels, strides):
-            layers += [nn.Conv2d(c, int(ch), 3, stride=int(st)), nn.GroupNorm(min(int(groups), int(ch)), int(ch)), nn.ReLU(inplace=True)]
-            c = int(ch)
-            h, w = (h - 3) // int(st) + 1, (w - 3) // int(st) + 1
+        pad = int(padding)
+        for i, (ch, st) in enumerate(zip(channels, strides)):
+            ch, st = int(ch), int(st)
+            layers.append(nn.Conv2d(c, ch, 3, stride=st, padding=pad))
+            if not (plain_last and i == len(channels) - 1):
+                layers += [nn.GroupNorm(min(int(groups), ch), ch), self.ACTIVATIONS[activation]()]
+            c = ch
+            h, w = (h + 2 * pad - 3) // st + 1, (w + 2 * pad - 3) // st + 1
         if h * w < 4:
             raise ConfigError(f"The image of {image_shape} leaves a {h}x{w} feature map, too small for keypoints; use fewer strides or larger images.")
         self.trunk = nn.Sequential(*layers)
@@ -224,7 +237,11 @@ class ObsEncoder(nn.Module):
             return fn(x).float()
 
     def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """obs: {key: (B, To, D) low-dim | (B, To, 3, H, W) images} -> (B, To * step_dim)."""
+        """obs: {key: (B, To, D) low-dim | (B, To, 3, H, W) images}, preprocessed -> (B, To * step_dim)."""
+        return self.features(obs)
+
+    def features(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """obs: {key: (B, To, D) low-dim | (B, To, 3, H, W) images}, preprocessed -> (B, To * step_dim)."""
         feats: dict[str, torch.Tensor] = {}
         images = {}
         for k in self.keys:

@@ -24,6 +24,7 @@ from torch import nn
 
 from robopolicy.envs.spec import EnvSpec
 from robopolicy.errors import ConfigError
+from robopolicy.nets.obs_preprocessor import to_device
 
 ObsDict = Mapping[str, Any]
 
@@ -87,14 +88,7 @@ class ChunkSampler(nn.Module, abc.ABC):
 
     def to_tensor_obs(self, obs: ObsDict) -> dict[str, torch.Tensor]:
         """Move an obs dict (arrays or tensors) to this policy's device, keeping dtypes (uint8 stays uint8)."""
-        dev = self.device
-        out = {}
-        for k, v in obs.items():
-            t = v if isinstance(v, torch.Tensor) else torch.as_tensor(np.asarray(v))
-            if t.dtype == torch.float64:
-                t = t.float()
-            out[k] = t.to(dev, non_blocking=True)
-        return out
+        return {k: to_device(v, self.device) for k, v in obs.items()}
 
 
 class Policy(ChunkSampler):

@@ -1,10 +1,11 @@
-"""What every chunk policy here shares: input checks, preprocessing, observation/goal encoding.
+"""What every chunk policy here shares: input checks, observation/goal encoding, action scaling.
 
 :class:`ChunkPolicy` turns raw observation histories into one conditioning vector per sample:
 ``cond = [obs features (To flattened), goal features]``. The goal part is either the encoded goal
 observation or a learned *null token* (no goal given, or dropped for classifier-free guidance).
-Low-dim keys are normalised with the policy's Normalizer; images (uint8 HWC) become float CHW in
-[0, 1]. Subclasses implement the loss and the sampler.
+Observations go through the shared
+:class:`~robopolicy.nets.obs_preprocessor.ObservationPreprocessor` (the critics use the same one).
+Subclasses implement the loss and the sampler.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from torch import nn
 
 from robopolicy.envs.spec import EnvSpec
 from robopolicy.errors import ConfigError, DataError
-from robopolicy.nets.encoders import ObsEncoder
+from robopolicy.nets.obs_preprocessor import ObservationPreprocessor
 from robopolicy.policies.base import ObsDict, Policy
 
 
@@ -28,7 +29,7 @@ class ChunkPolicy(Policy):
         spec: the task's EnvSpec. normalizer: fitted Normalizer (keys: obs keys and ``action``).
         obs_keys: observation keys to use (None: every key of the spec).
         goal_keys: keys of ``batch["goal"]`` to condition on (None: no goal conditioning).
-        encoder: ObsEncoder options (lowdim_hidden_dims, rgb_feature_dim, num_kp, crop_shape, channels_per_group).
+        encoder: ObsEncoder options (lowdim_hidden_dims, rgb, share_rgb_encoder, augment, ...), see ObservationPreprocessor.
         cond_drop_prob: probability of replacing the goal by the null token in training.
     """
 
@@ -44,62 +45,25 @@ class ChunkPolicy(Policy):
         self.action_dim = int(spec.action_dim)
         self.goal_keys = list(goal_keys) if goal_keys else []
         self.cond_drop_prob = float(cond_drop_prob)
-        enc_cfg = dict(encoder or {})
-        self.obs_encoder = ObsEncoder(spec, self.obs_keys, self.obs_horizon, **enc_cfg)
-        self.goal_encoder = ObsEncoder(spec, self.goal_keys, 1, **enc_cfg) if self.goal_keys else None
+        self.obs_encoder = ObservationPreprocessor(spec, self.obs_keys, self.obs_horizon, normalizer, encoder)
+        self.goal_encoder = ObservationPreprocessor(spec, self.goal_keys, None, normalizer, encoder, "goal") if self.goal_keys else None
         goal_dim = self.goal_encoder.out_dim if self.goal_encoder is not None else 0
         self.null_goal = nn.Parameter(torch.zeros(goal_dim)) if goal_dim else None
         self.cond_dim = self.obs_encoder.out_dim + goal_dim
-
-    # -- preprocessing --------------------------------------------------------------------------
-    def _preprocess(self, obs: ObsDict, keys: Sequence[str], horizon: int | None, what: str) -> dict[str, torch.Tensor]:
-        """{key: (B, To, ...)} raw (or (B, ...) when horizon is None) -> normalised / scaled tensors with a time axis."""
-        missing = [k for k in keys if k not in obs]
-        if missing:
-            raise DataError(f"The {what} lacks keys {missing} that the policy needs (it has {sorted(obs)}); pass every key in {list(keys)}.")
-        # Host arrays are checked for NaN/inf before the copy: a check on the device would cost a sync per chunk.
-        host_checked = set()
-        for k in keys:
-            v = obs[k]
-            if not isinstance(v, torch.Tensor) and self.spec.obs[k].kind != "rgb":
-                arr = np.asarray(v)
-                if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-                    raise DataError(f"{what} key {k!r} contains NaN or inf; check the sensor or dataset.")
-                host_checked.add(k)
-        tens = self.to_tensor_obs({k: obs[k] for k in keys})
-        out = {}
-        for k in keys:
-            x = tens[k]
-            ks = self.spec.obs[k]
-            if horizon is None:
-                x = x.unsqueeze(1)
-            expected = (horizon or 1, *ks.shape)
-            if tuple(x.shape[1:]) != expected:
-                raise DataError(f"{what} key {k!r} has shape {tuple(x.shape)} but the policy expects (B, {', '.join(map(str, expected))}); "
-                                "pass histories of obs_horizon steps in the task's units.")
-            if ks.kind == "rgb":
-                x = x.permute(0, 1, 4, 2, 3).float() / 255.0 if x.dtype == torch.uint8 else x.permute(0, 1, 4, 2, 3).float()
-            else:
-                x = x.float()
-                if k not in host_checked and not torch.isfinite(x).all():
-                    raise DataError(f"{what} key {k!r} contains NaN or inf; check the sensor or dataset.")
-                x = self.normalizer.normalize(k, x)
-            out[k] = x
-        return out
 
     def encode(self, obs: ObsDict, goal: ObsDict | None = None, drop_goal: torch.Tensor | None = None) -> torch.Tensor:
         """obs {key: (B, To, ...)}, goal {key: (B, ...)} or None -> cond (B, cond_dim).
 
         drop_goal: optional (B,) bool; True rows get the null goal token (classifier-free guidance).
         """
-        feats = self.obs_encoder(self._preprocess(obs, self.obs_keys, self.obs_horizon, "observation"))
+        feats = self.obs_encoder(obs, self.device)
         if self.goal_encoder is None:
             return feats
         b = feats.shape[0]
         null = self.null_goal.expand(b, -1)
         if goal is None:
             return torch.cat([feats, null], dim=-1)
-        g = self.goal_encoder(self._preprocess(goal, self.goal_keys, None, "goal"))
+        g = self.goal_encoder(goal, self.device)
         if drop_goal is not None:
             g = torch.where(drop_goal[:, None], null, g)
         return torch.cat([feats, g], dim=-1)

@@ -7,11 +7,14 @@ by initialisation and by online-bootstrap weights (Poisson(1) per sample and mem
 sample), so their spread is an uncertainty for the variance acquisition.
 
 The encoder is a Hydra ``_target_`` taking ``image_shape`` (H, W, C) and ``feature_dim``:
-``robopolicy.nets.encoders.ImageEncoder`` (robomimic ResNet-18 + spatial softmax, the policies'
-encoder) or :class:`SmallConvEncoder` below, the default. Why a small encoder of our own: an
-ensemble of five ResNet-18s costs about 0.15 GFLOP per 64x64 image per member, far too slow to
-retrain every active-learning round on two CPU cores; four conv layers + robomimic's
-SpatialSoftmax (reused) locate the pusher and puck equally well on these scenes.
+``robopolicy.nets.encoders.ImageEncoder`` (robomimic ResNet-18 + spatial softmax) or the policies'
+``robopolicy.nets.encoders.SmallConvEncoder``, the default (conf/semantics.yaml: four padded 3x3
+convs with Mish, the last one plain). Why the small one: an ensemble of five ResNet-18s costs about
+0.15 GFLOP per 64x64 image per member, far too slow to retrain every active-learning round on two
+CPU cores; four conv layers + robomimic's SpatialSoftmax locate the pusher and puck equally well on
+these scenes. Frames become float in [0, 1] through the shared
+:func:`~robopolicy.nets.obs_preprocessor.images_to_float`; the training jitter (gain and offset per
+sample) is :class:`~robopolicy.nets.augment.ImageAugment`.
 
 Training goes through the one :class:`robopolicy.training.Trainer` (:func:`train_mapper`).
 """
@@ -31,44 +34,27 @@ from torch import nn
 # and importing triton after an EGL context exists segfaults (seen on CPU with Mesa EGL).
 from robopolicy.training import Trainer  # noqa: E402
 from robopolicy.errors import ConfigError, DataError
-
-
-class SmallConvEncoder(nn.Module):
-    """(N, C, H, W) float in [0, 1] -> (N, feature_dim): 4 convs (GroupNorm) + SpatialSoftmax + Linear."""
-
-    def __init__(self, image_shape: Sequence[int], feature_dim: int = 64, channels: int = 32, num_kp: int = 16):
-        super().__init__()
-        from robomimic.models.base_nets import SpatialSoftmax
-
-        h, w, c = (int(s) for s in image_shape)
-        ch = int(channels)
-        self.conv = nn.Sequential(
-            nn.Conv2d(c, ch, 3, stride=2, padding=1), nn.GroupNorm(4, ch), nn.Mish(),
-            nn.Conv2d(ch, ch, 3, padding=1), nn.GroupNorm(4, ch), nn.Mish(),
-            nn.Conv2d(ch, ch, 3, padding=1), nn.GroupNorm(4, ch), nn.Mish(),
-            nn.Conv2d(ch, ch, 3, padding=1),
-        )
-        self.pool = SpatialSoftmax([ch, (h + 1) // 2, (w + 1) // 2], num_kp=int(num_kp))
-        self.proj = nn.Linear(2 * int(num_kp), int(feature_dim))
-        self.out_dim = int(feature_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(torch.flatten(self.pool(self.conv(x)), 1))
+from robopolicy.nets.augment import ImageAugment
+from robopolicy.nets.obs_preprocessor import images_to_float
 
 
 class MapperEnsemble(nn.Module):
     """M members, each encoder + MLP head. ``forward``: images (B, K, H, W, 3) uint8 -> (M, B, D) normalised."""
 
     def __init__(self, image_shape: Sequence[int], n_frames: int, semantics_low: Sequence[float],
-                 semantics_high: Sequence[float], members: int = 5, encoder: Any = None, hidden_dim: int = 128,
+                 semantics_high: Sequence[float], encoder: Any, members: int = 5, hidden_dim: int = 128,
                  color_jitter: float = 0.0):
         super().__init__()
         if int(members) < 1 or int(n_frames) < 1:
             raise ConfigError(f"mapper.members={members} and mapper.n_frames={n_frames} must be at least 1.")
+        if encoder is None or "_target_" not in encoder:
+            raise ConfigError("The mapper needs an image encoder with a _target_; set mapper.encoder (conf/semantics.yaml has the default).")
         h, w, c = (int(s) for s in image_shape)
-        enc_cfg = OmegaConf.create(encoder if encoder is not None else {"_target_": f"{__name__}.SmallConvEncoder"})
+        enc_cfg = OmegaConf.create(encoder)
         self.n_frames, self.dim = int(n_frames), len(semantics_low)
         self.color_jitter = float(color_jitter)
+        # Gain and offset in [1 - j, 1 + j] and [-j, j] per sample, training only (the same draw for all frames).
+        self.jitter = ImageAugment(shift_px=0, brightness=self.color_jitter, offset=self.color_jitter)
         self.register_buffer("low", torch.tensor(semantics_low, dtype=torch.float32))
         self.register_buffer("high", torch.tensor(semantics_high, dtype=torch.float32))
         self.members = nn.ModuleList()
@@ -84,21 +70,17 @@ class MapperEnsemble(nn.Module):
         return (z + 1) / 2 * (self.high - self.low) + self.low
 
     def _prep(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, K, H, W, 3) uint8 (or (B, H, W, 3)) -> (B, K * 3, H, W) float in [0, 1], jittered in training."""
         if images.ndim == 4:
             images = images[:, None]
         if images.ndim != 5 or images.shape[1] != self.n_frames or images.shape[-1] != 3:
             raise DataError(f"The mapper expects images (B, {self.n_frames}, H, W, 3), got {tuple(images.shape)}; "
                             "pass the last mapper.n_frames frames.")
-        x = images.to(self.low.device).float() / 255.0
-        b, k, h, w, c = x.shape
-        return x.permute(0, 1, 4, 2, 3).reshape(b, k * c, h, w)
+        x = self.jitter(images_to_float(images.to(self.low.device)))  # (B, K, 3, H, W)
+        return x.flatten(1, 2)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self._prep(images)
-        if self.training and self.color_jitter > 0:  # brightness/contrast jitter per sample
-            g = 1 + self.color_jitter * (2 * torch.rand(x.shape[0], 1, 1, 1, device=x.device) - 1)
-            o = self.color_jitter * (2 * torch.rand(x.shape[0], 1, 1, 1, device=x.device) - 1)
-            x = (x * g + o).clamp(0, 1)
         return torch.stack([m(x) for m in self.members])
 
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:

@@ -19,6 +19,7 @@ from torch import nn
 # and importing triton after an EGL context exists segfaults (seen on CPU with Mesa EGL).
 from robopolicy.training import Trainer  # noqa: E402
 from robopolicy.errors import ConfigError
+from robopolicy.nets.obs_preprocessor import images_to_float
 
 
 class ConvVAE(nn.Module):
@@ -38,7 +39,8 @@ class ConvVAE(nn.Module):
 
     @staticmethod
     def _prep(images: torch.Tensor) -> torch.Tensor:
-        return images.float().permute(0, 3, 1, 2) / 255.0
+        """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1] (the preprocessing policies and mappers share)."""
+        return images_to_float(images)
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, H, W, 3) uint8 -> mean, log-variance (B, Z)."""

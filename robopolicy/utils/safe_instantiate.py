@@ -34,7 +34,6 @@ CHECKPOINT_TARGETS: tuple[str, ...] = (
     # image encoders
     "robopolicy.nets.encoders.ImageEncoder",
     "robopolicy.nets.encoders.SmallConvEncoder",
-    "robopolicy.semantics.mapper.SmallConvEncoder",
     # critics
     "robopolicy.value.critic.Critic",
     "robopolicy.value.offline_rl.IQL",

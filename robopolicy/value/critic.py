@@ -1,10 +1,11 @@
 """Offline critic Q(s, a): an ensemble of Q networks (min for scoring), a V network for IQL,
 Polyak-averaged target copies, a scalar or HL-Gauss head, optional goal conditioning.
 
-The critic owns its preprocessing like a policy does: observations and actions come in raw
-environment units and are normalised with the critic's own :class:`Normalizer` (saved in its
-safetensors). The learning rule is a separate object (``algo``: :class:`~robopolicy.value.offline_rl.IQL`
-or :class:`~robopolicy.value.offline_rl.CalQL`) so the same network trains with either.
+Observations and actions come in raw environment units. Observations go through the same
+:class:`~robopolicy.nets.obs_preprocessor.ObservationPreprocessor` as a policy's (normalised with
+the critic's own :class:`Normalizer`, saved in its safetensors); actions are normalised here. The
+learning rule is a separate object (``algo``: :class:`~robopolicy.value.offline_rl.IQL` or
+:class:`~robopolicy.value.offline_rl.CalQL`) so the same network trains with either.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from __future__ import annotations
 import copy
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
 from robopolicy.envs.spec import EnvSpec
 from robopolicy.errors import ConfigError, DataError
-from robopolicy.nets.encoders import ObsEncoder
+from robopolicy.nets.obs_preprocessor import ObservationPreprocessor
 from robopolicy.nets.mlp import mlp
 from robopolicy.value import losses
 
@@ -76,9 +76,8 @@ class Critic(nn.Module):
         self.action_mode = action_mode
         self.chunk_len = 1 if action_mode == "first" else int(chunk_len)
         self.normalizer = normalizer
-        enc = dict(encoder or {})
-        self.obs_encoder = ObsEncoder(spec, self.obs_keys, self.obs_horizon, **enc)
-        self.goal_encoder = ObsEncoder(spec, self.goal_keys, 1, **enc) if self.goal_keys else None
+        self.obs_encoder = ObservationPreprocessor(spec, self.obs_keys, self.obs_horizon, normalizer, encoder)
+        self.goal_encoder = ObservationPreprocessor(spec, self.goal_keys, None, normalizer, encoder, "goal") if self.goal_keys else None
         feat_dim = self.obs_encoder.out_dim + (self.goal_encoder.out_dim if self.goal_encoder else 0)
         self.head = ValueHead(**dict(head or {}))
         in_dim = feat_dim + self.chunk_len * spec.action_dim
@@ -91,34 +90,13 @@ class Critic(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def _prep(self, obs: Mapping[str, Any], keys: list[str], horizon: int | None) -> dict[str, Tensor]:
-        """Raw {key: (B, To', ...)} (or (B, ...) for goals, horizon None) -> normalised (B, To, ...) tensors."""
-        out = {}
-        for k in keys:
-            if k not in obs:
-                raise DataError(f"The critic needs observation key {k!r} but got {sorted(obs)}; use the task the critic was trained on.")
-            x = obs[k] if isinstance(obs[k], Tensor) else torch.as_tensor(np.asarray(obs[k]))
-            x = x.to(self.device)
-            if horizon is None:
-                x = x.unsqueeze(1)
-            elif x.shape[1] < horizon:
-                raise DataError(f"The critic needs {horizon} observation steps of {k!r} but got {x.shape[1]}; give a longer history.")
-            else:
-                x = x[:, x.shape[1] - horizon:]
-            if self.spec.obs[k].kind == "rgb":
-                x = x.permute(0, 1, 4, 2, 3).float() / 255.0
-            else:
-                x = self.normalizer.normalize(k, x.float())
-            out[k] = x
-        return out
-
     def encode(self, obs: Mapping[str, Any], goal: Mapping[str, Any] | None = None) -> Tensor:
         """obs: {key: (B, To', ...)} raw (the last To steps are used) -> features (B, F)."""
-        feat = self.obs_encoder(self._prep(obs, self.obs_keys, self.obs_horizon))
+        feat = self.obs_encoder(obs, self.device)
         if self.goal_encoder is not None:
             if goal is None:
                 raise DataError(f"This critic is goal-conditioned on {self.goal_keys}; pass a goal.")
-            feat = torch.cat([feat, self.goal_encoder(self._prep(goal, self.goal_keys, None))], dim=-1)
+            feat = torch.cat([feat, self.goal_encoder(goal, self.device)], dim=-1)
         return feat
 
     def prep_actions(self, actions: Tensor) -> Tensor:

@@ -25,11 +25,15 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from robopolicy.data.step_arrays import StepArrays
 from robopolicy.errors import DataError
 from robopolicy.value.rewards import label_episode
 
 
 class TransitionDataset(torch.utils.data.Dataset):
+    """``store``: an EpisodeStore or path (its keys read into memory here) or a :class:`StepArrays` shared
+    with the other datasets and the normalizer fit of the run (read once; items index its rows)."""
+
     def __init__(self, store, obs_keys: Sequence[str], obs_horizon: int = 2, chunk_len: int = 1, n_step: int = 1,
                  reward_horizon: int = 3, reward_scheme: str = "binary", gamma: float = 0.98,
                  episodes: Sequence[int] | None = None, goal_keys: Sequence[str] | None = None):
@@ -38,55 +42,53 @@ class TransitionDataset(torch.utils.data.Dataset):
         self.obs_horizon, self.chunk_len, self.n_step, self.gamma = int(obs_horizon), int(chunk_len), int(n_step), float(gamma)
         if self.n_step < 1 or self.chunk_len < 1 or self.obs_horizon < 1:
             raise DataError("obs_horizon, chunk_len and n_step must all be at least 1; fix the critic/transition settings.")
-        missing = [k for k in set(self.obs_keys) | set(self.goal_keys) | {"action", "success"} if k not in store.keys]
+        needed = set(self.obs_keys) | set(self.goal_keys) | {"action", "success"}
+        missing = [k for k in needed if k not in store.keys]
         if missing:
             raise DataError(f"The dataset lacks keys {sorted(missing)} that the critic needs (it has {sorted(store.keys)}); "
                             "collect it with the same task settings.")
         episodes = list(range(store.n_episodes)) if episodes is None else list(episodes)
         if not episodes:
             raise DataError("The dataset has no episodes to train the critic on; collect some with robopolicy-collect.")
-        keys = sorted(set(self.obs_keys) | set(self.goal_keys))
-        ends = store.episode_ends
+        self.arrays = store if isinstance(store, StepArrays) else StepArrays(store, sorted(needed), read="memory")
+        ends = self.arrays.episode_ends
         starts = np.concatenate([[0], ends[:-1]])
-        data = {k: [] for k in keys + ["action"]}
-        labels = {"reward": [], "terminal": [], "mc_return": []}
-        ep_start, ep_end = [], []
-        offset = 0
+        # Items index global steps of the shared arrays; labels are per global step (zero outside ``episodes``).
+        n = self.arrays.n_steps
+        self.labels = {"reward": np.zeros(n, np.float32), "terminal": np.zeros(n, bool), "mc_return": np.zeros(n, np.float32)}
+        steps, first, last, n_success = [], [], [], 0
         for e in episodes:
-            sl = slice(int(starts[e]), int(ends[e]))
-            for k in data:
-                data[k].append(store.get(k, sl))
-            lab = label_episode(store.get("success", sl), reward_horizon, reward_scheme, gamma)
-            for k in labels:
-                labels[k].append(lab[k])
-            T = int(ends[e] - starts[e])
-            ep_start.append(np.full(T, offset))
-            ep_end.append(np.full(T, offset + T - 1))
-            offset += T
-        self.data = {k: np.concatenate(v) for k, v in data.items()}
-        self.labels = {k: np.concatenate(v) for k, v in labels.items()}
-        self.first = np.concatenate(ep_start)
-        self.last = np.concatenate(ep_end)
-        self.n_success_episodes = int(sum(lab.any() for lab in labels["terminal"]))
+            a, b = int(starts[e]), int(ends[e])
+            lab = label_episode(self.arrays.get("success", slice(a, b)), reward_horizon, reward_scheme, gamma)
+            for k in self.labels:
+                self.labels[k][a:b] = lab[k]
+            n_success += int(np.asarray(lab["terminal"]).any())
+            steps.append(np.arange(a, b))
+            first.append(np.full(b - a, a))
+            last.append(np.full(b - a, b - 1))
+        self.steps = np.concatenate(steps).astype(np.int64)
+        self.first = np.concatenate(first).astype(np.int64)
+        self.last = np.concatenate(last).astype(np.int64)
+        self.n_success_episodes = n_success
         self.n_episodes = len(episodes)
 
     def __len__(self) -> int:
-        return len(self.first)
+        return len(self.steps)
 
-    def _obs(self, i: int, keys: list[str]) -> dict[str, np.ndarray]:
-        idx = np.clip(np.arange(i - self.obs_horizon + 1, i + 1), self.first[i], self.last[i])
-        return {k: self.data[k][idx] for k in keys}
+    def _obs(self, t: int, first: int, last: int, keys: list[str]) -> dict[str, np.ndarray]:
+        idx = np.clip(np.arange(t - self.obs_horizon + 1, t + 1), first, last)
+        return {k: self.arrays.rows(k, idx) for k in keys}
 
-    def _chunk(self, i: int, first: int, last: int) -> np.ndarray:
-        idx = np.clip(np.arange(i, i + self.chunk_len), first, last)
-        return self.data["action"][idx].astype(np.float32)
+    def _chunk(self, t: int, first: int, last: int) -> np.ndarray:
+        idx = np.clip(np.arange(t, t + self.chunk_len), first, last)
+        return self.arrays.rows("action", idx).astype(np.float32)
 
     def __getitem__(self, i: int) -> dict:
         i = int(i)
-        first, last = int(self.first[i]), int(self.last[i])
+        g, first, last = int(self.steps[i]), int(self.first[i]), int(self.last[i])
         reward, m, done = 0.0, 0, False
         for j in range(self.n_step):
-            t = i + j
+            t = g + j
             if t > last:
                 break
             reward += self.gamma ** j * float(self.labels["reward"][t])
@@ -94,17 +96,17 @@ class TransitionDataset(torch.utils.data.Dataset):
             if self.labels["terminal"][t]:
                 done = True
                 break
-        nxt = min(i + m, last)
+        nxt = min(g + m, last)
         item = {
-            "obs": self._obs(i, self.obs_keys),
-            "action": self._chunk(i, first, last),
+            "obs": self._obs(g, first, last, self.obs_keys),
+            "action": self._chunk(g, first, last),
             "reward": np.float32(reward),
             "discount": np.float32(self.gamma ** m),
             "done": np.float32(done),
-            "next_obs": self._obs(nxt, self.obs_keys),
+            "next_obs": self._obs(nxt, first, last, self.obs_keys),
             "next_action": self._chunk(nxt, first, last),
-            "mc_return": np.float32(self.labels["mc_return"][i]),
+            "mc_return": np.float32(self.labels["mc_return"][g]),
         }
         if self.goal_keys:
-            item["goal"] = {k: self.data[k][last] for k in self.goal_keys}
+            item["goal"] = {k: self.arrays.rows(k, np.array([last]))[0] for k in self.goal_keys}
         return item

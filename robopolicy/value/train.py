@@ -7,6 +7,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from robopolicy.data.normalize import fit_normalizer
+from robopolicy.data.step_arrays import StepArrays
 from robopolicy.data.store import EpisodeStore
 from robopolicy.data.windows import split_episodes
 from robopolicy.errors import ConfigError, DataError
@@ -14,7 +15,7 @@ from robopolicy.value.build import build_critic, critic_keys, lowdim_norm_keys
 from robopolicy.value.dataset import TransitionDataset
 
 
-def transition_dataset(cfg: DictConfig, store: EpisodeStore, episodes: list[int]) -> TransitionDataset:
+def transition_dataset(cfg: DictConfig, store: EpisodeStore | StepArrays, episodes: list[int]) -> TransitionDataset:
     obs_keys, goal_keys = critic_keys(cfg, store.spec)
     chunk = 1 if cfg.critic.action_mode == "first" else int(cfg.critic.chunk_len)
     return TransitionDataset(store, obs_keys, int(cfg.critic.obs_horizon), chunk, int(cfg.n_step), int(cfg.reward.horizon),
@@ -37,12 +38,15 @@ def train_critic(cfg: DictConfig) -> dict:
 
         check_store_task(store, make_task(cfg.task).spec, str(path), bool(cfg.allow_task_mismatch), "robopolicy-train-critic")
     train_idx, val_idx = (idx.tolist() for idx in split_episodes(store.n_episodes, float(cfg.val_fraction), int(cfg.seed)))
-    train_set = transition_dataset(cfg, store, train_idx)
+    obs_keys, goal_keys = critic_keys(cfg, store.spec)
+    needed = [k for k in [*obs_keys, *goal_keys, "action", "success"] if k in store.keys]  # a missing key: TransitionDataset says so
+    steps = StepArrays(store, needed, read="memory")  # the store read once: both datasets and the normalizer fit share it
+    train_set = transition_dataset(cfg, steps, train_idx)
     if train_set.n_success_episodes == 0:
         raise DataError(f"No training episode of {str(path)!r} succeeds, so every sparse reward is zero; "
                         "collect some successful episodes (lower noise or fail_fraction).")
-    val_set = transition_dataset(cfg, store, val_idx) if val_idx else None
-    normalizer = fit_normalizer(store, lowdim_norm_keys(cfg, store.spec), mode=str(cfg.norm.obs), action_mode=str(cfg.norm.action),
+    val_set = transition_dataset(cfg, steps, val_idx) if val_idx else None
+    normalizer = fit_normalizer(steps, lowdim_norm_keys(cfg, store.spec), mode=str(cfg.norm.obs), action_mode=str(cfg.norm.action),
                                 episodes=train_idx)
     critic = build_critic(cfg, store.spec, normalizer)
     val_loader = None
