@@ -165,7 +165,7 @@ class Runner:
         """Run one episode; False when the whole run must stop."""
         robot, st = self.robot, self.stats
         robot.reset(seed)
-        self.worker.new_episode()
+        self.worker.new_episode(seed)
         self.safety.reset()
         if self.recorder is not None:
             self.recorder.start_episode()
@@ -253,7 +253,10 @@ class Runner:
                 chunks = self.worker.collect()
                 if chunks:
                     return chunks[-1]
-            if not self.worker.busy:
+            # Ask again only when the request failed: idle and no chunk. A chunk that finished just
+            # after the wait timed out is taken at the next pass (asking again would sample twice
+            # for one observation, and the second chunk would replace the first mid-episode).
+            if not self.worker.busy and not self.worker.wait_for_chunk(0.0):
                 self.worker.request()
         self.stats.stop_reason = "no first action (policy failed or too slow; see the log)"
         log.error("no action within first_chunk_timeout_s=%.1f s", self.cfg.first_chunk_timeout_s)
