@@ -40,6 +40,7 @@ from robopolicy.utils import atomic_write_json
 # The goal for every episode: the agent at rest at the centre of the goal region ([-0.15, 0.15] x
 # [0.7, 0.8] in tasks/multimodal.yaml), i.e. a state (agent xy, agent velocity, goal xy) to reach.
 GOAL_STATE = [0.0, 0.75, 0.0, 0.0, 0.0, 0.75]
+CONDITIONS = ("goal_zmq", "goal_openpi", "vgps_zmq")
 
 
 def command(name: str) -> str:
@@ -95,25 +96,28 @@ class Server:
 
 
 def compare(ev: dict, rep: dict) -> dict:
-    """Per-episode agreement of an eval.json and a deploy timing.json over the same seeds."""
+    """Per-episode agreement of an eval.json and a deploy timing.json over the seeds both ran
+    (the served run may cover only the first of the evaluation's episodes)."""
     by_seed = {e["seed"]: e for e in rep["episode_results"]}
-    rows, same_success, identical = [], 0, 0
+    rows, same_success, identical, ev_succ = [], 0, 0, []
     for seed, s, n, r in zip(ev["seeds"], ev["successes"], ev["episode_lengths"], ev["returns"]):
         d = by_seed.get(seed)
         if d is None:
-            rows.append({"seed": seed, "eval": [s, n], "served": None})
             continue
+        ev_succ.append(bool(s))
         ok = bool(d["success"]) == bool(s)
         same = ok and int(d["steps"]) == int(n) and abs(float(d["reward"]) - float(r)) <= 1e-6 * max(1.0, abs(float(r)))
         same_success += ok
         identical += same
         rows.append({"seed": seed, "eval": [bool(s), int(n), float(r)], "served": [bool(d["success"]), int(d["steps"]), float(d["reward"])],
                      "same_success": ok, "identical": same})
-    n_ev, k_ev = len(ev["successes"]), int(sum(ev["successes"]))
+    n_ev, k_ev = len(ev_succ), int(sum(ev_succ))
     n_sv, k_sv = len(rep["episode_results"]), int(sum(bool(e["success"]) for e in rep["episode_results"]))
+    n_all, k_all = len(ev["successes"]), int(sum(ev["successes"]))
     return {
         "episodes": n_ev,
         "eval": {"success_rate": k_ev / n_ev, "ci95": list(wilson_interval(k_ev, n_ev)), "n_success": k_ev},
+        "eval_all": {"episodes": n_all, "success_rate": k_all / n_all, "ci95": list(wilson_interval(k_all, n_all))},
         "served": {"success_rate": k_sv / n_sv if n_sv else None, "ci95": list(wilson_interval(k_sv, n_sv)) if n_sv else None,
                    "n_success": k_sv, "episodes": n_sv},
         "same_success": same_success,
@@ -137,7 +141,7 @@ def main() -> None:
     ap.add_argument("--critic-steps", type=int, default=1000)
     ap.add_argument("--k", type=int, default=8, help="V-GPS candidates per re-plan")
     ap.add_argument("--rate-hz", type=float, default=5.0, help="slow motion: robot.control_hz = rate_hz (task: 10 Hz)")
-    ap.add_argument("--conditions", nargs="+", default=["goal_zmq", "goal_openpi", "vgps_zmq"])
+    ap.add_argument("--conditions", nargs="*", default=list(CONDITIONS), help="the deploys to run (others found in --out are reported)")
     a = ap.parse_args()
 
     out = Path(a.out)
@@ -183,19 +187,21 @@ def main() -> None:
                      f"out={dep}", "plot=false"], out / f"deploy_{cond}.log")
             finally:
                 server.stop()
-        ev = json.loads((out / f"eval_{kind}.json").read_text())
-        rep = json.loads((dep / "timing.json").read_text())
-        results[cond] = compare(ev, rep)
+    for cond in CONDITIONS:  # every condition deployed so far, each at the rate it ran at
+        timing = out / f"deploy_{cond}" / "timing.json"
+        if timing.exists():
+            kind = cond.split("_")[0]
+            results[cond] = compare(json.loads((out / f"eval_{kind}.json").read_text()), json.loads(timing.read_text()))
 
-    summary = {"episodes": n, "seed": seed, "rate_hz": a.rate_hz, "task_control_hz": 10.0, "k": a.k, "goal": GOAL_STATE,
-               "load_average": os.getloadavg(), "conditions": results}
+    summary = {"seed": seed, "task_control_hz": 10.0, "k": a.k, "goal": GOAL_STATE,
+               "load_average_at_end": os.getloadavg(), "conditions": results}
     atomic_write_json(out / "serve_match.json", summary)
-    print(f"\n{'condition':<12} {'eval success [95% CI]':<26} {'served success [95% CI]':<26} same success  identical  "
+    print(f"\n{'condition':<12} {'Hz':>4} {'eval success [95% CI]':<26} {'served success [95% CI]':<26} same success  identical  "
           f"misses  stale  held  infer p99/max ms")
     for cond, r in results.items():
         e, s, t = r["eval"], r["served"], r["timing"]
         lat = t["inference_latency_ms"] or {}
-        print(f"{cond:<12} {e['success_rate']:.2f} [{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}]{'':<12} "
+        print(f"{cond:<12} {t['rate_hz']:>4g} {e['success_rate']:.2f} [{e['ci95'][0]:.2f}, {e['ci95'][1]:.2f}]{'':<12} "
               f"{s['success_rate']:.2f} [{s['ci95'][0]:.2f}, {s['ci95'][1]:.2f}]{'':<12} {r['same_success']:>3}/{r['episodes']:<8} "
               f"{r['identical_episodes']:>3}/{r['episodes']:<5} {t['deadline_misses']:>6} {t['stale_actions_executed']:>6} "
               f"{t['held_ticks']:>5}  {lat.get('p99', float('nan')):.0f}/{lat.get('max', float('nan')):.0f}")
