@@ -220,3 +220,15 @@ def test_stochastic_policy_through_the_server_matches_evaluation_episode_by_epis
         client.close()
     # the returns depend on every noise draw of the episode: equal returns mean the same draws
     assert got == [(s, n, round(r, 9)) for s, n, r in zip(ref["successes"], ref["episode_lengths"], ref["returns"])]
+
+
+def test_runner_records_each_episodes_tick_range():
+    robot = slow_sim_robot(PointTask(max_steps=2))
+    robot.connect()
+    runner = Runner(robot, _CountingPredictor(), RunnerConfig.from_mapping(eval_match(2, 0)))
+    try:
+        runner.run()
+    finally:
+        robot.disconnect()
+    ranges = [e["ticks"] for e in runner.stats.episodes]
+    assert ranges == [[0, ranges[0][1]], [ranges[0][1], len(runner.stats.tick_target_s)]]

@@ -99,6 +99,7 @@ def compare(ev: dict, rep: dict) -> dict:
     """Per-episode agreement of an eval.json and a deploy timing.json over the seeds both ran
     (the served run may cover only the first of the evaluation's episodes)."""
     by_seed = {e["seed"]: e for e in rep["episode_results"]}
+    late = {e["seed"]: (e["late_chunks"], e["late_sends"]) for e in rep.get("episode_timing", [])}  # robopolicy-deploy's
     rows, same_success, identical, ev_succ = [], 0, 0, []
     for seed, s, n, r in zip(ev["seeds"], ev["successes"], ev["episode_lengths"], ev["returns"]):
         d = by_seed.get(seed)
@@ -110,7 +111,7 @@ def compare(ev: dict, rep: dict) -> dict:
         same_success += ok
         identical += same
         rows.append({"seed": seed, "eval": [bool(s), int(n), float(r)], "served": [bool(d["success"]), int(d["steps"]), float(d["reward"])],
-                     "same_success": ok, "identical": same})
+                     "same_success": ok, "identical": same, "late_chunks_sends": late.get(seed)})
     n_ev, k_ev = len(ev_succ), int(sum(ev_succ))
     n_sv, k_sv = len(rep["episode_results"]), int(sum(bool(e["success"]) for e in rep["episode_results"]))
     n_all, k_all = len(ev["successes"]), int(sum(ev["successes"]))
@@ -123,6 +124,11 @@ def compare(ev: dict, rep: dict) -> dict:
         "same_success": same_success,
         "identical_episodes": identical,
         "differing_seeds": [r["seed"] for r in rows if not r.get("identical")],
+        # (late chunks, late sends) of each differing episode, and how many episodes had any late event
+        "differing_late_events": {r["seed"]: r["late_chunks_sends"] for r in rows if not r.get("identical")},
+        "episodes_with_late_events": sum(1 for r in rows if r["late_chunks_sends"] and any(r["late_chunks_sends"])) if late else None,
+        "identical_without_late_events": sum(1 for r in rows if r["identical"] and r["late_chunks_sends"] == (0, 0)) if late else None,
+        "without_late_events": sum(1 for r in rows if r["late_chunks_sends"] == (0, 0)) if late else None,
         "timing": {k: rep.get(k) for k in ("rate_hz", "ticks", "period_error_ms", "send_after_tick_ms", "deadline_misses",
                                            "overruns", "stale_actions_executed", "held_ticks", "starved_ticks", "watchdog_trips",
                                            "inference_latency_ms", "inference_errors", "server_round_trip_ms",
@@ -189,9 +195,9 @@ def main() -> None:
                 server.stop()
     for cond in CONDITIONS:  # every condition deployed so far, each at the rate it ran at
         timing = out / f"deploy_{cond}" / "timing.json"
-        if timing.exists():
-            kind = cond.split("_")[0]
-            results[cond] = compare(json.loads((out / f"eval_{kind}.json").read_text()), json.loads(timing.read_text()))
+        rep = json.loads(timing.read_text()) if timing.exists() else {}
+        if rep.get("episode_results"):
+            results[cond] = compare(json.loads((out / f"eval_{cond.split('_')[0]}.json").read_text()), rep)
 
     summary = {"seed": seed, "task_control_hz": 10.0, "k": a.k, "goal": GOAL_STATE,
                "load_average_at_end": os.getloadavg(), "conditions": results}
@@ -206,7 +212,10 @@ def main() -> None:
               f"{r['identical_episodes']:>3}/{r['episodes']:<5} {t['deadline_misses']:>6} {t['stale_actions_executed']:>6} "
               f"{t['held_ticks']:>5}  {lat.get('p99', float('nan')):.0f}/{lat.get('max', float('nan')):.0f}")
         if r["differing_seeds"]:
-            print(f"  differing seeds: {r['differing_seeds']}")
+            print(f"  differing seeds (late chunks, late sends): {r['differing_late_events']}")
+        if r["without_late_events"] is not None:
+            print(f"  episodes with a late chunk or send: {r['episodes_with_late_events']}; "
+                  f"identical among those without: {r['identical_without_late_events']}/{r['without_late_events']}")
     print(f"-> {out / 'serve_match.json'}")
 
 

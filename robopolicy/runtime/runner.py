@@ -173,6 +173,7 @@ class Runner:
         self.worker.observe(obs, t_obs)
         self.worker.request()
         first = self._await_first_chunk()
+        first_tick = len(st.tick_target_s)
         if first is None:
             return False
         self.clock.start()
@@ -235,7 +236,7 @@ class Runner:
                 keep_going = False
                 status = robot.status()
                 break
-        self._end_episode(seed, status)
+        self._end_episode(seed, status, first_tick)
         return keep_going
 
     def _await_first_chunk(self):
@@ -273,9 +274,11 @@ class Runner:
         n = max(1, math.ceil(self._latency_est_s / self.policy_dt_s) + 1)
         return self.buffer.committed(t_obs, self.policy_dt_s, n)
 
-    def _end_episode(self, seed: int, status) -> None:
+    def _end_episode(self, seed: int, status, first_tick: int = 0) -> None:
+        # ticks: [first, end) indices of this episode's entries in the per-tick records
         self.stats.episodes.append({"seed": seed, "success": bool(status.success), "steps": int(status.steps),
-                                    "reward": float(status.reward), "done": bool(status.done)})
+                                    "reward": float(status.reward), "done": bool(status.done),
+                                    "ticks": [first_tick, len(self.stats.tick_target_s)]})
         if self.recorder is not None:
             t = time.monotonic()
             self.recorder.end_episode(status)
