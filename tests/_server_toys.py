@@ -100,8 +100,10 @@ def slow_sim_robot(task):
 def eval_match(episodes: int, seed: int, rate_hz: float = SLOW_HZ) -> dict:
     """Runner settings of conf/runner/eval_match.yaml for the toys (exec_horizon 4), at the slow-motion
     rate of ``slow_sim_robot`` and with a late deadline (85 % of the period), so every chunk arrives
-    before the simulator's next step and the runner reproduces the synchronous evaluation."""
-    return {"rate_hz": rate_hz, "duration_s": 0, "episodes": episodes, "seed": seed, "replan_every": 4,
+    before the simulator's next step and the runner reproduces the synchronous evaluation. The
+    policy's actions are spaced one slow-motion step apart (``action_dt_s``, as robopolicy-deploy
+    sets it from robot.control_hz); at the task's 0.1 s the runner would play every second action."""
+    return {"rate_hz": rate_hz, "action_dt_s": 1.0 / rate_hz, "duration_s": 0, "episodes": episodes, "seed": seed, "replan_every": 4,
             "wait_for_chunk_s": 0.5, "deadline_frac": 0.85, "hold_after_s": None, "stop_after_s": None,
             "first_chunk_timeout_s": 30.0}
 

@@ -11,6 +11,7 @@ is sent with every request to a goal-conditioned policy.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from pathlib import Path
@@ -91,6 +92,30 @@ def build_predictor(cfg: DictConfig, runner_cfg: dict, policy=None):
     raise ConfigError(f"Unknown runner.inference={mode!r}; use thread or process (or server=tcp://host:port).")
 
 
+def episode_timing(runner) -> list[dict]:
+    """Per episode of a finished run: ``late_chunks`` (re-plans whose chunk finished after the
+    deadline of the tick that asked for it, so that tick played the previous chunk) and
+    ``late_sends`` (ticks whose action was sent after the deadline). An episode with neither ran
+    as the synchronous evaluation loop would have."""
+    st = runner.stats
+    budget_s = runner.cfg.deadline_frac * runner.clock.period_s
+    targets = st.tick_target_s
+    out = []
+    for ep in st.episodes:
+        a, b = ep.get("ticks", (0, 0))
+        late_sends = sum(1 for i in range(a, b) if st.tick_sent_s[i] > budget_s)
+        late_chunks = 0
+        if b > a:
+            lo, hi = targets[a], targets[b - 1] + runner.clock.period_s
+            for t_done, latency_s in runner.worker.latencies:
+                t_start = t_done - latency_s
+                if lo <= t_start < hi:  # requested during the episode (its first chunk is awaited before)
+                    asked = targets[max(a, bisect.bisect_right(targets, t_start, a, b) - 1)]  # the tick that asked
+                    late_chunks += t_done > asked + budget_s
+        out.append({"seed": ep["seed"], "late_chunks": int(late_chunks), "late_sends": int(late_sends)})
+    return out
+
+
 @hydra_command("deploy")
 def main(cfg: DictConfig) -> dict:
     from hydra.utils import instantiate
@@ -136,7 +161,8 @@ def main(cfg: DictConfig) -> dict:
         close_predictor()
     rep = write_report(runner, out, extra={"run_dir": str(cfg.run_dir), "task": str(task_cfg.get("name", "")),
                                            "robot": cfg.robot.get("_target_"), "server": cfg.server,
-                                           "inference": cfg.runner.get("inference", "thread")}, plot=cfg.plot)
+                                           "inference": cfg.runner.get("inference", "thread"),
+                                           "episode_timing": episode_timing(runner)}, plot=cfg.plot)
     pe = rep["period_error_ms"]
     print(f"period error ms p50 {pe['p50']:.3f} p99 {pe['p99']:.3f} p99.9 {pe['p99.9']:.3f} max {pe['max']:.3f}; "
           f"deadline misses {rep['deadline_misses']}; stale executed {rep['stale_actions_executed']}; "

@@ -59,6 +59,22 @@ def _steer(cfg: DictConfig, policy):
     return instantiate(steer, policy=policy, _convert_="all"), _plain(steer)
 
 
+def _goal(cfg: DictConfig, policy) -> dict | None:
+    """``goal=`` (a .npz or {key: [numbers]}, read as robopolicy-deploy reads it), checked against the policy's goal keys."""
+    from robopolicy.runtime.client import read_goal
+
+    goal = read_goal(_plain(cfg.get("goal")))
+    if goal is None:
+        return None
+    keys = list(getattr(getattr(policy, "policy", policy), "goal_keys", None) or [])
+    if not keys:
+        raise ConfigError("goal= was given but the policy is not goal-conditioned; drop goal= or train with goal.keys=[...].")
+    missing = [k for k in keys if k not in goal]
+    if missing:
+        raise ConfigError(f"goal= lacks key(s) {missing}; the policy is conditioned on goal keys {keys}.")
+    return {k: goal[k] for k in keys}
+
+
 def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
     """Everything ``robopolicy-eval`` does, callable from Python with a composed config."""
     from robopolicy.api import load_run
@@ -87,6 +103,7 @@ def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
 
     task = make_task(task_cfg)
     policy.spec.check_compatible(task.spec, keys=list(policy.obs_keys), what=f"checkpoint {folder.name}")
+    goal = _goal(cfg, policy)
     policy, steer_info = _steer(cfg, policy)
 
     overrides_list, job_dir, multirun = _hydra_overrides()
@@ -103,7 +120,7 @@ def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
 
     result = evaluate_policy(policy, task, episodes, seed=int(cfg.seed), num_envs=num_envs, vector=str(cfg.vector),
                              video_dir=video_dir if int(cfg.video_episodes) > 0 else None,
-                             video_episodes=int(cfg.video_episodes), progress=bool(cfg.progress),
+                             video_episodes=int(cfg.video_episodes), goal=goal, progress=bool(cfg.progress),
                              max_episode_steps=cfg.max_episode_steps)
     meta = run.meta
     base = getattr(policy, "policy", policy)  # the policy inside a ValueGuidedPolicy
@@ -114,6 +131,7 @@ def evaluate_run(cfg: DictConfig) -> dict[str, Any]:
         "policy": saved.get("policy", {}).get("_target_"),
         "task": {k: v for k, v in _plain(task_cfg).items() if k in ("name", "env_name", "max_episode_steps", "fresh_positions")},
         "steer": steer_info,
+        "goal": None if goal is None else {k: v.tolist() for k, v in goal.items()},
         "seed": int(cfg.seed),
         "device": str(cfg.device),
         "overrides": overrides_list,

@@ -96,6 +96,12 @@ class PolicyClient:
         self.exec_horizon = int(info.get("exec_horizon", 1))
         self.goal: dict[str, np.ndarray] | None = None
         self.set_goal(goal)
+        self.episode: dict | None = None  # {"seed", "start"} sent with each request (see new_episode)
+
+    def new_episode(self, seed: int | None) -> None:
+        """The following requests belong to the episode reset with ``seed``: the server draws their
+        policy noise from a stream seeded with it, as robopolicy-eval does (None: the server's RNG)."""
+        self.episode = None if seed is None else {"seed": int(seed), "start": True}
 
     def set_goal(self, goal) -> None:
         """Goal for the following requests ({key: (...)}, or None for goal-free sampling)."""
@@ -117,8 +123,14 @@ class PolicyClient:
             arrays[f"goal/{k}"] = v
         if prefix is not None:
             arrays["prefix"] = np.asarray(prefix, np.float32)
+        header = {"op": "infer"}
+        episode = self.episode
+        if episode is not None:
+            header["episode"] = dict(episode)
         t0 = time.perf_counter()
-        rep, out = self._request({"op": "infer"}, arrays, with_arrays=True)
+        rep, out = self._request(header, arrays, with_arrays=True)
+        if episode is not None:
+            episode["start"] = False  # answered: the server has begun the episode's stream
         self.round_trips.append((time.perf_counter() - t0, float(rep.get("infer_s", 0.0))))
         return np.array(out["actions"], dtype=np.float32)
 

@@ -13,8 +13,8 @@ Here:
 * an observation holds each of the policy's keys at the top level or nested (``{"images":
   {"cam": ...}}`` is the key ``images/cam``), either one step ``(*shape)`` (repeated to the
   policy's ``To`` steps, as at an episode start) or a ``(To, *shape)`` history; optionally
-  ``"goal"`` {key: (*shape)} and ``"prefix"`` (m, A); other keys (openpi's ``"prompt"``) are
-  ignored;
+  ``"goal"`` {key: (*shape)}, ``"prefix"`` (m, A) and ``"episode"`` {"seed", "start"} (policy
+  noise per episode, as in evaluation); other keys (openpi's ``"prompt"``) are ignored;
 * reply: ``{"actions": (T, A) float32, "server_timing": {"infer_ms": .., "server_ms": ..}}``
   (the policy's own time, and receipt to reply); any error is a text
   message and the connection stays open.
@@ -44,6 +44,7 @@ from robopolicy.runtime.server import (
     DEFAULT_LIMITS,
     as_predictor,
     predictor_info,
+    read_episode,
     run_predictor,
     warn_if_exposed,
 )
@@ -142,10 +143,11 @@ class OpenPIServer:
             if not isinstance(req, dict):
                 raise WireError("an observation must be a msgpack map")
             obs, goal, prefix = self._split(req)
+            episode = read_episode(req.get("episode"))
             with self._lock:
                 self.requests += 1
             t0 = time.perf_counter()
-            fut = self.pool.submit(id(ws), lambda: _timed(run_predictor, self.predictor, obs, prefix, goal))
+            fut = self.pool.submit(id(ws), lambda: _timed(run_predictor, self.predictor, obs, prefix, goal, episode, id(ws)))
             actions, infer_s = fut.result(timeout=self.request_timeout_s)
             # infer_ms: the policy alone (as the ZeroMQ server's infer_s); server_ms: receipt to reply
             return pack({"actions": np.asarray(actions, np.float32),

@@ -133,6 +133,11 @@ class OpenPIPredictor:
         self.supports_prefix = bool(self.metadata.get("supports_prefix", False))
         self.exec_horizon = int(self.metadata.get("exec_horizon", 1))
         self.goal = read_goal(goal)
+        self.episode: dict | None = None  # {"seed", "start"} sent with each request (see new_episode)
+
+    def new_episode(self, seed: int | None) -> None:
+        """As :meth:`robopolicy.runtime.client.PolicyClient.new_episode` (the message key ``"episode"``)."""
+        self.episode = None if seed is None else {"seed": int(seed), "start": True}
 
     def _connect(self, timeout_s: float) -> dict:
         from websockets.exceptions import InvalidStatus
@@ -169,6 +174,9 @@ class OpenPIPredictor:
             msg["goal"] = self.goal
         if prefix is not None:
             msg["prefix"] = np.asarray(prefix, np.float32)
+        episode = self.episode
+        if episode is not None:
+            msg["episode"] = dict(episode)
         t0 = time.perf_counter()
         try:
             if self._ws is None:
@@ -187,6 +195,8 @@ class OpenPIPredictor:
         out = unpack(rep, self.max_reply_bytes)
         if not isinstance(out, dict) or "actions" not in out:
             raise ServerError("the reply has no 'actions'")
+        if episode is not None:
+            episode["start"] = False  # answered: the server has begun the episode's stream
         infer_ms = (out.get("server_timing") or {}).get("infer_ms", 0.0)
         self.round_trips.append((time.perf_counter() - t0, float(infer_ms) / 1000.0))
         return np.array(out["actions"], dtype=np.float32)

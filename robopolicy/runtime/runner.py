@@ -193,7 +193,7 @@ class Runner:
         """Run one episode; False when the whole run must stop."""
         robot, st = self.robot, self.stats
         robot.reset(seed)
-        self.worker.new_episode()
+        self.worker.new_episode(seed)
         self.safety.reset()
         if self.recorder is not None:
             self.recorder.start_episode()
@@ -201,6 +201,7 @@ class Runner:
         self.worker.observe(obs, t_obs)
         self.worker.request()
         first = self._await_first_chunk()
+        first_tick = len(st.tick_target_s)
         if first is None:
             return False
         self.clock.start()
@@ -264,7 +265,7 @@ class Runner:
                 keep_going, stopped_by = False, "duration"
                 status = robot.status()
                 break
-        self._end_episode(seed, status, stopped_by)
+        self._end_episode(seed, status, stopped_by, first_tick)
         return keep_going
 
     def _await_first_chunk(self):
@@ -282,7 +283,10 @@ class Runner:
                 chunks = self.worker.collect()
                 if chunks:
                     return chunks[-1]
-            if not self.worker.busy:
+            # Ask again only when the request failed: idle and no chunk. A chunk that finished just
+            # after the wait timed out is taken at the next pass (asking again would sample twice
+            # for one observation, and the second chunk would replace the first mid-episode).
+            if not self.worker.busy and not self.worker.wait_for_chunk(0.0):
                 self.worker.request()
         self.stats.stop_reason = "no first action (policy failed or too slow; see the log)"
         log.error("no action within first_chunk_timeout_s=%.1f s", self.cfg.first_chunk_timeout_s)
@@ -299,15 +303,16 @@ class Runner:
         n = max(1, math.ceil(self._latency_est_s / self.policy_dt_s) + 1)
         return self.buffer.committed(t_obs, self.policy_dt_s, n)
 
-    def _end_episode(self, seed: int, status, stopped_by: str | None) -> None:
+    def _end_episode(self, seed: int, status, stopped_by: str | None, first_tick: int = 0) -> None:
         """Record the episode: it ended because the robot said so (done_reason "success" or "robot"),
-        or because the run stopped during it (``stopped_by``: "duration", "e-stop" or "watchdog")."""
+        or because the run stopped during it (``stopped_by``: "duration", "e-stop" or "watchdog").
+        ``ticks``: [first, end) indices of this episode's entries in the per-tick records."""
         if status.done:
             reason = "success" if status.success else "robot"
         else:
             reason = stopped_by or "robot"
         record = EpisodeRecord(int(seed), bool(status.success), int(status.steps), float(status.reward), reason)
-        self.stats.episodes.append(record.to_dict())
+        self.stats.episodes.append({**record.to_dict(), "ticks": [first_tick, len(self.stats.tick_target_s)]})
         if self.recorder is not None:
             t = time.monotonic()
             self.recorder.end_episode(status)

@@ -10,19 +10,80 @@ reply.
     goal:   {key: (*shape) or (1, *shape)} for each of the policy's goal keys, or None (goal-free)
     prefix: (m, A) actions already committed (real-time chunking), or None
     ->      (T, A) float32 actions, T = action_horizon - obs_horizon + 1
+
+Episode seeds: a client that names its episode (``new_episode(seed, stream)``, a request field on
+the wire) gets the policy noise of that episode drawn from its own torch RNG stream, seeded with
+the episode's seed exactly as ``robopolicy-eval`` seeds each episode (``torch.manual_seed(seed)``,
+then every sample of the episode in order), so a served episode can be compared one to one with
+the same episode evaluated in process. Requests without an episode draw from the process's RNG.
 """
 
 from __future__ import annotations
 
 import inspect
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
+from contextlib import contextmanager
 
 import numpy as np
 
 
 class RequestError(ValueError):
     """A request that does not fit the served policy."""
+
+
+class EpisodeStreams:
+    """Torch RNG streams, one per client (``stream``: any hashable; None = the in-process caller).
+
+    ``start(stream, seed)`` begins an episode: its first draw is the first draw after
+    ``torch.manual_seed(seed)``; ``use(stream)`` runs a sample inside that stream (the process's
+    own RNG state is restored afterwards, as ``torch.random.fork_rng`` does in evaluation). At most
+    ``max_streams`` are kept (least recently used dropped). Not thread-safe: callers hold a lock.
+    """
+
+    def __init__(self, device=None, max_streams: int = 1024):
+        import torch
+
+        dev = torch.device(device) if device is not None else torch.device("cpu")
+        self._cuda = [dev.index or 0] if dev.type == "cuda" else []
+        self._states: OrderedDict = OrderedDict()  # stream -> (seed, cpu state | None, cuda state | None)
+        self.max_streams = int(max_streams)
+
+    def start(self, stream, seed: int) -> None:
+        self._states[stream] = (int(seed), None, None)
+        self._states.move_to_end(stream)
+        while len(self._states) > self.max_streams:
+            self._states.popitem(last=False)
+
+    def __contains__(self, stream) -> bool:
+        return stream in self._states
+
+    @contextmanager
+    def use(self, stream):
+        """Draws inside the block come from ``stream`` (unchanged process RNG when it has none)."""
+        import torch
+
+        if stream not in self._states:
+            yield
+            return
+        seed, cpu, cuda = self._states[stream]
+        with torch.random.fork_rng(devices=self._cuda):
+            if cpu is None:  # what torch.manual_seed(seed) does to this process's CPU and device generators
+                torch.random.default_generator.manual_seed(seed)
+                if self._cuda:
+                    with torch.cuda.device(self._cuda[0]):
+                        torch.cuda.manual_seed(seed)
+            else:
+                torch.set_rng_state(cpu)
+                if self._cuda and cuda is not None:
+                    torch.cuda.set_rng_state(cuda, self._cuda[0])
+            try:
+                yield
+            finally:
+                self._states[stream] = (seed, torch.get_rng_state(),
+                                        torch.cuda.get_rng_state(self._cuda[0]) if self._cuda else None)
+                self._states.move_to_end(stream)
 
 
 class ServedPolicy:
@@ -49,6 +110,7 @@ class ServedPolicy:
         # index, solver history) and a steered policy draws from its own torch.Generator, neither of
         # which threads may share. Request checks and encoding still overlap across the pool.
         self._lock = threading.Lock()
+        self.streams = EpisodeStreams(getattr(policy, "device", None))
         if torch_threads:
             torch.set_num_threads(int(torch_threads))
         policy.eval()
@@ -105,8 +167,15 @@ class ServedPolicy:
             raise RequestError(f"prefix has shape {list(p.shape)}, expected [m <= {self.chunk_len}, {self.action_dim}]")
         return _checked("prefix", p, "lowdim")
 
+    def new_episode(self, seed: int | None, stream=None) -> None:
+        """The next requests of ``stream`` belong to the episode reset with ``seed`` (None: no stream)."""
+        if seed is None:
+            return
+        with self._lock:
+            self.streams.start(stream, check_episode_seed(seed))
+
     def __call__(self, obs: Mapping[str, np.ndarray], prefix: np.ndarray | None = None,
-                 goal: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+                 goal: Mapping[str, np.ndarray] | None = None, stream=None) -> np.ndarray:
         import torch
 
         o = self.check_obs(obs)
@@ -115,7 +184,7 @@ class ServedPolicy:
         kwargs = {"goal": g}
         if p is not None and self.supports_prefix:
             kwargs["prefix_actions"] = torch.as_tensor(p)[None]
-        with self._lock, torch.inference_mode():
+        with self._lock, self.streams.use(stream), torch.inference_mode():
             out = self.policy.sample(o, n=1, **kwargs)
         actions = out.detach().cpu().numpy()[0, 0].astype(np.float32)
         if p is not None and not self.supports_prefix:
@@ -126,6 +195,15 @@ class ServedPolicy:
 
     def close(self) -> None:
         pass
+
+
+def check_episode_seed(seed) -> int:
+    """An episode seed from a request: a non-negative integer below 2**63 (torch.manual_seed's range)."""
+    if isinstance(seed, np.ndarray) and seed.ndim == 0:
+        seed = seed.item()
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) < 2**63:
+        raise RequestError(f"episode seed {str(seed)[:40]!r} must be an integer in [0, 2**63)")
+    return int(seed)
 
 
 def _checked(name: str, a: np.ndarray, kind: str) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 Requests and replies follow :mod:`robopolicy.runtime.wire` (docs/WIRE.md): ``op="info"`` -> what
 the policy needs and returns; ``op="infer"`` with arrays ``obs/<key>`` ``(1, To, ...)``, optionally
-``goal/<key>`` (goal-conditioned policies) and ``prefix`` ``(m, A)`` -> array ``actions``
+``goal/<key>`` (goal-conditioned policies) and ``prefix`` ``(m, A)``, and the header field
+``episode`` ``{"seed", "start"}`` (policy noise per episode, as in evaluation) -> array ``actions``
 ``(T, A)`` and ``infer_s``; ``op="ping"``.
 
 Hardening (nothing a client sends can stop the server):
@@ -33,7 +34,7 @@ import zmq
 
 from robopolicy.errors import ConfigError
 from robopolicy.runtime.pool import Busy, FairPool
-from robopolicy.runtime.served import RequestError, ServedPolicy
+from robopolicy.runtime.served import RequestError, ServedPolicy, check_episode_seed
 from robopolicy.runtime.wire import (
     AuthError,
     VersionError,
@@ -51,6 +52,7 @@ DEFAULT_BIND = "tcp://127.0.0.1:5555"
 # Used when PolicyServer is built from Python; the command reads conf/policy_server.yaml.
 DEFAULT_LIMITS = {"max_message_bytes": 16 << 20, "workers": 2, "per_client": 2, "max_queue": 64}
 _MAX_ERROR_CHARS = 500
+_NO_STREAM = object()  # requests without an episode: the process's RNG
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -83,10 +85,23 @@ def predictor_info(p) -> dict:
             "supports_prefix": bool(getattr(p, "supports_prefix", False)), "exec_horizon": int(getattr(p, "exec_horizon", 1))}
 
 
-def run_predictor(p, obs: dict, prefix, goal) -> np.ndarray:
-    """Call a ServedPolicy (takes goal) or a plain predictor ``(obs, prefix)``; -> (T, A) float32."""
+def read_episode(episode) -> tuple[int, bool] | None:
+    """A request's ``episode`` field ``{"seed": int, "start": bool}`` -> (seed, start); absent: None."""
+    if episode is None:
+        return None
+    if not isinstance(episode, dict) or not isinstance(episode.get("start", False), (bool, np.bool_)):
+        raise RequestError("'episode' must be a map {\"seed\": integer, \"start\": true|false}")
+    return check_episode_seed(episode.get("seed")), bool(episode.get("start", False))
+
+
+def run_predictor(p, obs: dict, prefix, goal, episode: tuple[int, bool] | None = None, stream=None) -> np.ndarray:
+    """Call a ServedPolicy (takes goal and the client's episode) or a plain predictor ``(obs, prefix)``;
+    -> (T, A) float32. ``episode`` (seed, start): the request's episode; a start, or a stream the
+    server does not know (restarted mid-episode), begins that episode's RNG stream for ``stream``."""
     if isinstance(p, ServedPolicy):
-        return p(obs, prefix, goal)
+        if episode is not None and (episode[1] or stream not in p.streams):
+            p.new_episode(episode[0], stream)
+        return p(obs, prefix, goal, stream=stream if episode is not None else _NO_STREAM)
     if goal and not getattr(p, "goal_keys", None):
         raise RequestError("this policy is not goal-conditioned; send no goal")
     obs = {k: np.array(v) for k, v in obs.items()}  # writable copies
@@ -219,8 +234,9 @@ class PolicyServer:
                 return error_frames(rid, "bad_request", f"unknown op {str(op)[:40]!r}; use ping, info or infer")
             arrays = decode_arrays(header, frames[3:], self.max_message_bytes)
             obs, goal, prefix = split_arrays(arrays)
+            episode = read_episode(header.get("episode"))
             t_recv = time.perf_counter()
-            fut = self.pool.submit(ident, lambda: self._infer(obs, prefix, goal))
+            fut = self.pool.submit(ident, lambda: self._infer(obs, prefix, goal, episode, ident))
             fut.add_done_callback(lambda f: self._finished(ident, rid, f, t_recv))
             return None
         except AuthError as e:
@@ -243,9 +259,9 @@ class PolicyServer:
             log.exception("unexpected error handling a request")
             return error_frames(rid, "internal", f"internal server error ({type(e).__name__})")
 
-    def _infer(self, obs, prefix, goal):
+    def _infer(self, obs, prefix, goal, episode=None, stream=None):
         t0 = time.perf_counter()
-        actions = run_predictor(self.predictor, obs, prefix, goal)
+        actions = run_predictor(self.predictor, obs, prefix, goal, episode, stream)
         if actions.ndim != 2:
             raise RequestError(f"the policy returned shape {list(actions.shape)}, expected [T, A]")
         return actions, time.perf_counter() - t0

@@ -59,11 +59,19 @@ class LocalPredictor:
             torch.set_num_threads(int(torch_threads))
         if hasattr(policy, "eval"):
             policy.eval()
+        from robopolicy.runtime.served import EpisodeStreams
+
+        self.streams = EpisodeStreams(getattr(policy, "device", None))
+
+    def new_episode(self, seed: int | None) -> None:
+        """Policy noise of the following calls: torch.manual_seed(seed) first, as robopolicy-eval's episodes."""
+        if seed is not None:
+            self.streams.start(None, int(seed))
 
     def __call__(self, obs: dict[str, np.ndarray], prefix: np.ndarray | None = None) -> np.ndarray:
         import torch
 
-        with torch.inference_mode():
+        with self.streams.use(None), torch.inference_mode():
             if prefix is not None and self.supports_prefix:
                 out = self.policy.sample(obs, n=1, prefix_actions=torch.as_tensor(prefix)[None])
             else:
@@ -130,6 +138,8 @@ class InferenceWorker:
         self._busy = False
         self._req = 0
         self._episode = 0
+        self._episode_seed: int | None = None
+        self._served_episode = 0  # the episode the predictor was last told about (worker thread only)
         self.errors = 0
         self.last_error: str | None = None
         self.latencies: list[tuple[float, float]] = []  # (t_done, latency_s)
@@ -173,10 +183,14 @@ class InferenceWorker:
                 self._cv.wait(left)
             return bool(self._out)
 
-    def new_episode(self) -> None:
-        """Forget the history and any pending work; late chunks of the old episode are discarded."""
+    def new_episode(self, seed: int | None = None) -> None:
+        """Forget the history and any pending work; late chunks of the old episode are discarded.
+
+        seed: the episode's reset seed; a predictor with ``new_episode(seed)`` hears of it (from the
+        worker thread, before the episode's first request) and seeds its policy noise with it."""
         with self._cv:
             self._episode += 1
+            self._episode_seed = seed
             self._pending = None
             self._out.clear()
             self.history.clear()
@@ -208,8 +222,14 @@ class InferenceWorker:
                 self._pending = None
                 self._busy = True
                 obs, t_obs = self.history.window()
+                seed = self._episode_seed
             t0 = time.monotonic()
             try:
+                if episode != self._served_episode:
+                    self._served_episode = episode
+                    hook = getattr(self.predictor, "new_episode", None)
+                    if hook is not None:
+                        hook(seed)
                 actions = np.asarray(self.predictor(obs, prefix), dtype=np.float32)
                 if actions.ndim != 2:
                     raise ValueError(f"predictor returned shape {actions.shape}, expected (T, A)")
