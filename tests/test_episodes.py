@@ -137,9 +137,10 @@ def test_run_episode_needs_the_success_flag():
 @pytest.fixture(scope="module")
 def collected(tmp_path_factory):
     from robopolicy.collect import collect
-    from robopolicy.envs.multimodal import MultimodalTask
+    from robopolicy.defaults import group_config
+    from robopolicy.envs import make_task
 
-    return collect(MultimodalTask(), episodes=N, seed=SEED, out=tmp_path_factory.mktemp("c") / "s.zarr", progress=False)["records"]
+    return collect(make_task(group_config("task", "multimodal")), episodes=N, seed=SEED, out=tmp_path_factory.mktemp("c") / "s.zarr", progress=False)["records"]
 
 
 @pytest.fixture(scope="module")
@@ -152,19 +153,21 @@ def evaluated():
 
 @pytest.fixture(scope="module")
 def semantics_data():
-    from robopolicy.envs.planar_push import PlanarPushTask
+    from robopolicy.defaults import group_config
+    from robopolicy.envs import make_task
     from robopolicy.semantics.data import collect_real_episodes
 
-    data, _ = collect_real_episodes(PlanarPushTask(max_episode_steps=12), {"image_size": 16}, episodes=N, seed=SEED)
+    data, _ = collect_real_episodes(make_task(group_config("task", "planar_push", {"max_episode_steps": 12})), {"image_size": 16}, episodes=N, seed=SEED)
     return [r.to_dict() for r in data.records]
 
 
 @pytest.fixture(scope="module")
 def transfer():
-    from robopolicy.envs.planar_push import PlanarPushTask
+    from robopolicy.defaults import group_config
+    from robopolicy.envs import make_task
     from robopolicy.semantics.transfer import ExpertController, evaluate_transfer
 
-    task = PlanarPushTask(max_episode_steps=12)
+    task = make_task(group_config("task", "planar_push", {"max_episode_steps": 12}))
     return evaluate_transfer(None, ExpertController(task), task, {"image_size": 16}, episodes=N, seed=SEED)["records"]
 
 
@@ -178,7 +181,8 @@ def runner_episodes():
     robot = SimRobot(lambda: PointEnv(spec), spec)
     robot.connect()
     try:
-        return Runner(robot, GoToGoal(horizon=8), RunnerConfig(rate_hz=50.0, duration_s=0, episodes=N, seed=SEED)).run().episodes
+        eps = Runner(robot, GoToGoal(horizon=8), RunnerConfig.from_defaults(rate_hz=50.0, duration_s=0, episodes=N, seed=SEED)).run().episodes
+        return [{k: v for k, v in e.items() if k != "ticks"} for e in eps]  # the record + its tick range (runner only)
     finally:
         robot.disconnect()
 
@@ -221,7 +225,7 @@ def _point_runner(**cfg):
     spec = point_spec(50.0)
     robot = SimRobot(lambda: PointEnv(spec), spec)
     robot.connect()
-    return Runner(robot, GoToGoal(horizon=8), RunnerConfig(rate_hz=50.0, **cfg)), robot
+    return Runner(robot, GoToGoal(horizon=8), RunnerConfig.from_defaults(rate_hz=50.0, **cfg)), robot
 
 
 def test_runner_refuses_a_seed_past_the_blocks_before_running():

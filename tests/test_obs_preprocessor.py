@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from robopolicy.data.normalize import Normalizer
+from robopolicy.defaults import constructor_kwargs, group_config
 from robopolicy.envs.spec import EnvSpec, ObsKeySpec
 from robopolicy.errors import DataError
 from robopolicy.nets.encoders import ObsEncoder
@@ -34,6 +35,12 @@ RECORDED_SCORES = [-0.5663092136383057, -0.3311811089515686, -0.5101130604743958
 AUGMENTED = {"rgb": SMALL, "augment": {"shift_px": 2, "brightness": 0.1, "contrast": 0.1}}
 
 
+def _critic_kwargs(**kw) -> dict:
+    """conf/critic/iql.yaml's settings at To = 2 with ``kw`` changed (the algorithm is passed separately)."""
+    cfg = group_config("critic", "iql", {"obs_horizon": 2, **kw}, context={"task": {"obs_horizon": 2}})
+    return {k: v for k, v in constructor_kwargs(cfg).items() if k != "algo"}
+
+
 def cam_normalizer() -> Normalizer:
     rng = np.random.default_rng(0)
     return Normalizer.fit({"state": rng.normal(size=(40, 3)).astype(np.float32), "action": rng.uniform(-1, 1, (40, 2)).astype(np.float32)},
@@ -53,7 +60,7 @@ def _state_critic() -> Critic:
     norm = Normalizer.fit({"state": rng.normal(size=(50, 2)).astype(np.float32), "action": rng.uniform(-1, 1, (50, 2)).astype(np.float32)},
                           {"state": "meanstd", "action": "minmax"})
     torch.manual_seed(0)
-    return Critic(CRITIC_SPEC, norm, IQL(expectile=0.7, polyak=0.005), obs_horizon=2, hidden_dims=(32, 32))
+    return Critic(CRITIC_SPEC, norm, IQL(expectile=0.7, polyak=0.005), **_critic_kwargs(hidden_dims=[32, 32]))
 
 
 def test_critic_loss_is_the_recorded_one():
@@ -77,7 +84,7 @@ def _image_batch() -> dict:
 
 def test_image_policy_loss_is_the_recorded_one():
     torch.manual_seed(0)
-    policy = BCPolicy(CAM_SPEC, cam_normalizer(), hidden_dims=[16], obs_horizon=2, action_horizon=4, exec_horizon=2,
+    policy = BCPolicy(CAM_SPEC, cam_normalizer(), hidden_dims=[16], dropout=0.0, obs_keys=None, goal_keys=None, cond_drop_prob=0.0, obs_horizon=2, action_horizon=4, exec_horizon=2,
                       encoder=AUGMENTED).train()
     torch.manual_seed(3)
     assert float(policy.compute_loss(_image_batch())[0]) == pytest.approx(RECORDED_IMAGE_POLICY_LOSS, rel=1e-6)
@@ -85,8 +92,8 @@ def test_image_policy_loss_is_the_recorded_one():
 
 def test_image_critic_loss_is_the_recorded_one():
     torch.manual_seed(0)
-    critic = Critic(CAM_SPEC, cam_normalizer(), IQL(expectile=0.7, polyak=0.005), obs_horizon=2, hidden_dims=(16,),
-                    encoder=AUGMENTED).train()
+    critic = Critic(CAM_SPEC, cam_normalizer(), IQL(expectile=0.7, polyak=0.005),
+                    **_critic_kwargs(hidden_dims=[16], encoder=AUGMENTED)).train()
     b = _image_batch()
     batch = {"obs": b["obs"], "next_obs": b["obs"], "action": b["action"][:, :1], "next_action": b["action"][:, 1:2],
              "reward": torch.ones(4), "discount": torch.full((4,), 0.98), "done": torch.zeros(4), "mc_return": torch.ones(4)}
@@ -105,7 +112,7 @@ def test_critic_scores_of_a_longer_history_are_the_recorded_ones():
 
 def test_state_dict_names_are_the_encoders_and_the_normalizer_is_saved_once():
     torch.manual_seed(0)
-    policy = BCPolicy(CAM_SPEC, cam_normalizer(), hidden_dims=[16], obs_horizon=2, action_horizon=4, exec_horizon=2, encoder={"rgb": SMALL})
+    policy = BCPolicy(CAM_SPEC, cam_normalizer(), hidden_dims=[16], dropout=0.0, obs_keys=None, goal_keys=None, cond_drop_prob=0.0, obs_horizon=2, action_horizon=4, exec_horizon=2, encoder={"rgb": SMALL})
     names = {k for k in policy.state_dict() if k.startswith("obs_encoder.")}
     expected = {f"obs_encoder.{k}" for k in ObsEncoder(CAM_SPEC, ["cam", "state"], 2, rgb=SMALL).state_dict()}
     assert names == expected

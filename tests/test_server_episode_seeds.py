@@ -176,7 +176,7 @@ def test_first_chunk_finishing_just_after_the_wait_is_not_requested_again():
     pred = _CountingPredictor()
     robot = slow_sim_robot(PointTask(max_steps=2))
     robot.connect()
-    runner = Runner(robot, pred, RunnerConfig.from_mapping(eval_match(1, 0)))
+    runner = Runner(robot, pred, RunnerConfig.from_defaults(**eval_match(1, 0)))
     real_wait, first = runner.worker.wait_for_chunk, [True]
 
     def racy_wait(timeout_s):
@@ -200,7 +200,7 @@ SLOWER_HZ = 2.5  # 400 ms per step: a chunk may be 340 ms late before an outcome
 def _runner_episodes(predictor, episodes: int, seed: int) -> list[tuple[bool, int, float]]:
     robot = SimRobot(lambda: TASK.make_env(), SPEC, control_hz=SLOWER_HZ, phase=PHASE)
     robot.connect()
-    runner = Runner(robot, predictor, RunnerConfig.from_mapping(eval_match(episodes, seed, rate_hz=SLOWER_HZ)))
+    runner = Runner(robot, predictor, RunnerConfig.from_defaults(**eval_match(episodes, seed, rate_hz=SLOWER_HZ)))
     try:
         runner.run()
     finally:
@@ -225,7 +225,7 @@ def test_stochastic_policy_through_the_server_matches_evaluation_episode_by_epis
 def test_runner_records_each_episodes_tick_range():
     robot = slow_sim_robot(PointTask(max_steps=2))
     robot.connect()
-    runner = Runner(robot, _CountingPredictor(), RunnerConfig.from_mapping(eval_match(2, 0)))
+    runner = Runner(robot, _CountingPredictor(), RunnerConfig.from_defaults(**eval_match(2, 0)))
     try:
         runner.run()
     finally:
