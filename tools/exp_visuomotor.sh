@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Visuomotor experiments: policies from proprio + one camera, no privileged state.
-# Run from the repository root (stages: mm, metaworld, or both by default):
+# Run from the repository root (stages: mm, metaworld, queue, mmdiag; mm and metaworld by default):
 #   nohup bash tools/exp_visuomotor.sh mm        > experiments/vm/exp_mm.log 2>&1 &
 #   nohup bash tools/exp_visuomotor.sh metaworld > experiments/vm/exp_mw.log 2>&1 &
 # Results: docs/results/visuomotor.md. OMP_NUM_THREADS=1, CPU.
@@ -9,6 +9,7 @@ export OMP_NUM_THREADS=1 MUJOCO_GL=egl
 PY=${PY:-python}
 OUT=${OUT:-experiments/vm}
 STAGES=${*:-mm metaworld}
+# nohup env ENVS='push-v3 pick-place-v3' POLICIES=beso bash tools/exp_visuomotor.sh queue > experiments/vm/exp_queue.log 2>&1 &
 mkdir -p "$OUT"
 COMMON=(policy=beso net=unet 'net.down_dims=[32,64,128]' +encoder@policy.encoder=small_cnn
         batch_size=32 optim.lr=3e-4 optim.warmup_steps=100 val_every=500 ckpt_every=500
@@ -53,4 +54,46 @@ if [[ " $STAGES " == *" metaworld "* ]]; then
     $PY -m robopolicy.cli.eval run_dir="$R" episodes=100 progress=false wandb.mode=disabled video_episodes=2 \
         task.fresh_positions=true out="$R/eval_fresh.json"
   fi
+fi
+
+if [[ " $STAGES " == *" queue "* ]]; then
+  # 3. The same Meta-World setting as above for more tasks (ENVS) and policies (POLICIES: beso and/or diffusion,
+  #    Diffusion Policy = DDPM training, DDIM-10 sampling, the same net, encoder and budget). Each run trains in the
+  #    foreground; its two 100-episode evaluations run in the background while the next run trains.
+  for ENV in ${ENVS:-push-v3 pick-place-v3}; do
+    for POL in ${POLICIES:-beso}; do
+      TASK=(task=metaworld task.env_name=$ENV task.obs=visuomotor 'task.cameras=[corner2]' task.camera_size=84)
+      R="$OUT/${ENV}_${POL}"
+      [ -e "$OUT/${ENV}_demos.zarr" ] || $PY -m robopolicy.cli.collect "${TASK[@]}" episodes=10 out="$OUT/${ENV}_demos.zarr" progress=false
+      $PY -m robopolicy.cli.train "${TASK[@]}" "${COMMON[@]/policy=beso/policy=$POL}" steps=${MW_STEPS:-800} \
+          dataset="$OUT/${ENV}_demos.zarr" run_dir="$R"
+      wait  # the previous run's evaluations
+      EVAL=($PY -m robopolicy.cli.eval run_dir="$R" episodes=100 progress=false wandb.mode=disabled video_episodes=2)
+      if [ "${EVAL_PARALLEL:-0}" = 1 ]; then  # the two evaluations side by side (for the last run of a queue)
+        "${EVAL[@]}" out="$R/eval_standard.json" > "$R/eval.log" 2>&1 &
+        "${EVAL[@]}" task.fresh_positions=true out="$R/eval_fresh.json" > "$R/eval_fresh.log" 2>&1 &
+      else
+        { "${EVAL[@]}" out="$R/eval_standard.json"; "${EVAL[@]}" task.fresh_positions=true out="$R/eval_fresh.json"; } \
+            > "$R/eval.log" 2>&1 &
+      fi
+    done
+  done
+  wait
+fi
+
+if [[ " $STAGES " == *" mmdiag "* ]]; then
+  # 4. Multimodal diagnosis: no shift + lr 1e-3 from the image, and the same budget from the privileged state.
+  [ -e "$OUT/mm_demos.zarr" ] || $PY -m robopolicy.cli.collect task=multimodal task.obs=visuomotor task.camera_size=84 \
+      episodes=100 out="$OUT/mm_demos.zarr" progress=false
+  $PY -m robopolicy.cli.train task=multimodal task.obs=visuomotor task.camera_size=84 "${COMMON[@]}" optim.lr=1e-3 \
+      policy.encoder.augment.shift_px=0 val_every=400 ckpt_every=400 steps=1200 dataset="$OUT/mm_demos.zarr" run_dir="$OUT/mm_beso_lr1e-3"
+  $PY -m robopolicy.cli.eval run_dir="$OUT/mm_beso_lr1e-3" episodes=100 progress=false wandb.mode=disabled video_episodes=4
+  $PY tools/probe_goal.py --frames 3000 --train-goals 95 --policy-run "$OUT/mm_beso_lr1e-3" --checkpoint step_400
+  # The same 100 episodes (collect seed block 0) from the privileged state: agent xy, velocity, true goal xy.
+  [ -e "$OUT/mm_demos_state.zarr" ] || $PY -m robopolicy.cli.collect task=multimodal task.obs=state episodes=100 \
+      out="$OUT/mm_demos_state.zarr" progress=false
+  STATE_COMMON=(); for a in "${COMMON[@]}"; do [[ $a == +encoder@* ]] || STATE_COMMON+=("$a"); done  # no image encoder
+  $PY -m robopolicy.cli.train task=multimodal task.obs=state "${STATE_COMMON[@]}" optim.lr=1e-3 \
+      val_every=400 ckpt_every=400 steps=1200 dataset="$OUT/mm_demos_state.zarr" run_dir="$OUT/mm_state_control"
+  $PY -m robopolicy.cli.eval run_dir="$OUT/mm_state_control" episodes=100 progress=false wandb.mode=disabled video_episodes=0
 fi
