@@ -146,3 +146,27 @@ def test_train_critic_with_the_trainer_then_load_and_steer(store, tmp_path):
     steer.critic, steer.k, steer.random = str(run), 5, True
     vg = instantiate(steer, policy=StubPolicy(cands), _convert_="all")
     assert isinstance(vg, ValueGuidedPolicy) and vg.k == 5 and vg.random
+
+
+def test_critic_training_reproduces_from_its_seed(store, tmp_path):
+    """Two critic runs with the same seed give the same weights (the network initialisation is seeded)."""
+    from hydra import compose, initialize_config_dir
+    from safetensors.torch import load_file
+
+    from robopolicy.cli._hydra import CONF_DIR
+    from robopolicy.value.train import train_critic
+
+    weights = []
+    for name in ("a", "b"):
+        torch.manual_seed(len(weights) + 100)  # a different global RNG state before each run
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            cfg = compose("train_critic", overrides=[f"dataset={store.path}", f"run_dir={tmp_path / name}", "critic=iql", "steps=3",
+                                                     "batch_size=16", "wandb.mode=disabled", "progress=false", "device=cpu",
+                                                     "critic.hidden_dims=[16,16]", "val_fraction=0.1", "num_workers=0",
+                                                     "allow_task_mismatch=true"])
+        train_critic(cfg)
+        ckpt = sorted((tmp_path / name / "checkpoints").glob("step_*"))[-1]
+        weights.append(load_file(str(ckpt / "model.safetensors")))
+    assert sorted(weights[0]) == sorted(weights[1])
+    for k in weights[0]:
+        torch.testing.assert_close(weights[0][k], weights[1][k], rtol=0, atol=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from robopolicy.data.normalize import fit_normalizer
@@ -48,10 +49,10 @@ def train_critic(cfg: DictConfig) -> dict:
     val_set = transition_dataset(cfg, steps, val_idx) if val_idx else None
     normalizer = fit_normalizer(steps, lowdim_norm_keys(cfg, store.spec), mode=str(cfg.norm.obs), action_mode=str(cfg.norm.action),
                                 episodes=train_idx)
+    torch.manual_seed(int(cfg.seed))  # network initialisation: critics (and V-GPS figures) reproduce from their seed
     critic = build_critic(cfg, store.spec, normalizer)
     val_loader = None
     if val_set is not None:
-        import torch
 
         val_loader = torch.utils.data.DataLoader(val_set, batch_size=int(cfg.batch_size), shuffle=False)
     trainer = Trainer(critic, train_set, cfg, cfg.run_dir, val_loader=val_loader,
