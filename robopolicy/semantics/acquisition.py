@@ -90,28 +90,39 @@ def widest_segment(latents: np.ndarray, segment_length: int, labeled: np.ndarray
 
 
 def diversity_episodes(latents: np.ndarray, episode_of: np.ndarray, labeled: np.ndarray, k: int,
-                       segment_length: int) -> np.ndarray:
+                       segment_length: int, annotated: np.ndarray | None = None) -> np.ndarray:
     """The paper's VAE-latent diversity: farthest-first episodes, then the widest segment within.
 
-    latents: (N, Z) VAE means of every frame; episode_of: (N,); labeled: (N,) bool -> (≤ k,) ids.
+    latents: (N, Z) VAE means of every frame; episode_of: (N,); labeled: (N,) bool; annotated: (A,)
+    frame ids annotated so far (None: the episodes holding a labelled frame) -> (≤ k,) frame ids.
     An episode's distance to the labelled set is the mean over its frames of the distance to the
-    nearest labelled frame; the farthest episode is picked (with nothing labelled yet: the one
-    farthest from the centroid of all frames), its widest segment is labelled, and so on.
+    nearest labelled frame; the farthest episode *not annotated yet* is picked (with nothing labelled:
+    the one farthest from the centroid of all frames), its widest segment is labelled, and so on.
+    Only once every episode holds an annotation may an episode be picked again.
+
+    Why each episode once: scoring the episodes by their unlabelled frames alone let the episode
+    with the most spread-out latents win again and again (on planar push 50 annotations fell on 22
+    of 60 episodes, 2 % of labels in the approach phase against 21 % of the frames), so the labels
+    covered few initial configurations; the paper selects episodes.
     """
     labeled = np.asarray(labeled, bool).copy()
     episodes = np.unique(episode_of)
+    done = np.unique(episode_of[np.asarray(annotated, int)]) if annotated is not None else np.unique(episode_of[labeled])
+    used = np.isin(episodes, done)
     out = []
     for _ in range(int(k)):
+        if used.all():  # every episode has an annotation: start over
+            used[:] = False
         ref = latents[labeled] if labeled.any() else latents.mean(0, keepdims=True)
         d = min_distances(latents, ref)
-        score = np.array([d[(episode_of == e) & ~labeled].mean() if ((episode_of == e) & ~labeled).any() else -np.inf
-                          for e in episodes])
+        score = np.array([d[episode_of == e].mean() if not u else -np.inf for e, u in zip(episodes, used)])
         start = None
         while start is None and np.isfinite(score).any():
             best = int(np.argmax(score))
             frames = np.flatnonzero(episode_of == episodes[best])
             start = widest_segment(latents[frames], segment_length, labeled[frames])
             score[best] = -np.inf  # exhausted (every possible start labelled) if start is None
+            used[best] = True
         if start is None:
             break
         frame = int(frames[start])
