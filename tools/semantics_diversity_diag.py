@@ -91,7 +91,16 @@ def main() -> None:
     import torch
 
     tag = f"beta{cfg.vae.beta}_steps{cfg.vae_trainer.steps}_z{cfg.vae.latent_dim}_seed{cfg.seed}"
-    vae = train_vae(frames, cfg.vae, cfg.vae_trainer, out / f"vae_{tag}", seed=int(cfg.seed))
+    vae_dir = out / f"vae_{tag}"
+    if (vae_dir / "checkpoints").exists():  # trained before: load it
+        from robopolicy.semantics.vae import ConvVAE
+        from robopolicy.training import find_checkpoint, load_weights
+
+        vae = ConvVAE(**OmegaConf.to_container(cfg.vae, resolve=True))
+        load_weights(vae, find_checkpoint(vae_dir, "last") / "model.safetensors", what="VAE")
+        vae.eval()
+    else:
+        vae = train_vae(frames, cfg.vae, cfg.vae_trainer, vae_dir, seed=int(cfg.seed))
     lat = vae.latents(frames)
     with torch.no_grad():
         rec = np.concatenate([vae.decode(vae.encode(torch.as_tensor(frames[i:i + 512]))[0]).permute(0, 2, 3, 1).numpy()
