@@ -79,3 +79,28 @@ def test_a_stopped_run_continues_to_the_same_picks(tmp_path, strategy):
                               tmp_path / "part", on_round=record, seed=3)
     assert evaluated == [4, 6]  # round 0 was not redone
     assert [r["picked"] for r in again] == [r["picked"] for r in full]
+
+
+def test_sweep_cache_gives_back_the_stored_data_without_recomputing(tmp_path):
+    from robopolicy.semantics.experiment import _Cache
+
+    cfg = OmegaConf.create({"cache_dir": str(tmp_path), "task": {"a": 1}, "real_env": {}, "data": {}, "transfer": {},
+                            "vae": {}, "vae_trainer": {}})
+    data, truths = _toy()
+    _Cache(cfg).episodes("offline", lambda: (data, truths))
+
+    def fail():
+        raise AssertionError("recomputed")
+
+    got, got_truths = _Cache(cfg).episodes("offline", fail)
+    np.testing.assert_array_equal(np.concatenate(got.images), np.concatenate(data.images))
+    np.testing.assert_array_equal(np.concatenate(got_truths), np.concatenate(truths))
+
+def test_sweep_cache_keeps_settings_apart(tmp_path):
+    from robopolicy.semantics.experiment import _Cache
+
+    cfg = OmegaConf.create({"cache_dir": str(tmp_path), "task": {"a": 1}, "real_env": {}, "data": {}, "transfer": {},
+                            "vae": {}, "vae_trainer": {}})
+    _Cache(cfg).array("latents_seed0", lambda: np.ones(3))
+    other = OmegaConf.merge(cfg, {"vae": {"beta": 0.5}})
+    assert _Cache(other).array("latents_seed0", lambda: np.zeros(3)).tolist() == [0.0, 0.0, 0.0]
