@@ -126,8 +126,9 @@ def run_active_experiment(cfg: DictConfig, strategies: list[str] | None = None, 
     latents = None
     if any(getattr(instantiate(cfg.strategies[n]), "needs_latents", False) for n in names):
         frames = np.concatenate(data.images)
-        latents = cache.array(f"latents_seed{int(cfg.seed)}", lambda: train_vae(
-            frames, cfg.vae, cfg.vae_trainer, run_dir / "vae", seed=int(cfg.seed)).latents(frames))
+        vae_seed = int(cfg.seed if cfg.get("vae_seed") is None else cfg.vae_seed)
+        latents = cache.array(f"latents_seed{vae_seed}", lambda: train_vae(
+            frames, cfg.vae, cfg.vae_trainer, run_dir / "vae", seed=vae_seed).latents(frames))
 
     curves: dict[str, list[dict]] = {}
     for name in names:
