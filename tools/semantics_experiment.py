@@ -21,7 +21,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 
 QUICK = ["budget=4", "per_round=2", "segment_length=10", "data.episodes=6", "data.test_episodes=2", "transfer.episodes=3",
          "task.max_episode_steps=60", "mapper.members=2", "mapper.hidden_dim=32", "mapper.encoder.channels=8",
-         "mapper.encoder.num_kp=8", "train_schedule.min_steps=30", "train_schedule.max_steps=30", "vae_trainer.steps=30",
+         "mapper.encoder.num_kp=8", "train_schedule.steps=30", "vae_trainer.steps=30",
          "real_env.image_size=32", "trainer.batch_size=16", "vae_trainer.batch_size=16"]
 
 

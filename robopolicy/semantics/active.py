@@ -1,7 +1,15 @@
-"""The active-learning loop: rounds of (acquire, annotate, augment, retrain) until the budget is spent."""
+"""The active-learning loop: rounds of (acquire, annotate, augment, retrain) until the budget is spent.
+
+Every round trains a fresh mapper for exactly ``train_schedule.steps`` optimiser steps, whatever
+the size of the labelled set, so strategies that label 10 frames and strategies that label 1,000
+get the same training budget per round. After each round the loop's state (labels, the
+generators, the records) goes to ``<run_dir>/state.json`` + ``round_NN/labels.npz``; a run started again on
+the same ``run_dir`` continues after the last finished round and gives the same result.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -10,21 +18,55 @@ from omegaconf import OmegaConf
 
 from robopolicy.semantics.augment import LabelSet
 from robopolicy.semantics.data import RealEpisodes
-from robopolicy.semantics.mapper import MapperEnsemble, build_mapper, train_mapper
+from robopolicy.semantics.mapper import MapperEnsemble, build_mapper, load_mapper, train_mapper
 from robopolicy.semantics.oracle import AnnotationOracle
 from robopolicy.semantics.strategies import Pool, Strategy
+from robopolicy.utils import atomic_write_bytes, atomic_write_json
 
 RoundFn = Callable[[MapperEnsemble, LabelSet, int], dict]
 
 
+def _save_state(run_dir: Path, r: int, labels: LabelSet, rng: np.random.Generator, oracle: AnnotationOracle,
+                records: list[dict]) -> None:
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, labels=labels.labels, age=labels.age, annotated=np.asarray(labels.annotated, int))
+    name = f"round_{r:02d}/labels.npz"
+    atomic_write_bytes(run_dir / name, buf.getvalue())
+    # The json is written last and names its labels file, so a kill between the two writes leaves the previous round's state.
+    atomic_write_json(run_dir / "state.json", {"rounds_done": r + 1, "labels": name, "rng": rng.bit_generator.state,
+                                               "oracle_rng": oracle.rng.bit_generator.state,
+                                               "oracle_requests": oracle.requests, "records": records})
+
+
+def _load_state(run_dir: Path, labels: LabelSet, rng: np.random.Generator, oracle: AnnotationOracle) -> tuple[int, list[dict]]:
+    """Restore a saved loop into ``labels``, ``rng`` and ``oracle``; returns (rounds done, records)."""
+    js = run_dir / "state.json"
+    if not js.exists():
+        return 0, []
+    st = json.loads(js.read_text())
+    z = np.load(run_dir / st["labels"])
+    labels.labels[:] = z["labels"]
+    labels.age[:] = z["age"]
+    labels.annotated = [int(f) for f in z["annotated"]]
+    rng.bit_generator.state = st["rng"]
+    oracle.rng.bit_generator.state = st["oracle_rng"]
+    oracle.requests = int(st["oracle_requests"])
+    return int(st["rounds_done"]), list(st["records"])
+
+
 def run_active(strategy: Strategy, data: RealEpisodes, oracle: AnnotationOracle, sim_env, cfg: Any, run_dir: str | Path,
-               latents: np.ndarray | None = None, on_round: RoundFn | None = None, seed: int = 0) -> list[dict]:
+               latents: np.ndarray | None = None, on_round: RoundFn | None = None, seed: int = 0,
+               resume: bool = True) -> list[dict]:
     """Annotate ``cfg.per_round`` frames per round until ``oracle`` refuses; retrain the mapper each round.
 
-    cfg: the ``semantics`` config (mapper, trainer, segment_length, transition_noise_std, per_round,
-    pool_stride). ``on_round(mapper, labels, annotations) -> dict`` evaluates a round; the returned
-    list holds one record per round with ``annotations``, ``labeled_frames`` and what it returned.
+    cfg: the ``semantics`` config (mapper, trainer, train_schedule.steps, segment_length,
+    transition_noise_std, per_round, pool_stride). ``on_round(mapper, labels, annotations) -> dict``
+    evaluates a round; the returned list holds one record per round with ``annotations``,
+    ``labeled_frames`` and what it returned. ``resume``: continue from ``run_dir``'s saved state.
     """
+    run_dir = Path(run_dir)
     rng = np.random.default_rng(seed)
     seg = int(cfg.segment_length) if strategy.augment else 1
     labels = LabelSet(data, 4)
@@ -32,7 +74,12 @@ def run_active(strategy: Strategy, data: RealEpisodes, oracle: AnnotationOracle,
     # Candidate frames for the ensemble's variance: every pool_stride-th frame (the rest get -inf).
     stride = max(1, int(cfg.get("pool_stride", 1)))
     image_shape = data.images[0].shape[1:]
+    steps = int(cfg.train_schedule.steps)
     mapper, records, r = None, [], 0
+    if resume:
+        r, records = _load_state(run_dir, labels, rng, oracle)
+        if r > 0 and strategy.needs_ensemble:
+            mapper = load_mapper(run_dir / f"round_{r - 1:02d}")
     while oracle.remaining > 0:
         preds = None
         if strategy.needs_ensemble and mapper is not None:
@@ -49,19 +96,13 @@ def run_active(strategy: Strategy, data: RealEpisodes, oracle: AnnotationOracle,
             labels.add(int(f), s, sim_env, seg, float(cfg.transition_noise_std), rng)
         ids = labels.labeled
         mapper = build_mapper(cfg.mapper, image_shape, cfg.semantics_low, cfg.semantics_high)
-        trainer_cfg = OmegaConf.merge(cfg.trainer, {"steps": _steps(cfg, len(ids))})
+        trainer_cfg = OmegaConf.merge(cfg.trainer, {"steps": steps})
         mapper = train_mapper(mapper, data.stacked(ids, n_frames), labels.labels[ids], trainer_cfg,
-                              Path(run_dir) / f"round_{r:02d}", seed=seed + r, bootstrap=bool(cfg.mapper.get("bootstrap", True)))
-        rec = {"round": r, "annotations": oracle.requests, "labeled_frames": int(len(ids))}
+                              run_dir / f"round_{r:02d}", seed=seed + r, bootstrap=bool(cfg.mapper.get("bootstrap", True)))
+        rec = {"round": r, "annotations": oracle.requests, "labeled_frames": int(len(ids)), "train_steps": steps}
         if on_round is not None:
             rec.update(on_round(mapper, labels, oracle.requests))
         records.append(rec)
+        _save_state(run_dir, r, labels, rng, oracle, records)
         r += 1
     return records
-
-
-def _steps(cfg: Any, n_labeled: int) -> int:
-    """Training steps for a round: ``epochs`` passes over the labelled frames, within [min_steps, max_steps]."""
-    t = cfg.train_schedule
-    per_epoch = max(1, n_labeled // int(cfg.trainer.batch_size))
-    return int(np.clip(int(t.epochs) * per_epoch, int(t.min_steps), int(t.max_steps)))

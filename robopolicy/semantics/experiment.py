@@ -8,6 +8,9 @@ Results go to ``<run_dir>/results.json`` and ``<run_dir>/curves.png``.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import io
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +22,13 @@ from robopolicy.envs import make_task
 from robopolicy.envs.planar_push import PlanarPushTask
 from robopolicy.errors import ConfigError, TaskError
 from robopolicy.semantics.active import run_active
-from robopolicy.semantics.data import collect_real_episodes
+from robopolicy.semantics.data import RealEpisodes, collect_real_episodes
 from robopolicy.semantics.mapper import load_mapper
 from robopolicy.semantics.oracle import AnnotationOracle
 from robopolicy.semantics.plots import plot_curves
 from robopolicy.semantics.transfer import ExpertController, PolicyController, evaluate_transfer, offline_semantics_error
 from robopolicy.semantics.vae import train_vae
-from robopolicy.utils import atomic_write_json, seed_everything
+from robopolicy.utils import atomic_write_bytes, atomic_write_json, seed_everything
 
 
 def _task(cfg: DictConfig) -> PlanarPushTask:
@@ -47,6 +50,55 @@ def _with_bounds(cfg: DictConfig, task: PlanarPushTask) -> DictConfig:
     return cfg
 
 
+class _Cache:
+    """What every run of one setting shares (offline data, held-out data, the reference, VAE latents per seed), kept in
+    ``cfg.cache_dir`` (null: nothing kept) under a hash of the settings it depends on, so a sweep computes it once.
+    Stored as npz (arrays) and json (the reference), never pickle."""
+
+    def __init__(self, cfg: DictConfig):
+        keys = ("task", "real_env", "data", "transfer", "vae", "vae_trainer")
+        blob = json.dumps({k: OmegaConf.to_container(cfg[k], resolve=True) for k in keys}, sort_keys=True, default=str)
+        self.dir = Path(cfg.cache_dir) / hashlib.sha256(blob.encode()).hexdigest()[:16] if cfg.get("cache_dir") else None
+
+    def episodes(self, name: str, make):
+        """make() -> (RealEpisodes, truths); cached as one npz."""
+        path = None if self.dir is None else self.dir / f"{name}.npz"
+        if path is not None and path.exists():
+            z = np.load(path)
+            n = int(z["n"])
+            return (RealEpisodes([z[f"i{e}"] for e in range(n)], [z[f"a{e}"] for e in range(n)]),
+                    [z[f"s{e}"] for e in range(n)])
+        data, truths = make()
+        if path is not None:
+            arrs = {"n": np.asarray(len(truths))}
+            for e in range(len(truths)):
+                arrs.update({f"i{e}": data.images[e], f"a{e}": data.actions[e], f"s{e}": truths[e]})
+            buf = io.BytesIO()
+            np.savez(buf, **arrs)
+            atomic_write_bytes(path, buf.getvalue())
+        return data, truths
+
+    def array(self, name: str, make) -> np.ndarray:
+        path = None if self.dir is None else self.dir / f"{name}.npy"
+        if path is not None and path.exists():
+            return np.load(path)
+        value = np.asarray(make())
+        if path is not None:
+            buf = io.BytesIO()
+            np.save(buf, value)
+            atomic_write_bytes(path, buf.getvalue())
+        return value
+
+    def record(self, name: str, make) -> dict:
+        path = None if self.dir is None else self.dir / f"{name}.json"
+        if path is not None and path.exists():
+            return json.loads(path.read_text())
+        value = make()
+        if path is not None:
+            atomic_write_json(path, value)
+        return value
+
+
 def run_active_experiment(cfg: DictConfig, strategies: list[str] | None = None, per_round: int | None = None) -> dict:
     seed_everything(int(cfg.seed))
     task = _task(cfg)
@@ -60,18 +112,23 @@ def run_active_experiment(cfg: DictConfig, strategies: list[str] | None = None, 
     if unknown:
         raise ConfigError(f"Unknown strategies {unknown}; pick from {sorted(cfg.strategies)} in run_strategies.")
     d = cfg.data
-    data, truths = collect_real_episodes(task, real, int(d.episodes), int(d.seed), float(d.behaviour_noise))
-    test, test_truths = collect_real_episodes(task, real, int(d.test_episodes), int(d.test_seed), float(d.behaviour_noise))
+    cache = _Cache(cfg)
+    data, truths = cache.episodes("offline", lambda: collect_real_episodes(task, real, int(d.episodes), int(d.seed), float(d.behaviour_noise)))
+    test, test_truths = cache.episodes("test", lambda: collect_real_episodes(task, real, int(d.test_episodes), int(d.test_seed),
+                                                                        float(d.behaviour_noise)))
     test_ids = np.arange(test.n_frames)
     test_images, test_truth = test.stacked(test_ids, int(cfg.mapper.n_frames)), np.concatenate(test_truths)
     sim = task.make_env(render=False)
     sim.reset(seed=int(cfg.seed))
     controller = _controller(cfg, task)
-    reference = evaluate_transfer(None, controller, task, real, int(cfg.transfer.episodes), int(cfg.transfer.seed))
+    reference = cache.record("reference", lambda: evaluate_transfer(None, controller, task, real, int(cfg.transfer.episodes),
+                                                                 int(cfg.transfer.seed)))
     latents = None
     if any(getattr(instantiate(cfg.strategies[n]), "needs_latents", False) for n in names):
         frames = np.concatenate(data.images)
-        latents = train_vae(frames, cfg.vae, cfg.vae_trainer, run_dir / "vae", seed=int(cfg.seed)).latents(frames)
+        vae_seed = int(cfg.seed if cfg.get("vae_seed") is None else cfg.vae_seed)
+        latents = cache.array(f"latents_seed{vae_seed}", lambda: train_vae(
+            frames, cfg.vae, cfg.vae_trainer, run_dir / "vae", seed=vae_seed).latents(frames))
 
     curves: dict[str, list[dict]] = {}
     for name in names:

@@ -64,7 +64,8 @@ class Diversity(Strategy):
     name, needs_latents = "diversity", True
 
     def select(self, pool, k, rng):
-        return acq.diversity_episodes(pool.latents, pool.episode_of, pool.labeled, k, pool.segment_length)
+        return acq.diversity_episodes(pool.latents, pool.episode_of, pool.labeled, k, pool.segment_length,
+                                      annotated=np.asarray(pool.labels.annotated, int))
 
 
 class Variance(Strategy):

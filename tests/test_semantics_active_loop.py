@@ -1,0 +1,106 @@
+"""The active-learning loop: a fixed training budget per round, and a stopped run continues where it stopped."""
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from robopolicy.semantics import active
+from robopolicy.semantics.data import RealEpisodes
+from robopolicy.semantics.oracle import AnnotationOracle
+from robopolicy.semantics.strategies import RandomFrames, Variance
+
+
+def _toy(n_episodes=3, length=8, size=16, seed=0):
+    """Episodes of 16x16 frames with one bright dot at the pusher (x, y); puck fixed. -> data, truths."""
+    rng = np.random.default_rng(seed)
+    images, actions, truths = [], [], []
+    for _ in range(n_episodes):
+        xy = np.cumsum(rng.uniform(-0.1, 0.1, (length, 2)), 0).clip(-0.8, 0.8).astype(np.float32)
+        img = np.zeros((length, size, size, 3), np.uint8)
+        for t, (x, y) in enumerate(xy):
+            c, r = int((x + 1) / 2 * (size - 2)), int((1 - (y + 1) / 2) * (size - 2))
+            img[t, r : r + 2, c : c + 2] = 255
+        images.append(img)
+        actions.append(np.zeros((length - 1, 2), np.float32))
+        truths.append(np.c_[xy, np.zeros_like(xy)])
+    return RealEpisodes(images, actions), truths
+
+
+def _cfg(steps=3):
+    return OmegaConf.create({
+        "segment_length": 1, "transition_noise_std": 0.0, "per_round": 2, "pool_stride": 1,
+        "semantics_low": [-1, -1, -1, -1], "semantics_high": [1, 1, 1, 1], "train_schedule": {"steps": steps},
+        "mapper": {"members": 2, "n_frames": 1, "hidden_dim": 8, "bootstrap": True,
+                   "encoder": {"_target_": "robopolicy.semantics.mapper.SmallConvEncoder", "feature_dim": 8, "channels": 4, "num_kp": 4}},
+        "trainer": {"batch_size": 4, "device": "cpu", "progress": False, "ema": {"enabled": False}, "val_every": 0,
+                    "ckpt_every": 0, "log_every": 100, "optim": {"lr": 1e-3, "warmup_steps": 1}, "wandb": {"mode": "disabled"}}})
+
+
+def test_every_round_trains_the_configured_steps_whatever_the_labelled_set(tmp_path, monkeypatch):
+    data, truths = _toy()
+    seen = []
+    real_train = active.train_mapper
+
+    def spy(model, images, semantics, trainer_cfg, run_dir, seed=0, bootstrap=True):
+        seen.append((len(images), int(trainer_cfg.steps)))
+        return real_train(model, images, semantics, trainer_cfg, run_dir, seed=seed, bootstrap=bootstrap)
+
+    monkeypatch.setattr(active, "train_mapper", spy)
+    oracle = AnnotationOracle(truths, budget=6)
+    active.run_active(RandomFrames(), data, oracle, None, _cfg(steps=5), tmp_path, seed=0)
+    assert seen == [(2, 5), (4, 5), (6, 5)]
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("strategy", [RandomFrames, Variance])
+def test_a_stopped_run_continues_to_the_same_picks(tmp_path, strategy):
+    data, truths = _toy()
+    full = active.run_active(strategy(), data, AnnotationOracle(truths, 6, 0.01, np.random.default_rng(1)), None, _cfg(),
+                             tmp_path / "full", on_round=lambda m, lab, a: {"picked": list(lab.annotated)}, seed=3)
+
+    def stop_in_round_1(m, lab, a):
+        if a > 2:
+            raise _Stop
+        return {"picked": list(lab.annotated)}
+
+    with pytest.raises(_Stop):
+        active.run_active(strategy(), data, AnnotationOracle(truths, 6, 0.01, np.random.default_rng(1)), None, _cfg(),
+                          tmp_path / "part", on_round=stop_in_round_1, seed=3)
+    evaluated = []
+
+    def record(m, lab, a):
+        evaluated.append(a)
+        return {"picked": list(lab.annotated)}
+
+    again = active.run_active(strategy(), data, AnnotationOracle(truths, 6, 0.01, np.random.default_rng(1)), None, _cfg(),
+                              tmp_path / "part", on_round=record, seed=3)
+    assert evaluated == [4, 6]  # round 0 was not redone
+    assert [r["picked"] for r in again] == [r["picked"] for r in full]
+
+
+def test_sweep_cache_gives_back_the_stored_data_without_recomputing(tmp_path):
+    from robopolicy.semantics.experiment import _Cache
+
+    cfg = OmegaConf.create({"cache_dir": str(tmp_path), "task": {"a": 1}, "real_env": {}, "data": {}, "transfer": {},
+                            "vae": {}, "vae_trainer": {}})
+    data, truths = _toy()
+    _Cache(cfg).episodes("offline", lambda: (data, truths))
+
+    def fail():
+        raise AssertionError("recomputed")
+
+    got, got_truths = _Cache(cfg).episodes("offline", fail)
+    np.testing.assert_array_equal(np.concatenate(got.images), np.concatenate(data.images))
+    np.testing.assert_array_equal(np.concatenate(got_truths), np.concatenate(truths))
+
+def test_sweep_cache_keeps_settings_apart(tmp_path):
+    from robopolicy.semantics.experiment import _Cache
+
+    cfg = OmegaConf.create({"cache_dir": str(tmp_path), "task": {"a": 1}, "real_env": {}, "data": {}, "transfer": {},
+                            "vae": {}, "vae_trainer": {}})
+    _Cache(cfg).array("latents_seed0", lambda: np.ones(3))
+    other = OmegaConf.merge(cfg, {"vae": {"beta": 0.5}})
+    assert _Cache(other).array("latents_seed0", lambda: np.zeros(3)).tolist() == [0.0, 0.0, 0.0]

@@ -1,0 +1,132 @@
+"""Curves of a ``tools/semantics_sweep.py`` run: mean over seeds with a band, and annotations to reach 90 %.
+
+    python tools/semantics_sweep_plot.py --sweep runs/semsweep --out docs/results/semantics_curves.png
+    python tools/semantics_sweep_plot.py --sweep runs/semnoise --noise --out docs/results/semantics_noise.png \
+        --levels base=0 annot_0.01=0.01 ...     # x position of each condition (metres)
+
+Reads every finished round (``<condition>/<strategy>/seed<k>/<strategy>/state.json``), so it also works on a sweep
+still running. Prints, per condition and strategy, the success per annotation count (mean, min-max over seeds,
+n seeds) and the annotation count at which each seed first reaches 90 % of the true-semantics success
+(mean ± sd over the seeds that reach it, and how many do). Curve figure: one panel per condition, the
+mean success with a min-max band over seeds and the true-semantics reference. ``--noise``: success at
+the largest annotation count against the condition's level, one line per strategy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def load(sweep: Path) -> tuple[dict, dict]:
+    """-> points[cond][strategy][seed] = list of round records; reference[cond] = reference record."""
+    points: dict = {}
+    reference: dict = {}
+    for st in sorted(sweep.glob("*/*/seed*/*/state.json")):
+        strategy_dir, seed_dir = st.parent, st.parent.parent
+        cond, strategy = seed_dir.parent.parent.name, seed_dir.parent.name
+        seed = int(seed_dir.name.removeprefix("seed"))
+        recs = [r for r in json.loads(st.read_text())["records"] if "success_rate" in r]
+        points.setdefault(cond, {}).setdefault(strategy, {})[seed] = recs
+        del strategy_dir
+    for cache in sweep.glob("cache/*/reference.json"):
+        ref = json.loads(cache.read_text())
+        for cond in points:
+            reference.setdefault(cond, ref)
+    return points, reference
+
+
+def curve(per_seed: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """per_seed: seed -> records -> annotations (K,), mean, min, max success (K,), seeds per point (K,)."""
+    by_a: dict[int, list[float]] = {}
+    for recs in per_seed.values():
+        for r in recs:
+            by_a.setdefault(int(r["annotations"]), []).append(float(r["success_rate"]))
+    a = np.array(sorted(by_a))
+    s = [np.asarray(by_a[k]) for k in a]
+    return a, np.array([x.mean() for x in s]), np.array([x.min() for x in s]), np.array([x.max() for x in s]), np.array([len(x) for x in s])
+
+
+def first_reach(recs: list[dict], threshold: float) -> int | None:
+    """The smallest annotation count whose success is at least ``threshold`` (None if none)."""
+    hits = [int(r["annotations"]) for r in recs if float(r["success_rate"]) >= threshold]
+    return min(hits) if hits else None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sweep", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--noise", action="store_true")
+    ap.add_argument("--levels", nargs="*", default=[], help="condition=level pairs for --noise")
+    ap.add_argument("--xlabel", default="noise std (cm)")
+    args = ap.parse_args()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from robopolicy.utils.plots import save_figure
+
+    points, reference = load(Path(args.sweep))
+    summary: dict = {}
+    for cond, strategies in points.items():
+        ref = reference.get(cond, {}).get("success_rate")
+        thr = 0.9 * ref if ref is not None else None
+        print(f"== {cond}: true-semantics success {ref}; 90 % of it = {thr}")
+        for name, per_seed in strategies.items():
+            a, m, lo, hi, n = curve(per_seed)
+            row = " ".join(f"{k}:{mm:.2f}[{ll:.2f},{hh:.2f}]n{nn}" for k, mm, ll, hh, nn in zip(a, m, lo, hi, n))
+            reach = [first_reach(recs, thr) for recs in per_seed.values()] if thr is not None else []
+            got = [x for x in reach if x is not None]
+            rs = (f"{np.mean(got):.1f} ± {np.std(got, ddof=1) if len(got) > 1 else 0:.1f} ({len(got)}/{len(reach)} seeds reach)"
+                  if got else f"not reached (0/{len(reach)} seeds)")
+            print(f"  {name:16s} {row}\n  {'':16s} first >= 90 %: {rs}; per seed {reach}")
+            summary.setdefault(cond, {})[name] = {"annotations": a.tolist(), "mean": m.tolist(), "min": lo.tolist(),
+                                                   "max": hi.tolist(), "seeds": n.tolist(), "first_reach_90pct": reach}
+    if args.noise:
+        levels = dict(kv.split("=") for kv in args.levels)
+        fig, ax = plt.subplots(figsize=(6, 4.2))
+        names = sorted({n for s in points.values() for n in s})
+        for name in names:
+            xs, ms, los, his = [], [], [], []
+            for cond in sorted(points, key=lambda c: float(levels.get(c, "nan"))):
+                if name not in points[cond] or cond not in levels:
+                    continue
+                last = [recs[-1]["success_rate"] for recs in points[cond][name].values() if recs]
+                if last:
+                    xs.append(float(levels[cond]))
+                    ms.append(np.mean(last))
+                    los.append(np.min(last))
+                    his.append(np.max(last))
+            line = ax.plot(xs, ms, marker="o", label=name)[0]
+            ax.fill_between(xs, los, his, color=line.get_color(), alpha=0.2)
+        ax.set(xlabel=args.xlabel, ylabel="transferred success at the budget", ylim=(-0.02, 1.02))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    else:
+        conds = list(points)
+        fig, axes = plt.subplots(1, len(conds), figsize=(6 * len(conds), 4.2), squeeze=False)
+        for ax, cond in zip(axes[0], conds):
+            for name, per_seed in points[cond].items():
+                a, m, lo, hi, n = curve(per_seed)
+                line = ax.plot(a, m, marker="o", label=f"{name} (n={n.min()}-{n.max()} seeds)")[0]
+                ax.fill_between(a, lo, hi, color=line.get_color(), alpha=0.15)
+            ref = reference.get(cond)
+            if ref:
+                ax.axhline(ref["success_rate"], color="k", ls="--", lw=1, label="true semantics")
+                ax.axhline(0.9 * ref["success_rate"], color="k", ls=":", lw=1, label="90 % of it")
+            ax.set(xlabel="annotations", ylabel="transferred success (mean, band = min-max over seeds)", ylim=(-0.02, 1.02),
+                   title=cond)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    save_figure(fig, args.out)
+    Path(args.out).with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
+
+
+if __name__ == "__main__":
+    main()
