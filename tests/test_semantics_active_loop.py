@@ -8,6 +8,7 @@ from robopolicy.semantics import active
 from robopolicy.semantics.data import RealEpisodes
 from robopolicy.semantics.oracle import AnnotationOracle
 from robopolicy.semantics.strategies import RandomFrames, Variance
+from robopolicy.training.config import trainer_config
 
 
 def _toy(n_episodes=3, length=8, size=16, seed=0):
@@ -31,9 +32,11 @@ def _cfg(steps=3):
         "segment_length": 1, "transition_noise_std": 0.0, "per_round": 2, "pool_stride": 1,
         "semantics_low": [-1, -1, -1, -1], "semantics_high": [1, 1, 1, 1], "train_schedule": {"steps": steps},
         "mapper": {"members": 2, "n_frames": 1, "hidden_dim": 8, "bootstrap": True,
-                   "encoder": {"_target_": "robopolicy.semantics.mapper.SmallConvEncoder", "feature_dim": 8, "channels": 4, "num_kp": 4}},
-        "trainer": {"batch_size": 4, "device": "cpu", "progress": False, "ema": {"enabled": False}, "val_every": 0,
-                    "ckpt_every": 0, "log_every": 100, "optim": {"lr": 1e-3, "warmup_steps": 1}, "wandb": {"mode": "disabled"}}})
+                   "encoder": {"_target_": "robopolicy.nets.encoders.SmallConvEncoder", "feature_dim": 8, "channels": [4, 4],
+                               "strides": [2, 1], "padding": 1, "activation": "mish", "groups": 2, "plain_last": True, "num_kp": 4}},
+        "trainer": trainer_config({"batch_size": 4, "device": "cpu", "progress": False, "ema": {"enabled": False}, "val_every": 0,
+                                   "ckpt_every": 0, "log_every": 100, "optim": {"lr": 1e-3, "warmup_steps": 1},
+                                   "wandb": {"mode": "disabled"}})})
 
 
 def test_every_round_trains_the_configured_steps_whatever_the_labelled_set(tmp_path, monkeypatch):
