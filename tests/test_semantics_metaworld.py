@@ -82,3 +82,17 @@ def test_semantics_cli_runs_on_metaworld(tmp_path):
     assert rec["labeled_frames"] > 3  # pair augmentation labelled frames beyond the annotated ones
     assert {"hand_error_m", "object_error_m", "goal_error_m", "gripper_error"} <= set(rec)
     assert json.loads((tmp_path / "results.json").read_text())["budget"] == 3
+
+
+def test_expert_on_semantics_acts_as_on_the_full_state(sem):
+    from robopolicy.envs.metaworld import MetaWorldExpert, semantics_from_state
+
+    env = sem.task.make_env(render=False)
+    env.reset(seed=5)
+    full = MetaWorldExpert("push-v3")
+    for _ in range(20):
+        state = env.privileged_state()
+        a = full.act({"state": state}, env)
+        np.testing.assert_allclose(sem.expert_action(semantics_from_state(state), None), a, atol=1e-5)
+        env.step(a)
+    env.close()
