@@ -32,6 +32,33 @@ ACTION_DIM = 4
 PROPRIO_SLICE = slice(0, 4)
 # metaworld's SawyerXYZEnv refuses to step past this many steps.
 MW_MAX_PATH_LENGTH = 500
+# Semantics (image-to-semantics work, robopolicy/semantics/): what the scripted experts read from
+# the 39-d state: hand xyz, gripper opening, the first object's xyz, goal xyz (metres; opening 0..1).
+SEMANTICS_NAMES = ("hand_x", "hand_y", "hand_z", "gripper", "obj_x", "obj_y", "obj_z", "goal_x", "goal_y", "goal_z")
+SEMANTICS_DIM = len(SEMANTICS_NAMES)
+# Hand settling when the simulator is set to semantics: rounds of physics steps through the mocap
+# weld, and the residual (m) at which it stops.
+_SETTLE_ROUNDS, _SETTLE_STEPS, _SETTLE_TOL_M = 4, 150, 5e-4
+
+
+def semantics_from_state(state: np.ndarray) -> np.ndarray:
+    """state (..., 39) -> semantics (..., 10) float32: hand xyz, gripper, object xyz, goal xyz."""
+    state = np.asarray(state, dtype=np.float32)
+    return np.concatenate([state[..., 0:7], state[..., 36:39]], axis=-1)
+
+
+def state_from_semantics(s: np.ndarray, prev: np.ndarray | None = None, obj_quat=(0.0, 0.0, 0.0, 1.0)) -> np.ndarray:
+    """semantics (10,) -> (39,) float32 state: object quaternion ``obj_quat``, no second object, and
+    the previous frame built from ``prev`` (semantics of the step before; ``s`` itself at a reset).
+    What a state-trained policy or a scripted expert reads when it runs on semantics."""
+    s = np.asarray(s, dtype=np.float32)
+    p = s if prev is None else np.asarray(prev, dtype=np.float32)
+    out = np.zeros(STATE_DIM, np.float32)
+    for off, x in ((0, s), (18, p)):
+        out[off : off + 7] = x[:7]
+        out[off + 7 : off + 11] = obj_quat
+    out[36:39] = s[7:10]
+    return out
 
 
 def metaworld_env_names() -> list[str]:
@@ -135,6 +162,87 @@ class MetaWorldEnv(_render.CameraEnvMixin, gym.Env):
 
     def _render_data(self):
         return self._mw.data
+
+    # -- semantics (robopolicy/semantics/): read and set hand, gripper, object and goal ---------
+    def get_semantics(self) -> np.ndarray:
+        """(10,) float32 semantics of the live simulator state (see :data:`SEMANTICS_NAMES`)."""
+        mw = self._mw
+        return np.concatenate([mw._get_curr_obs_combined_no_goal()[:7], mw._get_pos_goal()]).astype(np.float32)
+
+    def set_semantics(self, s: np.ndarray) -> None:
+        """Set the simulator to semantics ``s`` (10,), for pair augmentation.
+
+        Semantics the simulator already has (to 1e-6) leave it untouched, so replaying actions
+        keeps its hidden state (arm joints, velocities). Otherwise: the goal is moved, the object
+        placed at rest (its orientation kept), the fingers set to the opening (bisection on the
+        finger joints), and the hand driven to its position through the mocap weld with the
+        object and fingers held and contacts off (the arm's joint angles are not part of the semantics, so they
+        are whatever the weld settles to; velocities end at zero).
+        """
+        s = np.asarray(s, dtype=np.float64).reshape(SEMANTICS_DIM)
+        mw, m, d = self._mw, self._mw.model, self._mw.data
+        mw.curr_path_length = 0  # metaworld refuses to step past its path length otherwise
+        if np.max(np.abs(self.get_semantics() - s)) < 1e-6:
+            return
+        import mujoco
+
+        mw._target_pos = s[7:10].copy()
+        mw.model.site("goal").pos = s[7:10]
+        fingers = self._finger_qpos(float(np.clip(s[3], 0.0, 1.0)))
+        mocap = m.body_mocapid[d.body("mocap").id]
+
+        def hold():
+            d.qpos[7:9] = fingers
+            d.qpos[9:12] = s[4:7]
+            d.qvel[7:15] = 0.0
+
+        # Contacts off while the hand travels, or the object it is to touch would block it.
+        flags = m.opt.disableflags
+        m.opt.disableflags = flags | int(mujoco.mjtDisableBit.mjDSBL_CONTACT)
+        # The weld pulls the hand onto the mocap body; after each settling round the mocap target
+        # is corrected by the remaining error (the arm's sag under gravity).
+        d.mocap_pos[mocap] = np.clip(s[0:3], mw.mocap_low, mw.mocap_high)
+        d.mocap_quat[mocap] = np.array([1.0, 0.0, 1.0, 0.0])
+        for _ in range(_SETTLE_ROUNDS):
+            for _ in range(_SETTLE_STEPS):
+                mujoco.mj_step(m, d)
+                hold()
+            mujoco.mj_forward(m, d)
+            err = s[0:3] - mw.get_endeff_pos()
+            if np.linalg.norm(err) < _SETTLE_TOL_M:
+                break
+            d.mocap_pos[mocap] = np.clip(d.mocap_pos[mocap] + err, mw.mocap_low, mw.mocap_high)
+        m.opt.disableflags = flags
+        d.qvel[:] = 0.0
+        hold()
+        mujoco.mj_forward(m, d)
+        mw._prev_obs = mw._get_curr_obs_combined_no_goal()
+        self._state = np.asarray(np.hstack([mw._prev_obs, mw._prev_obs, mw._get_pos_goal()]), np.float32)
+
+    def _finger_qpos(self, opening: float) -> np.ndarray:
+        """Finger joint positions (r_close, l_close) whose opening (0..1, as in the state) is ``opening``."""
+        import mujoco
+
+        m, d = self._mw.model, self._mw.data
+        lo, hi = m.jnt_range[m.joint("r_close").id]
+        saved = d.qpos[7:9].copy()
+
+        def opening_at(q):
+            d.qpos[7:9] = (q, -q)
+            mujoco.mj_kinematics(m, d)
+            return float(np.clip(np.linalg.norm(d.body("rightclaw").xpos - d.body("leftclaw").xpos) / 0.1, 0.0, 1.0))
+
+        a, b = float(lo), float(hi)
+        increasing = opening_at(b) > opening_at(a)
+        for _ in range(30):
+            mid = 0.5 * (a + b)
+            if (opening_at(mid) < opening) == increasing:
+                a = mid
+            else:
+                b = mid
+        d.qpos[7:9] = saved
+        q = 0.5 * (a + b)
+        return np.array([q, -q])
 
     def close(self):
         super().close()  # the camera

@@ -69,7 +69,7 @@ def run_active(strategy: Strategy, data: RealEpisodes, oracle: AnnotationOracle,
     run_dir = Path(run_dir)
     rng = np.random.default_rng(seed)
     seg = int(cfg.segment_length) if strategy.augment else 1
-    labels = LabelSet(data, 4)
+    labels = LabelSet(data, len(cfg.semantics_low))
     n_frames = int(cfg.mapper.n_frames)
     # Candidate frames for the ensemble's variance: every pool_stride-th frame (the rest get -inf).
     stride = max(1, int(cfg.get("pool_stride", 1)))

@@ -10,12 +10,12 @@ observation after the last action).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from robopolicy.envs.planar_push import PlanarPushExpert, PlanarPushTask
-from robopolicy.evaluation.episodes import EpisodeHooks, EpisodeRecord, episode_generators, episode_seeds, run_episode
-from robopolicy.semantics.real_env import make_real_env
+from robopolicy.evaluation.episodes import EpisodeHooks, EpisodeRecord, episode_seeds, run_episode
+from robopolicy.semantics.tasks import SemanticsTask, semantics_task
 
 
 @dataclass
@@ -53,21 +53,6 @@ class RealEpisodes:
         return np.stack(out) if out else np.zeros((0, n_frames) + self.images[0].shape[1:], np.uint8)
 
 
-class _BehaviourExpert:
-    """Actor: the noisy scripted expert acting on the hidden true semantics of the real environment."""
-
-    def __init__(self, task: PlanarPushTask, behaviour_noise: float):
-        self.target_xy, self.noise = task.target_xy, float(behaviour_noise)
-        self.expert: PlanarPushExpert | None = None
-
-    def reset(self, seed: int) -> None:
-        (rng,) = episode_generators(seed, 1)
-        self.expert = PlanarPushExpert(self.target_xy, rng=rng, noise=self.noise)
-
-    def act(self, obs, env, t: int) -> np.ndarray:
-        return self.expert.act({"state": env.true_semantics()})
-
-
 class _ImagesAndTruth(EpisodeHooks):
     """Hooks: the camera image and the true semantics after the reset and after every step, and the actions."""
 
@@ -82,20 +67,23 @@ class _ImagesAndTruth(EpisodeHooks):
         self.truth.append(env.true_semantics())
 
 
-def collect_real_episodes(task: PlanarPushTask, real_env_cfg: dict, episodes: int, seed: int,
+def collect_real_episodes(task: SemanticsTask | Any, real_env_cfg: dict, episodes: int, seed: int,
                           behaviour_noise: float = 0.3, steps_after_success: int = 5,
                           max_steps: int | None = None) -> tuple[RealEpisodes, list[np.ndarray]]:
     """Roll out the noisy scripted expert (acting on the hidden true state) in the real environment.
+
+    ``task``: a :class:`~robopolicy.semantics.tasks.SemanticsTask` or a task that has one.
 
     Episodes follow the shared protocol (:mod:`robopolicy.evaluation.episodes`): episode i resets
     with ``seed * SEED_BLOCK + i``, its expert noise comes from a generator seeded by that seed, and
     it ends ``steps_after_success`` steps after the first success or at the step limit
     (``max_steps``, default the environment's). Returns the learner's data (with one
     ``EpisodeRecord`` per episode in ``records``) and, separately, the hidden true semantics per
-    episode (T_e + 1, 4) for the oracle and the evaluation.
+    episode (T_e + 1, D) for the oracle and the evaluation.
     """
-    env = make_real_env(task, **real_env_cfg)
-    actor = _BehaviourExpert(task, behaviour_noise)
+    task = semantics_task(task)
+    env = task.make_real_env(**real_env_cfg)
+    actor = task.behaviour_actor(behaviour_noise)
     images, actions, truths, records = [], [], [], []
     try:
         for s in episode_seeds(seed, episodes):

@@ -19,34 +19,32 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from robopolicy.envs import make_task
-from robopolicy.envs.planar_push import PlanarPushTask
-from robopolicy.errors import ConfigError, TaskError
+from robopolicy.errors import ConfigError
 from robopolicy.semantics.active import run_active
 from robopolicy.semantics.data import RealEpisodes, collect_real_episodes
 from robopolicy.semantics.mapper import load_mapper
 from robopolicy.semantics.oracle import AnnotationOracle
 from robopolicy.semantics.plots import plot_curves
+from robopolicy.semantics.tasks import SemanticsTask, semantics_task
 from robopolicy.semantics.transfer import ExpertController, PolicyController, evaluate_transfer, offline_semantics_error
 from robopolicy.semantics.vae import train_vae
 from robopolicy.utils import atomic_write_bytes, atomic_write_json, seed_everything
 
 
-def _task(cfg: DictConfig) -> PlanarPushTask:
-    task = make_task(cfg.task)
-    if not isinstance(task, PlanarPushTask):
-        raise TaskError(f"robopolicy-semantics needs a task whose semantics set the simulator; use task=planar_push, not {task.name!r}.")
-    return task
+def _task(cfg: DictConfig) -> SemanticsTask:
+    return semantics_task(make_task(cfg.task))
 
 
-def _controller(cfg: DictConfig, task: PlanarPushTask):
+def _controller(cfg: DictConfig, task: SemanticsTask):
     if cfg.transfer.policy_run_dir:
-        return PolicyController(str(cfg.transfer.policy_run_dir), device=str(cfg.device))
+        return PolicyController(str(cfg.transfer.policy_run_dir), device=str(cfg.device), task=task)
     return ExpertController(task)
 
 
-def _with_bounds(cfg: DictConfig, task: PlanarPushTask) -> DictConfig:
+def _with_bounds(cfg: DictConfig, task: SemanticsTask) -> DictConfig:
     cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))  # unlocked copy
-    cfg = OmegaConf.merge(cfg, {"semantics_low": task.spec.extra["semantics_low"], "semantics_high": task.spec.extra["semantics_high"]})
+    low, high = task.bounds()
+    cfg = OmegaConf.merge(cfg, {"semantics_low": low, "semantics_high": high})
     return cfg
 
 
@@ -118,7 +116,7 @@ def run_active_experiment(cfg: DictConfig, strategies: list[str] | None = None, 
                                                                         float(d.behaviour_noise)))
     test_ids = np.arange(test.n_frames)
     test_images, test_truth = test.stacked(test_ids, int(cfg.mapper.n_frames)), np.concatenate(test_truths)
-    sim = task.make_env(render=False)
+    sim = task.make_sim()
     sim.reset(seed=int(cfg.seed))
     controller = _controller(cfg, task)
     reference = cache.record("reference", lambda: evaluate_transfer(None, controller, task, real, int(cfg.transfer.episodes),
@@ -136,7 +134,7 @@ def run_active_experiment(cfg: DictConfig, strategies: list[str] | None = None, 
         oracle = AnnotationOracle(truths, int(cfg.budget), float(cfg.oracle.noise_std), np.random.default_rng(int(cfg.seed) + 1))
 
         def on_round(mapper, labels, annotations, _oracle=oracle, name=name):
-            rec = offline_semantics_error(mapper, test_images, test_truth)
+            rec = offline_semantics_error(mapper, test_images, test_truth, task)
             labeled = labels.labeled
             rec["label_error_m"] = float(np.abs(labels.labels[labeled] - np.concatenate(truths)[labeled]).mean())
             if cfg.transfer.every_round or _oracle.remaining == 0:
@@ -153,7 +151,7 @@ def run_active_experiment(cfg: DictConfig, strategies: list[str] | None = None, 
     atomic_write_json(run_dir / "results.json", results)
     plottable = {n: [r for r in rs if "success_rate" in r] for n, rs in curves.items()}
     plot_curves(plottable, run_dir / "curves.png", reference,
-                title=f"planar push, {cfg.transfer.episodes} episodes/point, segment {cfg.segment_length}")
+                title=f"{task.name}, {cfg.transfer.episodes} episodes/point, segment {cfg.segment_length}")
     return results
 
 

@@ -18,7 +18,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from robopolicy.envs.planar_push import ASSET, PlanarPushEnv, PlanarPushTask
+from robopolicy.envs.planar_push import ASSET, PlanarPushEnv
 from robopolicy.errors import ConfigError
 
 
@@ -92,6 +92,9 @@ class RealPlanarPushEnv(PlanarPushEnv):
         return super().reset(seed=seed, options=options)
 
 
-def make_real_env(task: PlanarPushTask, **gap: Any) -> RealPlanarPushEnv:
-    """The real environment of ``task`` with the gap settings ``gap`` (the ``semantics.real_env`` config)."""
-    return RealPlanarPushEnv(task.env_kwargs, **gap)
+def make_real_env(task: Any, **gap: Any):
+    """The real environment of ``task`` (planar push, Meta-World, or their SemanticsTask) with the gap
+    settings ``gap`` (the ``semantics.real_env`` config)."""
+    from robopolicy.semantics.tasks import semantics_task
+
+    return semantics_task(task).make_real_env(**gap)

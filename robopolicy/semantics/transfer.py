@@ -1,8 +1,9 @@
 """Transfer evaluation: a simulator-trained controller runs in the "real" environment on f(image).
 
 Per episode: the mapper turns the last ``n_frames`` camera frames into semantics, the controller
-acts on them. Measured: success rate with a 95% Wilson interval, semantics error (metres, pusher
-and puck separately) and action error against the same controller fed the true semantics at the
+acts on them. Tasks: any :class:`~robopolicy.semantics.tasks.SemanticsTask` (planar push,
+Meta-World). Measured: success rate with a 95% Wilson interval, semantics error (metres, per group
+of the task: pusher and puck, or hand, object, goal and the gripper) and action error against the same controller fed the true semantics at the
 same states. ``mapper=None`` runs the controller on the true semantics (the reference).
 """
 
@@ -14,49 +15,74 @@ from typing import Any
 import numpy as np
 import torch
 
-from robopolicy.envs.planar_push import PlanarPushExpert, PlanarPushTask
 from robopolicy.evaluation.episodes import EpisodeHooks, episode_seeds, run_episode
 from robopolicy.evaluation.stats import wilson_interval
-from robopolicy.semantics.real_env import make_real_env
+from robopolicy.semantics.tasks import PlanarPushSemantics, SemanticsTask, semantics_task
 
 
-class ExpertController:
-    """The scripted expert on semantics (the upper reference); deterministic."""
+class _Controller:
+    """Base: a controller on semantics of one task (bound by :meth:`bind`), with a shadow copy that
+    follows the true semantics for the action error. Each keeps the previous step's semantics (a
+    Meta-World state holds the previous frame)."""
 
-    def __init__(self, task: PlanarPushTask):
-        self.expert = PlanarPushExpert(task.target_xy)
+    task: SemanticsTask | None = None
+
+    def bind(self, task: Any) -> "_Controller":
+        self.task = semantics_task(task)
+        return self
 
     def reset(self) -> None:
-        pass
+        self._prev = {False: None, True: None}
+
+    def _state(self, state: np.ndarray, shadow: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        s = np.asarray(state, np.float32)
+        prev, self._prev[shadow] = self._prev.get(shadow), s
+        return s, prev
+
+
+class ExpertController(_Controller):
+    """The task's scripted expert on semantics (the upper reference); deterministic."""
+
+    def __init__(self, task: Any):
+        self.bind(task)
+        self.reset()
 
     def act(self, state: np.ndarray, step_seed: int, shadow: bool = False) -> np.ndarray:
-        """state (4,) -> action (2,)."""
-        return self.expert.act_state(np.asarray(state, dtype=np.float64)[None])[0].astype(np.float32)
+        """state (D,) -> action (A,)."""
+        s, prev = self._state(state, shadow)
+        return np.asarray(self.task.expert_action(s, prev), np.float32)
 
 
-class PolicyController:
+class PolicyController(_Controller):
     """A robopolicy Policy trained on ``state`` (``robopolicy.api.load_run(run_dir).policy``), run receding-horizon.
 
-    A second controller follows the true semantics for the action error; both draw the same noise
-    (torch is re-seeded with the same step seed before each call).
+    Its ``state`` is built from semantics by the task (``SemanticsTask.policy_state``; planar push:
+    the semantics themselves). A second controller follows the true semantics for the action
+    error; both draw the same noise (torch is re-seeded with the same step seed before each call).
     """
 
-    def __init__(self, run_dir: str, device: str = "auto", checkpoint: str = "last"):
+    def __init__(self, run_dir: str, device: str = "auto", checkpoint: str = "last", task: Any = None):
         from robopolicy.api import load_run
         from robopolicy.policies.base import RecedingHorizonController
 
         self.policy = load_run(run_dir, checkpoint=checkpoint, device=device).policy
         self._main = RecedingHorizonController(self.policy)
         self._shadow = RecedingHorizonController(self.policy)
+        if task is not None:
+            self.bind(task)
+        super().reset()
 
     def reset(self) -> None:
+        super().reset()
         self._main.reset()
         self._shadow.reset()
 
     def act(self, state: np.ndarray, step_seed: int, shadow: bool = False) -> np.ndarray:
+        s, prev = self._state(state, shadow)
+        obs = self.task.policy_state(s, prev) if self.task is not None else s
         torch.manual_seed(step_seed)
         ctrl = self._shadow if shadow else self._main
-        return ctrl.act({"state": np.asarray(state, np.float32)[None]})[0]
+        return ctrl.act({"state": np.asarray(obs, np.float32)[None]})[0]
 
 
 def _step_seed(episode_seed: int, t: int) -> int:
@@ -91,30 +117,35 @@ class _ErrorsAgainstTruth(EpisodeHooks):
     """Hooks: per step, the semantics error of the mapper and the action error against the controller's
     shadow fed the true semantics at the same state."""
 
-    def __init__(self, actor: MapperActor):
-        self.actor, self.sem_err, self.act_err = actor, [], []
+    def __init__(self, actor: MapperActor, task: SemanticsTask):
+        self.actor, self.task, self.sem_err, self.act_err = actor, task, [], []
 
     def before_step(self, env, t, obs, action) -> None:
         pred, true = self.actor.last_pred, env.true_semantics()
         if pred is None:
             return
         a_ref = self.actor.controller.act(true, _step_seed(self.actor.seed, t), shadow=True)
-        self.sem_err.append(np.stack([np.linalg.norm(pred[:2] - true[:2]), np.linalg.norm(pred[2:4] - true[2:4])]))
+        self.sem_err.append({g: float(e[0]) for g, e in self.task.group_errors(pred[None], true[None]).items()})
         self.act_err.append(float(np.linalg.norm(action - a_ref)))
 
 
-def evaluate_transfer(mapper: Any, controller: Any, task: PlanarPushTask, real_env_cfg: dict, episodes: int,
+def evaluate_transfer(mapper: Any, controller: Any, task: Any, real_env_cfg: dict, episodes: int,
                       seed: int, n_frames: int = 1) -> dict:
     """Run ``episodes`` episodes in the real environment; see the module docstring.
 
     Episodes follow the shared protocol (:mod:`robopolicy.evaluation.episodes`): episode i resets
     with ``seed * SEED_BLOCK + i`` and ends at its first success or the step limit. Returns
     success_rate, ci95, episodes, successes, mean_length, records (one ``EpisodeRecord`` dict per
-    episode) and, with a mapper, the mean semantics, pusher, puck and action errors.
+    episode) and, with a mapper, the mean semantics error (over the position groups, m), each
+    group's (``<group>_error_m``, or ``<group>_error`` for a unitless one such as the gripper) and the
+    action error. ``task``: a SemanticsTask or a task that has one; the controller is bound to it.
     """
-    env = make_real_env(task, **real_env_cfg)
+    task = semantics_task(task)
+    if hasattr(controller, "bind"):
+        controller.bind(task)
+    env = task.make_real_env(**real_env_cfg)
     actor = MapperActor(mapper, controller, n_frames)
-    errors = _ErrorsAgainstTruth(actor)
+    errors = _ErrorsAgainstTruth(actor, task)
     records = []
     try:
         for s in episode_seeds(seed, int(episodes)):
@@ -127,14 +158,29 @@ def evaluate_transfer(mapper: Any, controller: Any, task: PlanarPushTask, real_e
            "mean_length": float(np.mean([r.steps for r in records])) if records else 0.0,
            "records": [r.to_dict() for r in records]}
     if errors.sem_err:
-        e = np.stack(errors.sem_err)
-        out.update({"semantics_error_m": float(e.mean()), "pusher_error_m": float(e[:, 0].mean()),
-                    "puck_error_m": float(e[:, 1].mean()), "action_error": float(np.mean(errors.act_err))})
+        out.update(_summary(task, {g: np.array([e[g] for e in errors.sem_err]) for g in task.groups}))
+        out["action_error"] = float(np.mean(errors.act_err))
     return out
 
 
-def offline_semantics_error(mapper: Any, images: np.ndarray, truth: np.ndarray) -> dict:
-    """images (N, K, H, W, 3), truth (N, 4) -> mean position error (m) with its standard error over frames."""
+def _summary(task: SemanticsTask, per_group: dict[str, np.ndarray]) -> dict:
+    """Mean error per group and over the position groups (``semantics_error_m``)."""
+    metric = [g for g, (_, metres) in task.groups.items() if metres]
+    out = {"semantics_error_m": float(np.mean(np.stack([per_group[g] for g in metric]), axis=0).mean())}
+    out.update({f"{g}_error_m" if metres else f"{g}_error": float(per_group[g].mean()) for g, (_, metres) in task.groups.items()})
+    return out
+
+
+def offline_semantics_error(mapper: Any, images: np.ndarray, truth: np.ndarray, task: Any = None) -> dict:
+    """images (N, K, H, W, 3), truth (N, D) -> mean position error (m, averaged over the task's position
+    groups) with its standard error over frames, and each group's mean (``offline_<group>_error[_m]``).
+    ``task``: a SemanticsTask or a task that has one; None = planar push's groups (D = 4)."""
+    groups = semantics_task(task).groups if task is not None else PlanarPushSemantics.groups
     pred = mapper.predict(images)[0]
-    e = 0.5 * (np.linalg.norm(pred[:, :2] - truth[:, :2], axis=1) + np.linalg.norm(pred[:, 2:4] - truth[:, 2:4], axis=1))
-    return {"offline_error_m": float(e.mean()), "offline_error_se_m": float(e.std(ddof=1) / np.sqrt(len(e))) if len(e) > 1 else 0.0}
+    per = {g: (np.linalg.norm(pred[:, sl] - truth[:, sl], axis=1) if m else np.abs(pred[:, sl] - truth[:, sl]).mean(1))
+           for g, (sl, m) in groups.items()}
+    e = np.mean(np.stack([per[g] for g, (_, m) in groups.items() if m]), axis=0)
+    out = {"offline_error_m": float(e.mean()), "offline_error_se_m": float(e.std(ddof=1) / np.sqrt(len(e))) if len(e) > 1 else 0.0}
+    if len(groups) > 2:
+        out.update({f"offline_{g}_error_m" if m else f"offline_{g}_error": float(per[g].mean()) for g, (_, m) in groups.items()})
+    return out

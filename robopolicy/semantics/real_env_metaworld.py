@@ -1,0 +1,79 @@
+"""The "real" Meta-World environment: the same Sawyer scene seen through a camera with a visual and dynamics gap.
+
+The gap is a set of MuJoCo model edits on the task's own scene: geom and material colours
+(``geom_rgba``, ``mat_rgba``), light strength and direction (``light_diffuse``, ``light_dir``), a
+fixed camera shift plus a per-episode jitter (``cam_pos``), Gaussian pixel noise, and the main
+object's mass and sliding friction (``body_mass``, ``geom_friction``). Observations hold only the
+``image``; the true semantics (hand, gripper, object, goal: :data:`SEMANTICS_NAMES`) are hidden from
+the learner and read by the annotation oracle and the evaluation through :meth:`true_semantics`.
+With ``mass_scale = friction_scale = 1`` the dynamics are the simulator's (the look does not touch
+the physics).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import gymnasium as gym
+import mujoco
+import numpy as np
+
+from robopolicy.envs import observations as _obs
+from robopolicy.envs.metaworld import MetaWorldEnv, MetaWorldTask, semantics_from_state
+from robopolicy.errors import ConfigError
+
+
+def _id(model, kind, name: str, what: str) -> int:
+    i = mujoco.mj_name2id(model, kind, name)
+    if i < 0:
+        raise ConfigError(f"The Meta-World scene has no {what} named {name!r}; fix semantics.real_env.")
+    return i
+
+
+class RealMetaWorldEnv(MetaWorldEnv):
+    """One Meta-World task with the reality gap; observations ``{"image": (H, W, 3) uint8}`` only."""
+
+    def __init__(self, task: MetaWorldTask, image_size: int = 64, camera: str = "corner2", rotate_180: bool = True,
+                 geom_rgba: Mapping[str, Sequence[float]] | None = None, material_rgba: Mapping[str, Sequence[float]] | None = None,
+                 light_diffuse_scale: float = 1.0, light_dir: Sequence[float] | None = None,
+                 camera_shift_m: Sequence[float] = (0.0, 0.0, 0.0), camera_jitter_m: float = 0.0, pixel_noise_std: float = 0.0,
+                 object_body: str = "obj", object_geom: str = "objGeom", mass_scale: float = 1.0, friction_scale: float = 1.0):
+        if mass_scale <= 0 or friction_scale < 0 or pixel_noise_std < 0 or camera_jitter_m < 0 or light_diffuse_scale < 0:
+            raise ConfigError("real_env.mass_scale must be > 0 and friction_scale, pixel_noise_std, camera_jitter_m, "
+                              "light_diffuse_scale >= 0; fix semantics.real_env.")
+        layout = _obs.ObsLayout(state=False, proprio=False, cameras=(("image", str(camera), int(image_size), bool(rotate_180)),))
+        super().__init__(task.env_name, None if task.fresh_positions else task.variations(), task.max_episode_steps, layout=layout)
+        m = self.sawyer.model
+        for name, rgba in (geom_rgba or {}).items():
+            m.geom_rgba[_id(m, mujoco.mjtObj.mjOBJ_GEOM, name, "geom")] = rgba
+        for name, rgba in (material_rgba or {}).items():
+            m.mat_rgba[_id(m, mujoco.mjtObj.mjOBJ_MATERIAL, name, "material")] = rgba
+        m.light_diffuse[:] *= float(light_diffuse_scale)
+        if light_dir is not None:
+            m.light_dir[:] = np.asarray(light_dir, np.float64) / np.linalg.norm(light_dir)
+        m.body_mass[_id(m, mujoco.mjtObj.mjOBJ_BODY, object_body, "body")] *= float(mass_scale)
+        m.geom_friction[_id(m, mujoco.mjtObj.mjOBJ_GEOM, object_geom, "geom"), 0] *= float(friction_scale)
+        self._cam = _id(m, mujoco.mjtObj.mjOBJ_CAMERA, str(camera), "camera")
+        self._cam_pos0 = m.cam_pos[self._cam] + np.asarray(camera_shift_m, np.float64)
+        self.camera_jitter_m, self.pixel_noise_std = float(camera_jitter_m), float(pixel_noise_std)
+        # The look (camera jitter, pixel noise) has its own generator, so a seed gives the same
+        # initial state as in the simulator.
+        self._look_rng = np.random.default_rng(0)
+        self.observation_space = gym.spaces.Dict({"image": self.observation_space["image"]})
+
+    def true_semantics(self) -> np.ndarray:
+        """(10,) float32 true semantics. For the annotation oracle and the evaluation only, never the learner."""
+        return semantics_from_state(self.privileged_state())
+
+    def _obs(self, state: np.ndarray) -> dict[str, np.ndarray]:
+        obs = super()._obs(state)
+        if self.pixel_noise_std > 0:
+            noise = self._look_rng.normal(0.0, self.pixel_noise_std, size=obs["image"].shape)
+            obs["image"] = np.clip(obs["image"].astype(np.float32) + noise, 0, 255).astype(np.uint8)
+        return obs
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self._look_rng = np.random.default_rng([int(seed), 7])
+        self.sawyer.model.cam_pos[self._cam] = self._cam_pos0 + self._look_rng.uniform(-1, 1, 3) * self.camera_jitter_m
+        return super().reset(seed=seed, options=options)
