@@ -11,10 +11,11 @@ pytest.importorskip("metaworld")
 
 @pytest.fixture(scope="module")
 def sem():
-    from robopolicy.envs.metaworld import MetaWorldTask
+    from robopolicy.defaults import group_config
+    from robopolicy.envs import make_task
     from robopolicy.semantics.tasks import semantics_task
 
-    return semantics_task(MetaWorldTask(env_name="push-v3", max_episode_steps=30))
+    return semantics_task(make_task(group_config("task", "metaworld", {"env_name": "push-v3", "max_episode_steps": 30})))
 
 
 def _expert_rollout(sem, steps, seed=3):
@@ -75,7 +76,7 @@ def test_semantics_cli_runs_on_metaworld(tmp_path):
             "task=metaworld", "task.env_name=push-v3", "task.max_episode_steps=12", f"run_dir={tmp_path}",
             "run_strategies=[random_episodes]", "budget=3", "per_round=3", "segment_length=3", "data.episodes=2",
             "data.test_episodes=1", "transfer.episodes=1", "real_env.image_size=24", "mapper.members=2",
-            "train_schedule.min_steps=2", "train_schedule.max_steps=2", "trainer.batch_size=4", "device=cpu"])
+            "train_schedule.steps=2", "trainer.batch_size=4", "device=cpu"])
     out = main_modes(cfg)
     rec = out["curves"]["random_episodes"][-1]
     assert rec["annotations"] == 3
