@@ -9,6 +9,6 @@ PY=${PY:-python}
 COMMON=(task=metaworld task.env_name=push-v3 device=cpu seed=0 transfer.episodes=20 transfer.every_round=false)
 $PY -m robopolicy.cli.semantics mode=active run_dir="$RUN" "${COMMON[@]}" run_strategies=[random_frames,variance] \
   budget=20 per_round=10 segment_length=10 data.episodes=30 data.test_episodes=5 mapper.members=3 \
-  train_schedule.min_steps=300 train_schedule.max_steps=300
+  train_schedule.steps=300
 $PY -m robopolicy.cli.semantics mode=transfer run_dir="$RUN/beso" "${COMMON[@]}" mapper_dir="$RUN/variance/round_01" \
   transfer.policy_run_dir="$BESO"
