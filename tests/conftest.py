@@ -29,3 +29,21 @@ def _fresh_hydra_config():
     from hydra.core.hydra_config import HydraConfig
 
     HydraConfig.instance().cfg = None
+
+
+@pytest.fixture
+def serve():
+    """Start policy servers on loopback in threads (``serve(policy, **kw) -> server``); all are stopped after the test."""
+    from robopolicy.runtime.server import serve_in_thread
+
+    started = []
+
+    def start(policy, **kw):
+        srv, th = serve_in_thread(policy, bind="tcp://127.0.0.1:0", **kw)
+        started.append((srv, th))
+        return srv
+
+    yield start
+    for srv, th in started:
+        srv.stop()
+        th.join(5)

@@ -16,7 +16,6 @@ from robopolicy.runtime.openpi_server import serve_openpi_in_thread
 from robopolicy.runtime.openpi_wire import OpenPIPredictor
 from robopolicy.runtime.runner import Runner, RunnerConfig
 from robopolicy.runtime.served import ServedPolicy
-from robopolicy.runtime.server import serve_in_thread
 from robopolicy.runtime.sim_robot import SimRobot
 from robopolicy.runtime.worker import InferenceWorker, LocalPredictor
 
@@ -35,21 +34,6 @@ def seeded_reference(seed: int, calls: int) -> list[np.ndarray]:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         return [pol.sample(OBS, n=1)[0, 0].numpy() for _ in range(calls)]
-
-
-@pytest.fixture
-def zmq_server():
-    started = []
-
-    def start(policy):
-        srv, th = serve_in_thread(policy, bind="tcp://127.0.0.1:0")
-        started.append((srv, th))
-        return srv
-
-    yield start
-    for srv, th in started:
-        srv.stop()
-        th.join(5)
 
 
 def test_served_policy_episode_draws_match_a_seeded_evaluation_episode():
@@ -77,8 +61,8 @@ def test_stream_leaves_the_process_rng_untouched():
     assert torch.equal(torch.get_rng_state(), before)
 
 
-def test_zmq_client_episode_seed_reproduces_the_seeded_episode(zmq_server):
-    srv = zmq_server(noisy())
+def test_zmq_client_episode_seed_reproduces_the_seeded_episode(serve):
+    srv = serve(noisy())
     client = PolicyClient(srv.endpoint, timeout_s=5.0)
     client.new_episode(40001)
     got = np.stack([client(OBS) for _ in range(3)])
@@ -86,8 +70,8 @@ def test_zmq_client_episode_seed_reproduces_the_seeded_episode(zmq_server):
     np.testing.assert_array_equal(got, np.stack(seeded_reference(40001, 3)))
 
 
-def test_zmq_new_episode_with_the_same_seed_starts_the_stream_again(zmq_server):
-    srv = zmq_server(noisy())
+def test_zmq_new_episode_with_the_same_seed_starts_the_stream_again(serve):
+    srv = serve(noisy())
     client = PolicyClient(srv.endpoint, timeout_s=5.0)
     client.new_episode(7)
     first = client(OBS)
@@ -98,8 +82,8 @@ def test_zmq_new_episode_with_the_same_seed_starts_the_stream_again(zmq_server):
     np.testing.assert_array_equal(again, first)
 
 
-def test_zmq_bad_episode_seed_is_a_request_error(zmq_server):
-    srv = zmq_server(noisy())
+def test_zmq_bad_episode_seed_is_a_request_error(serve):
+    srv = serve(noisy())
     client = PolicyClient(srv.endpoint, timeout_s=5.0)
     client.episode = {"seed": -1, "start": True}
     with pytest.raises(ServerError, match="episode seed") as e:
@@ -210,9 +194,9 @@ def _runner_episodes(predictor, episodes: int, seed: int) -> list[tuple[bool, in
 
 
 @pytest.mark.slow
-def test_stochastic_policy_through_the_server_matches_evaluation_episode_by_episode(zmq_server):
+def test_stochastic_policy_through_the_server_matches_evaluation_episode_by_episode(serve):
     ref = evaluate_policy(noisy(), TASK, 3, seed=4, progress=False)
-    srv = zmq_server(noisy())
+    srv = serve(noisy())
     client = PolicyClient(srv.endpoint, timeout_s=5.0)
     try:
         got = _runner_episodes(client, 3, seed=4)

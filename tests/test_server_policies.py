@@ -20,28 +20,12 @@ from robopolicy.errors import ConfigError
 from robopolicy.evaluation import evaluate_policy
 from robopolicy.runtime.client import PolicyClient, ServerError, read_goal
 from robopolicy.runtime.runner import Runner, RunnerConfig
-from robopolicy.runtime.server import serve_in_thread
 
 TASK = PointTask(max_steps=12)
 SPEC = TASK.spec
 STATE = np.array([0.0, 0.0, 0.5, -0.5], np.float32)
 OBS = {"state": np.tile(STATE, (1, 2, 1))}  # (1, To=2, 4)
 FAR = {"state": np.array([0.1, 0.1, 0.0, 0.0], np.float32)}
-
-
-@pytest.fixture
-def serve():
-    started = []
-
-    def start(policy, **kw):
-        srv, th = serve_in_thread(policy, bind="tcp://127.0.0.1:0", **kw)
-        started.append((srv, th))
-        return srv
-
-    yield start
-    for srv, th in started:
-        srv.stop()
-        th.join(5)
 
 
 def test_goal_travels_with_the_observation(serve):
