@@ -22,7 +22,7 @@ from robopolicy.runtime.watchdog import EStop
 
 RATE = 50.0
 PERIOD = 1.0 / RATE
-SLACK = 0.15  # scheduling slack on a loaded machine, on top of the one period the logic allows
+SLACK = 0.3  # scheduling slack on a loaded machine, on top of the one period the logic allows
 
 
 class LoggingRobot(SimRobot):
@@ -42,7 +42,7 @@ def make(predictor, estop=None, **cfg):
     spec = point_spec(RATE, max_episode_steps=100000)
     robot = LoggingRobot(spec)
     robot.connect()
-    base = dict(rate_hz=RATE, duration_s=10.0, hold_after_s=0.2, stop_after_s=0.6, first_chunk_timeout_s=20.0)
+    base = dict(rate_hz=RATE, duration_s=10.0, hold_after_s=0.4, stop_after_s=1.2, first_chunk_timeout_s=20.0)
     base.update(cfg)
     return Runner(robot, predictor, RunnerConfig.from_defaults(**{"seed": 0, **base}), estop=estop), robot
 
