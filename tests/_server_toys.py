@@ -97,6 +97,22 @@ def slow_sim_robot(task):
     return SimRobot(lambda: task.make_env(), task.spec, control_hz=SLOW_HZ, phase=PHASE)
 
 
+def run_eval_match(predictor, task, episodes: int, seed: int):
+    """The runner on ``slow_sim_robot(task)`` through ``predictor`` with the ``eval_match`` settings; closes
+    both and returns the runner's stats."""
+    from robopolicy.runtime.runner import Runner, RunnerConfig
+
+    robot = slow_sim_robot(task)
+    robot.connect()
+    runner = Runner(robot, predictor, RunnerConfig.from_defaults(**eval_match(episodes, seed)))
+    try:
+        runner.run()
+    finally:
+        robot.disconnect()
+        predictor.close()
+    return runner.stats
+
+
 def eval_match(episodes: int, seed: int, rate_hz: float = SLOW_HZ) -> dict:
     """Runner settings of conf/runner/eval_match.yaml for the toys (exec_horizon 4), at the slow-motion
     rate of ``slow_sim_robot`` and with a late deadline (85 % of the period), so every chunk arrives

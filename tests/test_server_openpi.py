@@ -8,7 +8,7 @@ import msgpack
 import numpy as np
 import pytest
 from _eval_toys import PointTask
-from _server_toys import GoalBiasPolicy, eval_match, slow_sim_robot
+from _server_toys import GoalBiasPolicy, run_eval_match
 
 from robopolicy.errors import ConfigError
 from robopolicy.evaluation import evaluate_policy
@@ -169,21 +169,10 @@ def test_our_predictor_refused_with_a_wrong_key_is_one_sentence():
 
 @pytest.mark.slow
 def test_runner_through_the_openpi_endpoint_matches_in_process_evaluation(endpoint):
-    from robopolicy.runtime.runner import Runner, RunnerConfig
-
     goal = {"state": np.array([0.0, 0.02, 0.0, 0.0], np.float32)}
     ref = evaluate_policy(GoalBiasPolicy(SPEC), TASK, 6, seed=4, goal=goal, progress=False)["successes"]
-    pred = OpenPIPredictor(endpoint.endpoint, timeout_s=5.0, goal=goal)
-    robot = slow_sim_robot(TASK)
-    robot.connect()
-    cfg = RunnerConfig.from_defaults(**eval_match(6, 4))
-    runner = Runner(robot, pred, cfg)
-    try:
-        runner.run()
-    finally:
-        robot.disconnect()
-        pred.close()
-    assert [e["success"] for e in runner.stats.episodes] == ref
+    stats = run_eval_match(OpenPIPredictor(endpoint.endpoint, timeout_s=5.0, goal=goal), TASK, 6, 4)
+    assert [e["success"] for e in stats.episodes] == ref
 
 
 @pytest.mark.slow

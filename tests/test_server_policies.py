@@ -11,15 +11,13 @@ from _eval_toys import PointTask
 from _server_toys import (
     CandidatePolicy,
     GoalBiasPolicy,
-    eval_match,
     make_vgps_toy,
-    slow_sim_robot,
+    run_eval_match,
 )
 
 from robopolicy.errors import ConfigError
 from robopolicy.evaluation import evaluate_policy
 from robopolicy.runtime.client import PolicyClient, ServerError, read_goal
-from robopolicy.runtime.runner import Runner, RunnerConfig
 
 TASK = PointTask(max_steps=12)
 SPEC = TASK.spec
@@ -93,18 +91,9 @@ def test_read_goal_bad_file_is_one_sentence(tmp_path):
 
 def runner_successes(endpoint: str, episodes: int, seed: int, goal=None) -> list[bool]:
     """The runner on the simulated PointTask through the server, with the eval-matching settings."""
-    client = PolicyClient(endpoint, timeout_s=5.0, goal=goal)
-    robot = slow_sim_robot(TASK)
-    robot.connect()
-    cfg = RunnerConfig.from_defaults(**eval_match(episodes, seed))
-    runner = Runner(robot, client, cfg)
-    try:
-        runner.run()
-    finally:
-        robot.disconnect()
-        client.close()
-    assert runner.stats.stop_reason == "episodes"
-    return [e["success"] for e in runner.stats.episodes]
+    stats = run_eval_match(PolicyClient(endpoint, timeout_s=5.0, goal=goal), TASK, episodes, seed)
+    assert stats.stop_reason == "episodes"
+    return [e["success"] for e in stats.episodes]
 
 
 @pytest.mark.slow
