@@ -59,7 +59,8 @@ def test_real_env_hides_the_state_and_differs_in_look(sem):
                              material_rgba={"table_wood": [0.5, 0.9, 1, 1]}, light_diffuse_scale=0.5)
     a, _ = env.reset(seed=2)
     b, _ = look.reset(seed=2)
-    assert set(a) == {"image"} and a["image"].shape == (32, 32, 3)
+    assert set(a) == {"image"}
+    assert a["image"].shape == (32, 32, 3)
     np.testing.assert_array_equal(env.true_semantics(), look.true_semantics())  # same seed, same episode
     assert np.abs(a["image"].astype(int) - b["image"].astype(int)).mean() > 2.0
     env.close()
