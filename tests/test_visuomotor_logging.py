@@ -68,3 +68,15 @@ def test_checkpoint_artifact_when_enabled(tmp_path):
     assert aliases == ["latest", "step_5"]
     logger._wandb_run = None
     logger.close()
+
+
+def test_odd_sized_frames_are_padded_not_rescaled(tmp_path):
+    import imageio.v2 as imageio
+
+    frame = np.zeros((84, 84, 3), np.uint8)
+    frame[:, :42] = 255  # left half white: a rescale would move the edge, padding keeps it at column 42
+    video = write_video(tmp_path / "v.mp4", [frame] * 3)
+    back = imageio.mimread(video)[0]
+    assert back.shape == (96, 96, 3)
+    assert int(back[40, 38].mean()) > 200
+    assert int(back[40, 46].mean()) < 50

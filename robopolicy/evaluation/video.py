@@ -7,21 +7,25 @@ from typing import Sequence
 
 import numpy as np
 
+_MACRO_BLOCK = 16  # H.264 macroblock: sides that are a multiple of it play everywhere
+
 
 def write_video(path: str | Path, frames: Sequence[np.ndarray], fps: float = 10.0) -> Path:
     """frames: sequence of uint8 (H, W, 3) -> an H.264 mp4 at ``path``; returns the path.
 
-    Frame sides are padded up to a multiple of 16 by imageio's ffmpeg writer (macro_block_size),
-    which keeps odd camera sizes playable everywhere.
+    Frame sides are padded (black, bottom and right) up to a multiple of 16 here, so every player
+    takes the H.264 stream and imageio does not rescale (and warn about) e.g. 84 px camera frames.
     """
     import imageio.v2 as imageio
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    with imageio.get_writer(tmp, fps=float(fps), codec="libx264", quality=7, macro_block_size=16) as writer:
+    with imageio.get_writer(tmp, fps=float(fps), codec="libx264", quality=7, macro_block_size=1) as writer:
         for f in frames:
-            writer.append_data(np.asarray(f, dtype=np.uint8))
+            f = np.asarray(f, dtype=np.uint8)
+            pad_h, pad_w = -f.shape[0] % _MACRO_BLOCK, -f.shape[1] % _MACRO_BLOCK
+            writer.append_data(np.pad(f, ((0, pad_h), (0, pad_w), (0, 0))) if pad_h or pad_w else f)
     tmp.replace(path)  # a killed run leaves no half-written video under the final name
     return path
 
