@@ -31,7 +31,7 @@ def _cfg(steps=3):
     return OmegaConf.create({
         "segment_length": 1, "transition_noise_std": 0.0, "per_round": 2, "pool_stride": 1,
         "semantics_low": [-1, -1, -1, -1], "semantics_high": [1, 1, 1, 1], "train_schedule": {"steps": steps},
-        "mapper": {"members": 2, "n_frames": 1, "hidden_dim": 8, "bootstrap": True,
+        "mapper": {"members": 2, "n_frames": 1, "hidden_dim": 8, "color_jitter": 0.0, "bootstrap": True,
                    "encoder": {"_target_": "robopolicy.nets.encoders.SmallConvEncoder", "feature_dim": 8, "channels": [4, 4],
                                "strides": [2, 1], "padding": 1, "activation": "mish", "groups": 2, "plain_last": True, "num_kp": 4}},
         "trainer": trainer_config({"batch_size": 4, "device": "cpu", "progress": False, "ema": {"enabled": False}, "val_every": 0,
