@@ -52,9 +52,11 @@ def code_defaults(obj) -> dict:
                 for f in dataclasses.fields(obj)
                 if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
     fns = [c.__init__ for c in obj.__mro__ if "__init__" in vars(c)] if inspect.isclass(obj) else [obj]
-    out = {}
-    for fn in fns:
-        out.update({n: p.default for n, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty})
+    out, declared = {}, set()
+    for fn in fns:  # most derived first: a parameter a subclass declares itself shadows its base's default
+        params = {n: p for n, p in inspect.signature(fn).parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        out.update({n: p.default for n, p in params.items() if n not in declared and p.default is not inspect.Parameter.empty})
+        declared |= set(params)
     return out
 
 
@@ -86,17 +88,30 @@ def _receiver(owner, key: str, value):
     return None
 
 
+def _handed_on(target) -> list:
+    """What a target hands its YAML keys on to, beside its own signature: make_sim_robot passes its
+    ``**kwargs`` to SimRobot, a PlanarPushTask its environment settings to PlanarPushEnv."""
+    from robopolicy.envs.planar_push import PlanarPushEnv, PlanarPushTask
+    from robopolicy.runtime.sim_robot import SimRobot, make_sim_robot
+
+    return {make_sim_robot: [SimRobot], PlanarPushTask: [PlanarPushEnv]}.get(target, [])
+
+
 def doubles(node: dict, where: str, owner=None) -> list[str]:
     """'file: key' for every key of ``node`` (and the nodes below it) that the code defaults too."""
     out = []
     target = _target(node["_target_"]) if "_target_" in node else owner
     skip = SPECIAL | set(node.get("meta_keys", []))
-    defaults = code_defaults(target) if target is not None else {}
+    defaults = {}  # key -> (class or function that defaults it, default)
+    for callee in ([target, *_handed_on(target)] if target is not None else []):
+        for key, value in code_defaults(callee).items():
+            defaults.setdefault(key, (callee, value))
     for key, value in node.items():
         if key in skip:
             continue
         if key in defaults:
-            out.append(f"{where}{key} is set in the YAML and defaulted in {target.__qualname__} ({defaults[key]!r})")
+            callee, default = defaults[key]
+            out.append(f"{where}{key} is set in the YAML and defaulted in {callee.__qualname__} ({default!r})")
         if isinstance(value, dict):
             inner = value if "_target_" in value else None
             receiver = _receiver(target, key, value)
@@ -130,6 +145,17 @@ def test_the_check_finds_a_default_written_twice():
     """The walk above must see a doubled key, also in a nested target and a handed-on sampler."""
     node = {"_target_": "robopolicy.value.offline_rl.IQL", "expectile": 0.7, "polyak": 0.005, "needs_value": True}
     assert doubles(node, "algo.") == ["algo.needs_value is set in the YAML and defaulted in IQL (True)"]
+
+
+def test_the_check_follows_make_sim_robot_to_sim_robot():
+    node = {"_target_": "robopolicy.runtime.sim_robot.make_sim_robot", "render": None, "time_fn": None}
+    assert [d.split(" (")[0] for d in doubles(node, "")] == ["time_fn is set in the YAML and defaulted in SimRobot"]
+
+
+def test_a_subclass_parameter_without_a_default_shadows_its_base_default():
+    from robopolicy.runtime.sim_robot import SimRobot
+
+    assert "hold" not in code_defaults(SimRobot)
 
 
 def test_the_check_follows_a_policy_sampler_to_its_class():

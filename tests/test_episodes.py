@@ -178,7 +178,7 @@ def runner_episodes():
     from robopolicy.runtime.sim_robot import SimRobot
 
     spec = point_spec(50.0)
-    robot = SimRobot(lambda: PointEnv(spec), spec)
+    robot = SimRobot.from_defaults(lambda: PointEnv(spec), spec)
     robot.connect()
     try:
         eps = Runner(robot, GoToGoal(horizon=8), RunnerConfig.from_defaults(rate_hz=50.0, duration_s=0, episodes=N, seed=SEED)).run().episodes
@@ -223,7 +223,7 @@ def _point_runner(**cfg):
     from robopolicy.runtime.sim_robot import SimRobot
 
     spec = point_spec(50.0)
-    robot = SimRobot(lambda: PointEnv(spec), spec)
+    robot = SimRobot.from_defaults(lambda: PointEnv(spec), spec)
     robot.connect()
     return Runner(robot, GoToGoal(horizon=8), RunnerConfig.from_defaults(rate_hz=50.0, **cfg)), robot
 

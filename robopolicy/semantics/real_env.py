@@ -52,7 +52,7 @@ class RealPlanarPushEnv(PlanarPushEnv):
         if mass_scale <= 0 or friction_scale < 0 or pixel_noise_std < 0 or camera_jitter_m < 0:
             raise ConfigError("real_env.mass_scale must be > 0 and friction_scale, pixel_noise_std, camera_jitter_m >= 0; fix semantics.real_env.")
         model = _real_model(dict(colors or {}), table_texture, light_dir, light_diffuse)
-        super().__init__(**task_kwargs, image={"size": int(image_size), "camera": "top"}, model=model)
+        super().__init__(**task_kwargs, image={"size": int(image_size), "camera": "top"}, layout=None, model=model)
         puck = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, "puck")
         self.model.body_mass[puck] *= float(mass_scale)
         for j in ("puck_x", "puck_y"):
