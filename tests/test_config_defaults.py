@@ -185,6 +185,27 @@ def test_observation_encoder_settings_are_written_once():
     assert found == []
 
 
+def _semantics_blocks() -> list:
+    """conf/semantics.yaml's blocks that have no _target_ of their own, and conf/semantics/real_env/*.yaml,
+    with the class each one configures."""
+    from robopolicy.semantics.mapper import MapperEnsemble
+    from robopolicy.semantics.oracle import AnnotationOracle
+    from robopolicy.semantics.real_env import RealPlanarPushEnv
+    from robopolicy.semantics.real_env_metaworld import RealMetaWorldEnv
+    from robopolicy.semantics.vae import ConvVAE
+
+    raw = _raw(CONF / "semantics.yaml")
+    blocks = [(f"semantics.yaml: {key}.", raw[key], cls) for key, cls in (("mapper", MapperEnsemble), ("vae", ConvVAE), ("oracle", AnnotationOracle))]
+    for p in sorted((CONF / "semantics" / "real_env").glob("*.yaml")):
+        blocks.append((f"{_rel(p)}: ", _raw(p), RealMetaWorldEnv if p.stem == "metaworld" else RealPlanarPushEnv))
+    return blocks
+
+
+def test_semantics_settings_are_written_once():
+    found = [d for where, node, cls in _semantics_blocks() for d in doubles(node, where, cls)]
+    assert found == []
+
+
 ENCODER_OWNERS = [p for p in YAMLS if _rel(p).startswith(("policy/", "critic/")) and "encoder" in _raw(p)]
 
 

@@ -151,13 +151,20 @@ def evaluated():
     return evaluate_policy(GreedyPolicy(task.spec, noise=0.01), task, episodes=N, seed=SEED, num_envs=2, progress=False)["records"]
 
 
+def _real_camera_16px() -> dict:
+    """The semantics experiments' real camera without a dynamics gap (conf/semantics/real_env/same_dynamics.yaml), 16 px."""
+    from robopolicy.defaults import constructor_kwargs, group_config
+
+    return constructor_kwargs(group_config("semantics/real_env", "same_dynamics", {"image_size": 16}))
+
+
 @pytest.fixture(scope="module")
 def semantics_data():
     from robopolicy.defaults import group_config
     from robopolicy.envs import make_task
     from robopolicy.semantics.data import collect_real_episodes
 
-    data, _ = collect_real_episodes(make_task(group_config("task", "planar_push", {"max_episode_steps": 12})), {"image_size": 16}, episodes=N, seed=SEED)
+    data, _ = collect_real_episodes(make_task(group_config("task", "planar_push", {"max_episode_steps": 12})), _real_camera_16px(), episodes=N, seed=SEED)
     return [r.to_dict() for r in data.records]
 
 
@@ -168,7 +175,7 @@ def transfer():
     from robopolicy.semantics.transfer import ExpertController, evaluate_transfer
 
     task = make_task(group_config("task", "planar_push", {"max_episode_steps": 12}))
-    return evaluate_transfer(None, ExpertController(task), task, {"image_size": 16}, episodes=N, seed=SEED)["records"]
+    return evaluate_transfer(None, ExpertController(task), task, _real_camera_16px(), episodes=N, seed=SEED)["records"]
 
 
 @pytest.fixture(scope="module")

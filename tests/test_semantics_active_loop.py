@@ -49,7 +49,7 @@ def test_every_round_trains_the_configured_steps_whatever_the_labelled_set(tmp_p
         return real_train(model, images, semantics, trainer_cfg, run_dir, seed=seed, bootstrap=bootstrap)
 
     monkeypatch.setattr(active, "train_mapper", spy)
-    oracle = AnnotationOracle(truths, budget=6)
+    oracle = AnnotationOracle(truths, budget=6, noise_std=0.0)
     active.run_active(RandomFrames(), data, oracle, None, _cfg(steps=5), tmp_path, seed=0)
     assert seen == [(2, 5), (4, 5), (6, 5)]
 
