@@ -194,3 +194,12 @@ def test_a_deep_copy_preprocesses_with_its_own_normalizer():
     policy = make("bc", "mlp")
     twin = copy.deepcopy(policy)  # what the EMA does
     assert twin.obs_encoder.normalizer is twin.normalizer
+
+
+def test_a_partial_augment_block_is_a_config_error():
+    from robopolicy.errors import ConfigError
+
+    settings = encoder_config("small_cnn", {"rgb": TINY_RGB})
+    settings.augment = {"shift_px": 2}
+    with pytest.raises(ConfigError, match=r"encoder.augment settings lack \['brightness', 'contrast', 'offset'\]"):
+        ObsEncoder(CAM_SPEC, ["cam"], 1, **settings)

@@ -218,8 +218,9 @@ class ObsEncoder(nn.Module):
             else:
                 self.encoders[k] = LowDimEncoder(int(torch.tensor(ks.shape).prod()), lowdim_hidden_dims)
         self.shared_rgb = make_rgb(spec.obs[self.rgb_keys[0]].shape) if self.shared else None
-        self.augment = ImageAugment(**_complete(ImageAugment.__init__, augment, "encoder.augment", "conf/encoder/small_cnn.yaml's augment")) \
-            if augment else None
+        if augment:
+            augment = _complete(ImageAugment.__init__, augment, "encoder.augment", "conf/encoder/small_cnn.yaml's augment")
+        self.augment = ImageAugment(**augment) if augment else None
         self.channels_last, self.autocast_bf16, self.compile = bool(channels_last), bool(autocast_bf16), bool(compile)
         self._compiled: dict[str, Any] = {}  # torch.compile'd encoders (CUDA only), outside the state dict
         dims = {k: self._rgb_module(k).out_dim if k in self.rgb_keys else self.encoders[k].out_dim for k in self.keys}
