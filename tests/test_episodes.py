@@ -164,7 +164,8 @@ def semantics_data():
     from robopolicy.envs import make_task
     from robopolicy.semantics.data import collect_real_episodes
 
-    data, _ = collect_real_episodes(make_task(group_config("task", "planar_push", {"max_episode_steps": 12})), _real_camera_16px(), episodes=N, seed=SEED)
+    data, _ = collect_real_episodes(make_task(group_config("task", "planar_push", {"max_episode_steps": 12})), _real_camera_16px(), episodes=N, seed=SEED,
+                                    behaviour_noise=0.3)
     return [r.to_dict() for r in data.records]
 
 

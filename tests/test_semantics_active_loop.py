@@ -44,7 +44,7 @@ def test_every_round_trains_the_configured_steps_whatever_the_labelled_set(tmp_p
     seen = []
     real_train = active.train_mapper
 
-    def spy(model, images, semantics, trainer_cfg, run_dir, seed=0, bootstrap=True):
+    def spy(model, images, semantics, trainer_cfg, run_dir, seed, bootstrap):
         seen.append((len(images), int(trainer_cfg.steps)))
         return real_train(model, images, semantics, trainer_cfg, run_dir, seed=seed, bootstrap=bootstrap)
 

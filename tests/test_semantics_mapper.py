@@ -35,7 +35,7 @@ def test_mapper_learns_dot_position(tmp_path):
     x_te, y_te = _dots(50, rng)
     model = build_mapper(MAPPER, (16, 16, 3), [-1, -1], [1, 1])
     before = np.abs(model.predict(x_te)[0] - y_te).mean()
-    model = train_mapper(model, x_tr, y_tr, trainer_config(TRAIN), tmp_path / "run", seed=0)
+    model = train_mapper(model, x_tr, y_tr, trainer_config(TRAIN), tmp_path / "run", seed=0, bootstrap=True)
     mean, members = model.predict(x_te)
     err = np.abs(mean - y_te).mean()
     baseline = np.abs(y_te - y_tr.mean(0)).mean()

@@ -109,7 +109,7 @@ class MapperEnsemble(nn.Module):
 class LabeledFrames(torch.utils.data.Dataset):
     """images (N, K, H, W, 3) uint8, semantics (N, D) -> items with Poisson(1) bootstrap weights (M,)."""
 
-    def __init__(self, images: np.ndarray, semantics: np.ndarray, members: int, seed: int = 0, bootstrap: bool = True):
+    def __init__(self, images: np.ndarray, semantics: np.ndarray, members: int, seed: int, bootstrap: bool):
         if len(images) == 0 or len(images) != len(semantics):
             raise DataError(f"A mapper needs labelled frames, got {len(images)} images for {len(semantics)} labels; annotate some frames first.")
         self.images = torch.as_tensor(np.ascontiguousarray(images))
@@ -155,8 +155,10 @@ def load_mapper(run_dir: str | Path, checkpoint: str = "last", device: str = "cp
 
 
 def train_mapper(model: MapperEnsemble, images: np.ndarray, semantics: np.ndarray, trainer_cfg: Any, run_dir: str | Path,
-                 seed: int = 0, bootstrap: bool = True) -> MapperEnsemble:
-    """Fit ``model`` on labelled frames with the Trainer; returns the weights to use (EMA if on)."""
+                 seed: int, bootstrap: bool) -> MapperEnsemble:
+    """Fit ``model`` on labelled frames with the Trainer; returns the weights to use (EMA if on).
+
+    ``bootstrap``: conf/semantics.yaml's mapper.bootstrap (Poisson(1) weights per member, else all ones)."""
     data = LabeledFrames(images, semantics, len(model.members), seed=seed, bootstrap=bootstrap)
     cfg = OmegaConf.merge(OmegaConf.create(trainer_cfg), {"seed": int(seed)})
     extra = {"config": getattr(model, "build_config", None)} if getattr(model, "build_config", None) else None
