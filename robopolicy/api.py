@@ -24,6 +24,7 @@ from robopolicy.envs.spec import EnvSpec
 from robopolicy.errors import CheckpointError, ConfigError
 from robopolicy.training.checkpoint import find_checkpoint, load_weights, read_meta
 from robopolicy.utils import resolve_device
+from robopolicy.utils.legacy import fill_legacy_settings
 from robopolicy.utils.safe_instantiate import checked_config
 
 Overrides = Mapping[str, Any] | DictConfig | Sequence[str] | None
@@ -85,7 +86,11 @@ def apply_overrides(cfg: DictConfig, overrides: Overrides) -> DictConfig:
 
 
 def read_checkpoint_config(folder: Path) -> tuple[DictConfig, EnvSpec]:
-    """The config and the EnvSpec stored in a checkpoint folder, as data (no target checked yet)."""
+    """The config and the EnvSpec stored in a checkpoint folder, as data (no target checked yet).
+
+    Settings that a run saved by an earlier version lacks are filled from conf/legacy/
+    (:func:`robopolicy.utils.legacy.fill_legacy_settings`), so every later step sees a complete config.
+    """
     folder = Path(folder)
     try:
         cfg = OmegaConf.load(folder / "config.yaml")
@@ -97,7 +102,7 @@ def read_checkpoint_config(folder: Path) -> tuple[DictConfig, EnvSpec]:
                               "load another checkpoint (checkpoint=step_<N>).") from None
     if not isinstance(cfg, DictConfig):
         raise CheckpointError(f"{str(folder / 'config.yaml')!r} is not a mapping of settings; load another checkpoint (checkpoint=step_<N>).")
-    return cfg, spec
+    return fill_legacy_settings(cfg), spec
 
 
 def normalizer_keys(cfg: DictConfig, spec: EnvSpec) -> list[str]:

@@ -9,6 +9,7 @@ values here::
     group_config("task", "multimodal", {"max_episode_steps": 40})           # tasks/multimodal.yaml
     group_config("policy", "bc", {"hidden_dims": [32]}, context={"task": {...}})
     group_config("runner", "default", {"rate_hz": 50, "duration_s": 1, "seed": 0})
+    encoder_config("small_cnn", {"rgb": {"channels": [8, 8]}})            # a policy's encoder block + conf/encoder/small_cnn.yaml
 
 The file is composed with Hydra's compose API (so its own ``defaults:`` list applies and a user's
 ``ROBOPOLICY_CONFIG_DIR`` folders are searched), ``overrides`` are merged over it, and the result is
@@ -67,8 +68,27 @@ def group_config(group: str, name: str, overrides: Mapping[str, Any] | None = No
                           f"{str(e).splitlines()[0]}); pass it in overrides or context.") from None
 
 
+def encoder_config(image_encoder: str | None = None, overrides: Mapping[str, Any] | None = None,
+                   policy: str = "beso") -> DictConfig:
+    """A policy's ``encoder`` block (every :class:`~robopolicy.nets.encoders.ObsEncoder` setting) as a command composes it.
+
+    conf/policy/<policy>.yaml's block, conf/encoder/<image_encoder>.yaml merged over it (what
+    ``+encoder@policy.encoder=<image_encoder>`` does), then ``overrides`` (nested mappings merge)::
+
+        ObsEncoder(spec, keys, horizon, **encoder_config("small_cnn", {"rgb": {"feature_dim": 8}}))
+    """
+    block = OmegaConf.select(_compose(f"policy/{policy}"), "policy.encoder")
+    merged = OmegaConf.merge(OmegaConf.to_container(block, resolve=True),
+                             group_config("encoder", image_encoder) if image_encoder else {}, dict(overrides or {}))
+    return OmegaConf.create(OmegaConf.to_container(merged, resolve=True))
+
+
+HYDRA_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
+
+
 def constructor_kwargs(cfg: Mapping[str, Any]) -> dict:
-    """A resolved config as plain keyword arguments: without ``_target_`` (and a task's ``meta_keys``)."""
+    """A resolved config as plain keyword arguments: without Hydra's keys (``_target_``, ``_partial_``, ...)
+    and a task's ``meta_keys``."""
     plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    drop = {"_target_", "meta_keys", *plain.get("meta_keys", [])}
+    drop = {*HYDRA_KEYS, "meta_keys", *plain.get("meta_keys", [])}
     return {k: v for k, v in plain.items() if k not in drop}

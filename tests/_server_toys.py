@@ -94,7 +94,7 @@ def slow_sim_robot(task):
     """The task as a SimRobot stepped at SLOW_HZ (pair with ``eval_match``)."""
     from robopolicy.runtime.sim_robot import SimRobot
 
-    return SimRobot(lambda: task.make_env(), task.spec, control_hz=SLOW_HZ, phase=PHASE)
+    return SimRobot.from_defaults(lambda: task.make_env(), task.spec, control_hz=SLOW_HZ, phase=PHASE)
 
 
 def run_eval_match(predictor, task, episodes: int, seed: int):

@@ -90,7 +90,7 @@ class MovingHold(PointRobot):
 
 def test_sim_robot_passes_every_check():
     spec = point_spec(RATE_HZ)
-    results = check_robot(SimRobot(lambda: PointEnv(spec), spec), RATE_HZ, **CHECKS)
+    results = check_robot(SimRobot.from_defaults(lambda: PointEnv(spec), spec), RATE_HZ, **CHECKS)
     assert passed(results), format_table(results)
 
 

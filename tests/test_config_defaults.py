@@ -3,7 +3,8 @@
 Every node with a ``_target_`` in every YAML (at any depth: a critic's ``algo``, an encoder's
 ``rgb``) is compared with the callable it names (a class's ``__init__`` through its bases, a
 function, or a dataclass's fields): a key the YAML sets must have no default in the code. Nested
-settings a constructor hands on (a policy's ``sampler``, a critic's ``head``) are compared with
+settings a constructor hands on (a policy's ``sampler``, a critic's ``head``, the ``encoder`` block of
+a policy or critic: ObsEncoder's settings) are compared with
 the class that receives them. The runner's and the trainer's typed schemas must list exactly the
 keys of their YAML files.
 """
@@ -23,8 +24,6 @@ from robopolicy.errors import ConfigError
 
 CONF = resources.conf_dir()
 SPECIAL = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_", "defaults", "meta_keys"}
-# Image-encoder classes: still defaulted in code as well (see test_observation_encoder_settings_are_written_once).
-ENCODER_TARGETS = {"robopolicy.nets.encoders.SmallConvEncoder", "robopolicy.semantics.mapper.SmallConvEncoder"}
 
 
 def _yamls() -> list[Path]:
@@ -53,15 +52,20 @@ def code_defaults(obj) -> dict:
                 for f in dataclasses.fields(obj)
                 if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
     fns = [c.__init__ for c in obj.__mro__ if "__init__" in vars(c)] if inspect.isclass(obj) else [obj]
-    out = {}
-    for fn in fns:
-        out.update({n: p.default for n, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty})
+    out, declared = {}, set()
+    for fn in fns:  # most derived first: a parameter a subclass declares itself shadows its base's default
+        params = {n: p for n, p in inspect.signature(fn).parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        out.update({n: p.default for n, p in params.items() if n not in declared and p.default is not inspect.Parameter.empty})
+        declared |= set(params)
     return out
 
 
 def _receiver(owner, key: str, value):
     """The class a constructor hands a nested setting to, for the settings compared here."""
+    from robopolicy.nets.augment import ImageAugment
+    from robopolicy.nets.encoders import ObsEncoder
     from robopolicy.policies.beso import BESOPolicy
+    from robopolicy.policies.common import ChunkPolicy
     from robopolicy.policies.consistency import ConsistencyPolicy
     from robopolicy.policies.diffusion import DiffusionPolicy
     from robopolicy.policies.samplers import EDM_SAMPLERS, ConsistencySampler, DiscreteSampler
@@ -71,6 +75,10 @@ def _receiver(owner, key: str, value):
         return None
     if key == "head" and issubclass(owner, Critic):
         return ValueHead
+    if key == "encoder" and issubclass(owner, (ChunkPolicy, Critic)):
+        return ObsEncoder
+    if key == "augment" and issubclass(owner, ObsEncoder):
+        return ImageAugment
     if key == "sampler" and issubclass(owner, ConsistencyPolicy):
         return ConsistencySampler
     if key == "sampler" and issubclass(owner, BESOPolicy):
@@ -80,19 +88,30 @@ def _receiver(owner, key: str, value):
     return None
 
 
+def _handed_on(target) -> list:
+    """What a target hands its YAML keys on to, beside its own signature: make_sim_robot passes its
+    ``**kwargs`` to SimRobot, a PlanarPushTask its environment settings to PlanarPushEnv."""
+    from robopolicy.envs.planar_push import PlanarPushEnv, PlanarPushTask
+    from robopolicy.runtime.sim_robot import SimRobot, make_sim_robot
+
+    return {make_sim_robot: [SimRobot], PlanarPushTask: [PlanarPushEnv]}.get(target, [])
+
+
 def doubles(node: dict, where: str, owner=None) -> list[str]:
     """'file: key' for every key of ``node`` (and the nodes below it) that the code defaults too."""
     out = []
-    if node.get("_target_") in ENCODER_TARGETS:
-        return []
     target = _target(node["_target_"]) if "_target_" in node else owner
     skip = SPECIAL | set(node.get("meta_keys", []))
-    defaults = code_defaults(target) if target is not None else {}
+    defaults = {}  # key -> (class or function that defaults it, default)
+    for callee in ([target, *_handed_on(target)] if target is not None else []):
+        for key, value in code_defaults(callee).items():
+            defaults.setdefault(key, (callee, value))
     for key, value in node.items():
         if key in skip:
             continue
         if key in defaults:
-            out.append(f"{where}{key} is set in the YAML and defaulted in {target.__qualname__} ({defaults[key]!r})")
+            callee, default = defaults[key]
+            out.append(f"{where}{key} is set in the YAML and defaulted in {callee.__qualname__} ({default!r})")
         if isinstance(value, dict):
             inner = value if "_target_" in value else None
             receiver = _receiver(target, key, value)
@@ -128,24 +147,76 @@ def test_the_check_finds_a_default_written_twice():
     assert doubles(node, "algo.") == ["algo.needs_value is set in the YAML and defaulted in IQL (True)"]
 
 
+def test_the_check_follows_make_sim_robot_to_sim_robot():
+    node = {"_target_": "robopolicy.runtime.sim_robot.make_sim_robot", "render": None, "time_fn": None}
+    assert [d.split(" (")[0] for d in doubles(node, "")] == ["time_fn is set in the YAML and defaulted in SimRobot"]
+
+
+def test_a_subclass_parameter_without_a_default_shadows_its_base_default():
+    from robopolicy.runtime.sim_robot import SimRobot
+
+    assert "hold" not in code_defaults(SimRobot)
+
+
 def test_the_check_follows_a_policy_sampler_to_its_class():
     node = {"_target_": "robopolicy.policies.beso.BESOPolicy", "sampler": {"name": "dpmsolver++", "steps": 3, "solver_order": 2}}
     assert doubles(node, "") == ["sampler.solver_order is set in the YAML and defaulted in EDMDPMSolverSampler (2)"]
 
 
-@pytest.mark.xfail(strict=True, reason="ObsEncoder (robopolicy/nets/encoders.py) still defaults the keys the policy YAMLs' "
-                                      "encoder blocks and conf/encoder/*.yaml set; the critics' `encoder: {}` relies on them")
-def test_observation_encoder_settings_are_written_once():
+def test_the_check_follows_an_encoder_block_to_obs_encoder():
+    from robopolicy.nets.encoders import ObsEncoder
+    from robopolicy.policies.bc import BCPolicy
+
+    assert _receiver(BCPolicy, "encoder", {"num_kp": 32}) is ObsEncoder
+
+
+def test_the_check_follows_an_encoder_augment_block_to_image_augment():
+    from robopolicy.nets.augment import ImageAugment
     from robopolicy.nets.encoders import ObsEncoder
 
-    found = [f"{_rel(p)}: encoder.{k}" for p in YAMLS if _rel(p).startswith(("policy/", "encoder/"))
-             for k in ((_raw(p).get("encoder") or {}) if _rel(p).startswith("policy/") else _raw(p))
-             if k in code_defaults(ObsEncoder)]
-    for p in YAMLS:
-        for where, node in _nodes_with_targets(_raw(p)):
-            if node["_target_"] in ENCODER_TARGETS:
-                found += [f"{_rel(p)}: {where}{k}" for k in node if k in code_defaults(_target(node["_target_"]))]
+    assert _receiver(ObsEncoder, "augment", {"shift_px": 4}) is ImageAugment
+
+
+def test_observation_encoder_settings_are_written_once():
+    """conf/encoder/*.yaml is merged into policy.encoder and has no _target_ of its own, so the walk above misses it."""
+    from robopolicy.nets.encoders import ObsEncoder
+
+    found = [d for p in YAMLS if _rel(p).startswith("encoder/") for d in doubles(_raw(p), f"{_rel(p)}: ", ObsEncoder)]
     assert found == []
+
+
+def _semantics_blocks() -> list:
+    """conf/semantics.yaml's blocks that have no _target_ of their own, and conf/semantics/real_env/*.yaml,
+    with the class each one configures."""
+    from robopolicy.semantics.data import collect_real_episodes
+    from robopolicy.semantics.mapper import MapperEnsemble, train_mapper
+    from robopolicy.semantics.oracle import AnnotationOracle
+    from robopolicy.semantics.real_env import RealPlanarPushEnv
+    from robopolicy.semantics.real_env_metaworld import RealMetaWorldEnv
+    from robopolicy.semantics.vae import ConvVAE
+
+    raw = _raw(CONF / "semantics.yaml")
+    blocks = [(f"semantics.yaml: {key}.", raw[key], cls) for key, cls in (
+        ("mapper", MapperEnsemble), ("mapper", train_mapper), ("vae", ConvVAE), ("oracle", AnnotationOracle), ("data", collect_real_episodes))]
+    for p in sorted((CONF / "semantics" / "real_env").glob("*.yaml")):
+        blocks.append((f"{_rel(p)}: ", _raw(p), RealMetaWorldEnv if p.stem == "metaworld" else RealPlanarPushEnv))
+    return blocks
+
+
+def test_semantics_settings_are_written_once():
+    found = [d for where, node, cls in _semantics_blocks() for d in doubles(node, where, cls)]
+    assert found == []
+
+
+ENCODER_OWNERS = [p for p in YAMLS if _rel(p).startswith(("policy/", "critic/")) and "encoder" in _raw(p)]
+
+
+@pytest.mark.parametrize("path", ENCODER_OWNERS, ids=_rel)
+def test_every_policy_and_critic_yaml_writes_every_encoder_setting(path):
+    """The code has no encoder defaults, so a policy or critic YAML must give all of ObsEncoder's settings."""
+    from robopolicy.nets.encoders import encoder_setting_names
+
+    assert sorted(_raw(path)["encoder"]) == sorted(encoder_setting_names())
 
 
 def _schema_keys(schema) -> dict:

@@ -151,13 +151,21 @@ def evaluated():
     return evaluate_policy(GreedyPolicy(task.spec, noise=0.01), task, episodes=N, seed=SEED, num_envs=2, progress=False)["records"]
 
 
+def _real_camera_16px() -> dict:
+    """The semantics experiments' real camera without a dynamics gap (conf/semantics/real_env/same_dynamics.yaml), 16 px."""
+    from robopolicy.defaults import constructor_kwargs, group_config
+
+    return constructor_kwargs(group_config("semantics/real_env", "same_dynamics", {"image_size": 16}))
+
+
 @pytest.fixture(scope="module")
 def semantics_data():
     from robopolicy.defaults import group_config
     from robopolicy.envs import make_task
     from robopolicy.semantics.data import collect_real_episodes
 
-    data, _ = collect_real_episodes(make_task(group_config("task", "planar_push", {"max_episode_steps": 12})), {"image_size": 16}, episodes=N, seed=SEED)
+    data, _ = collect_real_episodes(make_task(group_config("task", "planar_push", {"max_episode_steps": 12})), _real_camera_16px(), episodes=N, seed=SEED,
+                                    behaviour_noise=0.3)
     return [r.to_dict() for r in data.records]
 
 
@@ -168,7 +176,7 @@ def transfer():
     from robopolicy.semantics.transfer import ExpertController, evaluate_transfer
 
     task = make_task(group_config("task", "planar_push", {"max_episode_steps": 12}))
-    return evaluate_transfer(None, ExpertController(task), task, {"image_size": 16}, episodes=N, seed=SEED)["records"]
+    return evaluate_transfer(None, ExpertController(task), task, _real_camera_16px(), episodes=N, seed=SEED)["records"]
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +186,7 @@ def runner_episodes():
     from robopolicy.runtime.sim_robot import SimRobot
 
     spec = point_spec(50.0)
-    robot = SimRobot(lambda: PointEnv(spec), spec)
+    robot = SimRobot.from_defaults(lambda: PointEnv(spec), spec)
     robot.connect()
     try:
         eps = Runner(robot, GoToGoal(horizon=8), RunnerConfig.from_defaults(rate_hz=50.0, duration_s=0, episodes=N, seed=SEED)).run().episodes
@@ -223,7 +231,7 @@ def _point_runner(**cfg):
     from robopolicy.runtime.sim_robot import SimRobot
 
     spec = point_spec(50.0)
-    robot = SimRobot(lambda: PointEnv(spec), spec)
+    robot = SimRobot.from_defaults(lambda: PointEnv(spec), spec)
     robot.connect()
     return Runner(robot, GoToGoal(horizon=8), RunnerConfig.from_defaults(rate_hz=50.0, **cfg)), robot
 

@@ -24,7 +24,7 @@ def test_image_policy_trains_evaluates_and_loads(tmp_path):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=task_overrides + [
             f"dataset={store_path}", f"run_dir={tmp_path / 'run'}", "policy=beso", "net=mlp", "net.hidden_dims=[32,32]",
-            "policy.obs_keys=[state,image]", "+policy.encoder.allow_privileged=[state]", "policy.encoder.rgb_feature_dim=16", "policy.encoder.num_kp=8",
+            "policy.obs_keys=[state,image]", "policy.encoder.allow_privileged=[state]", "policy.encoder.rgb_feature_dim=16", "policy.encoder.num_kp=8",
             "batch_size=4", "steps=4", "val_fraction=0.0", "val_every=0", "ckpt_every=2", "log_every=2",
             "progress=false", "device=cpu", "wandb.mode=disabled", "optim.warmup_steps=1",
             "eval.every=0", "final_eval.episodes=2", "final_eval.num_envs=2"])

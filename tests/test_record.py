@@ -35,7 +35,7 @@ def scripts(lengths, seed=0):
 
 def record_scripted(path, sequences, discard=()):
     spec = point_spec(RATE_HZ, max_episode_steps=100000)
-    robot = SimRobot(lambda: PointEnv(spec), spec, stop_on_success=False)
+    robot = SimRobot.from_defaults(lambda: PointEnv(spec), spec, stop_on_success=False)
     recorder = open_store(path, spec, {"source": "test"})
     robot.connect()
     try:
@@ -139,7 +139,7 @@ class LoggingRobot(SimRobot):
     """SimRobot that keeps every action it sent."""
 
     def __init__(self, spec):
-        super().__init__(lambda: PointEnv(spec), spec, stop_on_success=False)
+        super().__init__(lambda: PointEnv(spec), spec, **SimRobot.settings(stop_on_success=False))
         self.sent: list[np.ndarray] = []
 
     def send_action(self, action):

@@ -29,7 +29,7 @@ class LoggingRobot(SimRobot):
     """SimRobot that remembers when each action was sent."""
 
     def __init__(self, spec):
-        super().__init__(lambda: PointEnv(spec), spec)
+        super().__init__(lambda: PointEnv(spec), spec, **SimRobot.settings())
         self.sent: list[tuple[float, np.ndarray]] = []
 
     def send_action(self, action):
@@ -183,7 +183,7 @@ def test_failed_first_request_is_asked_again():
             return super().__call__(obs, prefix)
 
     spec = point_spec(RATE, max_episode_steps=100000)
-    robot = SimRobot(lambda: PointEnv(spec), spec, stop_on_success=False)
+    robot = SimRobot.from_defaults(lambda: PointEnv(spec), spec, stop_on_success=False)
     robot.connect()
     runner = Runner(robot, FailsFirst(horizon=8), RunnerConfig.from_defaults(seed=0, rate_hz=RATE, duration_s=0.5, first_chunk_timeout_s=10.0))
     runner.run()

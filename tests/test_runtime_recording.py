@@ -25,7 +25,7 @@ CHILD = textwrap.dedent(
     from robopolicy.runtime.runner import Runner, RunnerConfig
     from robopolicy.runtime.sim_robot import SimRobot
     spec = point_spec(50.0)
-    robot = SimRobot(lambda: PointEnv(spec), spec)
+    robot = SimRobot.from_defaults(lambda: PointEnv(spec), spec)
     robot.connect()
     rec = EpisodeRecorder(sys.argv[1], spec)
     Runner(robot, GoToGoal(horizon=8), RunnerConfig.from_defaults(seed=0, rate_hz=50.0, duration_s=0, episodes=1000), recorder=rec).run()
@@ -35,7 +35,7 @@ CHILD = textwrap.dedent(
 
 def _runner(path, episodes):
     spec = point_spec(50.0)
-    robot = SimRobot(lambda: PointEnv(spec), spec)
+    robot = SimRobot.from_defaults(lambda: PointEnv(spec), spec)
     robot.connect()
     rec = EpisodeRecorder(path, spec)
     return Runner(robot, GoToGoal(horizon=8), RunnerConfig.from_defaults(seed=0, rate_hz=50.0, duration_s=0, episodes=episodes), recorder=rec)

@@ -55,7 +55,7 @@ def test_server_killed_mid_run_watchdog_then_resume():
     client = PolicyClient(bind, timeout_s=0.3)
     spec = point_spec(50.0, max_episode_steps=100000)
     # One long episode (no stop at the goal), so the kill lands mid-episode, where the watchdog runs.
-    robot = SimRobot(lambda: PointEnv(spec), spec, stop_on_success=False)
+    robot = SimRobot.from_defaults(lambda: PointEnv(spec), spec, stop_on_success=False)
     robot.connect()
     cfg = RunnerConfig.from_defaults(seed=0, rate_hz=50.0, duration_s=10.0, hold_after_s=0.3, stop_after_s=20.0, first_chunk_timeout_s=30.0)
     runner = Runner(robot, client, cfg)

@@ -31,7 +31,7 @@ def _cfg(steps=3):
     return OmegaConf.create({
         "segment_length": 1, "transition_noise_std": 0.0, "per_round": 2, "pool_stride": 1,
         "semantics_low": [-1, -1, -1, -1], "semantics_high": [1, 1, 1, 1], "train_schedule": {"steps": steps},
-        "mapper": {"members": 2, "n_frames": 1, "hidden_dim": 8, "bootstrap": True,
+        "mapper": {"members": 2, "n_frames": 1, "hidden_dim": 8, "color_jitter": 0.0, "bootstrap": True,
                    "encoder": {"_target_": "robopolicy.nets.encoders.SmallConvEncoder", "feature_dim": 8, "channels": [4, 4],
                                "strides": [2, 1], "padding": 1, "activation": "mish", "groups": 2, "plain_last": True, "num_kp": 4}},
         "trainer": trainer_config({"batch_size": 4, "device": "cpu", "progress": False, "ema": {"enabled": False}, "val_every": 0,
@@ -44,12 +44,12 @@ def test_every_round_trains_the_configured_steps_whatever_the_labelled_set(tmp_p
     seen = []
     real_train = active.train_mapper
 
-    def spy(model, images, semantics, trainer_cfg, run_dir, seed=0, bootstrap=True):
+    def spy(model, images, semantics, trainer_cfg, run_dir, seed, bootstrap):
         seen.append((len(images), int(trainer_cfg.steps)))
         return real_train(model, images, semantics, trainer_cfg, run_dir, seed=seed, bootstrap=bootstrap)
 
     monkeypatch.setattr(active, "train_mapper", spy)
-    oracle = AnnotationOracle(truths, budget=6)
+    oracle = AnnotationOracle(truths, budget=6, noise_std=0.0)
     active.run_active(RandomFrames(), data, oracle, None, _cfg(steps=5), tmp_path, seed=0)
     assert seen == [(2, 5), (4, 5), (6, 5)]
 

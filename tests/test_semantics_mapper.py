@@ -23,7 +23,7 @@ def _dots(n, rng, size=16):
 TRAIN = {"steps": 400, "batch_size": 32, "progress": False, "device": "cpu", "ema": {"enabled": False},
          "optim": {"lr": 3e-3, "warmup_steps": 20}, "val_every": 0, "ckpt_every": 0, "log_every": 100,
          "wandb": {"mode": "disabled"}}
-MAPPER = {"members": 3, "n_frames": 1, "hidden_dim": 32,
+MAPPER = {"members": 3, "n_frames": 1, "hidden_dim": 32, "color_jitter": 0.0,
           "encoder": {"_target_": "robopolicy.nets.encoders.SmallConvEncoder", "feature_dim": 32, "channels": [16, 16, 16, 16],
                       "strides": [2, 1, 1, 1], "padding": 1, "activation": "mish", "groups": 4, "plain_last": True, "num_kp": 8}}
 
@@ -35,7 +35,7 @@ def test_mapper_learns_dot_position(tmp_path):
     x_te, y_te = _dots(50, rng)
     model = build_mapper(MAPPER, (16, 16, 3), [-1, -1], [1, 1])
     before = np.abs(model.predict(x_te)[0] - y_te).mean()
-    model = train_mapper(model, x_tr, y_tr, trainer_config(TRAIN), tmp_path / "run", seed=0)
+    model = train_mapper(model, x_tr, y_tr, trainer_config(TRAIN), tmp_path / "run", seed=0, bootstrap=True)
     mean, members = model.predict(x_te)
     err = np.abs(mean - y_te).mean()
     baseline = np.abs(y_te - y_tr.mean(0)).mean()
@@ -50,7 +50,7 @@ def test_mapper_learns_dot_position(tmp_path):
 
 def test_mapper_rejects_wrong_frames():
     model = MapperEnsemble((16, 16, 3), n_frames=2, semantics_low=[0, 0], semantics_high=[1, 1], members=1,
-                           encoder=MAPPER["encoder"])
+                           hidden_dim=MAPPER["hidden_dim"], color_jitter=MAPPER["color_jitter"], encoder=MAPPER["encoder"])
     with pytest.raises(DataError, match="n_frames"):
         model.predict(np.zeros((1, 1, 16, 16, 3), np.uint8))
     assert model.predict(np.zeros((4, 2, 16, 16, 3), np.uint8))[1].shape == (1, 4, 2)
@@ -82,7 +82,7 @@ def test_vae_loss_is_the_recorded_one():
     from robopolicy.semantics.vae import ConvVAE
 
     torch.manual_seed(0)
-    vae = ConvVAE(image_size=16, latent_dim=4, channels=8)
+    vae = ConvVAE(image_size=16, latent_dim=4, channels=8, beta=1.0)
     torch.manual_seed(3)
     assert float(vae.compute_loss({"image": _recorded_batch()["image"][:, 0]})[0]) == pytest.approx(RECORDED_VAE_LOSS, rel=1e-6)
 
@@ -91,4 +91,5 @@ def test_mapper_without_an_encoder_is_a_config_error():
     from robopolicy.errors import ConfigError
 
     with pytest.raises(ConfigError, match="mapper.encoder"):
-        MapperEnsemble((16, 16, 3), n_frames=1, semantics_low=[0], semantics_high=[1], encoder=None)
+        MapperEnsemble((16, 16, 3), n_frames=1, semantics_low=[0], semantics_high=[1], encoder=None, members=1, hidden_dim=8,
+                       color_jitter=0.0)

@@ -3,18 +3,19 @@
 import numpy as np
 import pytest
 
-from robopolicy.defaults import group_config
+from robopolicy.defaults import constructor_kwargs, group_config
 from robopolicy.envs import make_task
 from robopolicy.semantics.augment import LabelSet, propagate
 from robopolicy.semantics.data import collect_real_episodes
 from robopolicy.semantics.oracle import AnnotationBudgetError, AnnotationOracle
 
-GAP_LOOK = {"image_size": 32, "pixel_noise_std": 5.0, "camera_jitter_m": 0.01, "colors": {"puck": [0.9, 0.6, 0.1, 1]}}
+# The real camera's look without its dynamics gap (conf/semantics/real_env/same_dynamics.yaml), 32 px.
+GAP_LOOK = constructor_kwargs(group_config("semantics/real_env", "same_dynamics", {"image_size": 32, "pixel_noise_std": 5.0}))
 
 
 def test_oracle_counts_and_refuses_past_budget():
     truth = [np.arange(12, dtype=np.float32).reshape(3, 4)]
-    oracle = AnnotationOracle(truth, budget=2)
+    oracle = AnnotationOracle(truth, budget=2, noise_std=0.0)
     np.testing.assert_array_equal(oracle.annotate(0, 1), truth[0][1])
     np.testing.assert_array_equal(oracle.annotate(0, 1), truth[0][1])  # a repeat costs again
     assert oracle.requests == 2 and oracle.remaining == 0
@@ -50,7 +51,7 @@ def test_augmentation_reproduces_true_semantics_exactly(real_data):
     task, data, truths = real_data
     sim = task.make_env()
     sim.reset(seed=123)
-    oracle = AnnotationOracle(truths, budget=2)
+    oracle = AnnotationOracle(truths, budget=2, noise_std=0.0)
     labels = LabelSet(data, 4)
     f = data.frame_id(0, 3)
     ids = labels.add(f, oracle.annotate(0, 3), sim, segment_length=1000)

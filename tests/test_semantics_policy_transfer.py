@@ -4,6 +4,7 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 
 from robopolicy.cli._hydra import CONF_DIR
+from robopolicy.defaults import constructor_kwargs, group_config
 
 
 class ConstantMapper:
@@ -35,7 +36,7 @@ def test_trained_policy_runs_on_true_and_mapped_semantics(tmp_path):
     train(cfg)
 
     task = make_task(cfg.task)
-    real = {"image_size": 32}
+    real = constructor_kwargs(group_config("semantics/real_env", "same_dynamics", {"image_size": 32}))  # the real camera, no dynamics gap
     ctrl = PolicyController(str(tmp_path / "run"), device="cpu")
     a = evaluate_transfer(None, ctrl, task, real, episodes=2, seed=7)
     b = evaluate_transfer(None, ctrl, task, real, episodes=2, seed=7)

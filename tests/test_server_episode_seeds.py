@@ -182,7 +182,7 @@ SLOWER_HZ = 2.5  # 400 ms per step: a chunk may be 340 ms late before an outcome
 
 
 def _runner_episodes(predictor, episodes: int, seed: int) -> list[tuple[bool, int, float]]:
-    robot = SimRobot(lambda: TASK.make_env(), SPEC, control_hz=SLOWER_HZ, phase=PHASE)
+    robot = SimRobot.from_defaults(lambda: TASK.make_env(), SPEC, control_hz=SLOWER_HZ, phase=PHASE)
     robot.connect()
     runner = Runner(robot, predictor, RunnerConfig.from_defaults(**eval_match(episodes, seed, rate_hz=SLOWER_HZ)))
     try:

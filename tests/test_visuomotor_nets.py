@@ -10,12 +10,13 @@ from hydra import compose, initialize_config_dir
 
 from robopolicy.cli._hydra import CONF_DIR
 from robopolicy.data.normalize import Normalizer
+from robopolicy.defaults import encoder_config
 from robopolicy.envs.spec import EnvSpec, ObsKeySpec
 from robopolicy.nets.augment import ImageAugment, random_shift
 from robopolicy.nets.encoders import ObsEncoder, SmallConvEncoder
 from robopolicy.policies.build import build_policy
 
-SMALL = {"_target_": "robopolicy.nets.encoders.SmallConvEncoder", "feature_dim": 8, "channels": [8, 8], "strides": [2, 1], "num_kp": 4}
+TINY_RGB = {"feature_dim": 8, "channels": [8, 8], "strides": [2, 1], "num_kp": 4}  # over conf/encoder/small_cnn.yaml's rgb
 
 
 def two_cam_spec(size=20):
@@ -37,7 +38,7 @@ def test_random_shift_moves_whole_pixels_within_the_pad():
 
 
 def test_augment_is_identity_in_eval_and_random_in_train():
-    aug = ImageAugment(shift_px=3, brightness=0.2, contrast=0.2)
+    aug = ImageAugment(shift_px=3, brightness=0.2, contrast=0.2, offset=0.0)
     x = torch.rand(4, 2, 3, 16, 16)
     aug.eval()
     assert torch.equal(aug(x), x)
@@ -46,7 +47,7 @@ def test_augment_is_identity_in_eval_and_random_in_train():
 
 
 def test_augment_keeps_the_device_and_shares_a_shift_across_the_window_frames():
-    aug = ImageAugment(shift_px=3).train()
+    aug = ImageAugment(shift_px=3, brightness=0.0, contrast=0.0, offset=0.0).train()
     frame = torch.rand(8, 1, 3, 16, 16)
     x = frame.expand(8, 2, 3, 16, 16).contiguous()  # both frames of each window identical
     out = aug(x)
@@ -57,13 +58,13 @@ def test_augment_keeps_the_device_and_shares_a_shift_across_the_window_frames():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_augment_runs_on_cuda():
-    out = ImageAugment(shift_px=2).train()(torch.rand(2, 2, 3, 8, 8, device="cuda"))
+    out = ImageAugment(shift_px=2, brightness=0.0, contrast=0.0, offset=0.0).train()(torch.rand(2, 2, 3, 8, 8, device="cuda"))
     assert out.is_cuda
 
 
 @pytest.mark.parametrize("shared", [False, True])
 def test_two_camera_encoding_shapes(shared):
-    enc = ObsEncoder(two_cam_spec(), ["agent_pos", "a", "b"], horizon=2, rgb=SMALL, share_rgb_encoder=shared)
+    enc = ObsEncoder(two_cam_spec(), ["agent_pos", "a", "b"], horizon=2, **encoder_config("small_cnn", {"rgb": TINY_RGB, "share_rgb_encoder": shared}))
     obs = {"agent_pos": torch.randn(3, 2, 2), "a": torch.rand(3, 2, 3, 20, 20), "b": torch.rand(3, 2, 3, 20, 20)}
     out = enc(obs)
     assert out.shape == (3, 2 * (2 + 8 + 8))
@@ -72,7 +73,7 @@ def test_two_camera_encoding_shapes(shared):
 
 
 def test_per_camera_features_differ_between_cameras():
-    enc = ObsEncoder(two_cam_spec(), ["a", "b"], horizon=1, rgb=SMALL, share_rgb_encoder=True).eval()
+    enc = ObsEncoder(two_cam_spec(), ["a", "b"], horizon=1, **encoder_config("small_cnn", {"rgb": TINY_RGB, "share_rgb_encoder": True})).eval()
     img = torch.rand(2, 1, 3, 20, 20)
     out = enc({"a": img, "b": img.flip(-1)}).view(2, 2, 8)
     assert not torch.allclose(out[:, 0], out[:, 1])

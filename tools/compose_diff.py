@@ -4,6 +4,11 @@ and prints every key whose value differs (resolved, and as written with its inte
 
     python tools/compose_diff.py /work/wt/typedcfg-base /work/wt/typedcfg      # before, after
     python tools/compose_diff.py BASE NEW --json out.json                      # also keep both dumps
+    python tools/compose_diff.py BASE NEW --fill-legacy                        # old encoder defaults made explicit first
+
+``--fill-legacy`` fills the *before* configs' missing encoder settings from conf/legacy/encoder.yaml
+(robopolicy.utils.legacy, as loading an old run does; run the tool with the new tree's code): then
+"identical" means every key the new tree adds carries the value the old code defaulted.
 
 Exit status 0 when the commands that must not change (train, quickstart, deploy, with every
 choice below) are identical, 1 otherwise; differences of the other commands are printed as well.
@@ -78,8 +83,16 @@ def main() -> int:
     ap.add_argument("before")
     ap.add_argument("after")
     ap.add_argument("--json", default=None, help="write both dumps here")
+    ap.add_argument("--fill-legacy", action="store_true", help="fill the before configs' missing encoder settings from conf/legacy/ first")
     a = ap.parse_args()
     before, after = dump(os.path.abspath(a.before)), dump(os.path.abspath(a.after))
+    if a.fill_legacy:
+        from omegaconf import OmegaConf
+
+        from robopolicy.utils.legacy import fill_legacy_settings
+
+        before = {case: {kind: OmegaConf.to_container(fill_legacy_settings(OmegaConf.create(cfg)), resolve=False)
+                         for kind, cfg in dumps.items()} for case, dumps in before.items()}
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"before": before, "after": after}, f, indent=1, sort_keys=True)

@@ -25,12 +25,11 @@ import time
 import mujoco
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
+from robopolicy.defaults import constructor_kwargs, group_config
 from robopolicy.envs.multimodal import MultimodalTask
 from robopolicy.nets.augment import random_shift
 from robopolicy.nets.encoders import SmallConvEncoder
-from robopolicy.resources import data_path
 
 
 def render_frames(n: int, size: int, cam_z: float | None, fovy: float | None, seed: int,
@@ -90,10 +89,7 @@ def main() -> None:
     mean, std = y[n_test:].mean(0), y[n_test:].std(0)
     x_tr, y_tr, x_te, y_te = x[n_test:], (y[n_test:] - mean) / std, x[:n_test], y[:n_test]
 
-    enc_cfg = OmegaConf.load(data_path("conf/encoder/small_cnn.yaml")).rgb
-    enc = SmallConvEncoder((args.camera_size, args.camera_size, 3), feature_dim=int(enc_cfg.feature_dim),
-                           channels=list(enc_cfg.channels), strides=list(enc_cfg.strides), num_kp=int(enc_cfg.num_kp),
-                           groups=int(enc_cfg.groups))
+    enc = SmallConvEncoder((args.camera_size, args.camera_size, 3), **constructor_kwargs(group_config("encoder", "small_cnn").rgb))
     if args.policy_run is not None:
         return linear_probe(args, enc, x_tr, y_tr, x_te, y_te, mean, std, t0)
     head = torch.nn.Linear(enc.out_dim, 2)

@@ -44,15 +44,14 @@ class PlanarPushEnv(_render.CameraEnvMixin, gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
 
-    def __init__(self, max_episode_steps: int = 120, substeps: int = 10, max_speed: float = 0.25,
-                 target_xy: Sequence[float] = (0.15, 0.15), success_radius: float = 0.04,
-                 puck_init: Sequence[Sequence[float]] = ((-0.15, -0.15), (0.08, 0.08)),
-                 pusher_init: Sequence[Sequence[float]] = ((-0.25, -0.25), (0.25, 0.25)),
-                 image: Mapping[str, Any] | None = None, xml_path: str | Path = ASSET,
-                 model: mujoco.MjModel | None = None, layout: _obs.ObsLayout | None = None):
+    def __init__(self, *, max_episode_steps: int, substeps: int, max_speed: float, target_xy: Sequence[float],
+                 success_radius: float, puck_init: Sequence[Sequence[float]], pusher_init: Sequence[Sequence[float]],
+                 image: Mapping[str, Any] | None, layout: _obs.ObsLayout | None, xml_path: str | Path = ASSET,
+                 model: mujoco.MjModel | None = None):
+        # No defaults for the settings: they are tasks/planar_push.yaml's, handed on by PlanarPushTask.
         # ``model``: an already compiled variant of the scene (the "real" environment passes one).
         # ``image`` (legacy, {size, camera}): one camera under the key ``image`` beside ``state``;
-        # ``layout`` (from the task's obs settings) replaces it.
+        # ``layout`` (from the task's obs settings) replaces it; with neither, state only.
         self.model = model if model is not None else mujoco.MjModel.from_xml_path(str(xml_path))
         self.data = mujoco.MjData(self.model)
         self.max_episode_steps = int(max_episode_steps)
@@ -225,7 +224,7 @@ class PlanarPushTask(Task):
         return self._spec(None)
 
     def make_env(self, render: bool | None = None) -> PlanarPushEnv:
-        return PlanarPushEnv(**self.env_kwargs, layout=self.layout(render))
+        return PlanarPushEnv(**self.env_kwargs, image=None, layout=self.layout(render))
 
     def make_expert(self, rng: np.random.Generator) -> PlanarPushExpert:
         return PlanarPushExpert(self.target_xy, rng=rng, noise=self.expert_noise)

@@ -26,7 +26,8 @@ from robopolicy.errors import ConfigError
 class ImageAugment(nn.Module):
     """Random shift + colour jitter, per sample, in training only. x: (B, T, C, H, W) -> same shape."""
 
-    def __init__(self, shift_px: int = 4, brightness: float = 0.0, contrast: float = 0.0, offset: float = 0.0):
+    def __init__(self, shift_px: int, brightness: float, contrast: float, offset: float):
+        # No defaults: a policy's settings are conf/encoder/small_cnn.yaml's augment block, the mapper's its color_jitter.
         super().__init__()
         if int(shift_px) < 0 or not all(0.0 <= float(v) < 1.0 for v in (brightness, contrast, offset)):
             raise ConfigError(f"augment needs shift_px >= 0 and brightness, contrast, offset in [0, 1), got {shift_px}, {brightness}, "

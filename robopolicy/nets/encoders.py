@@ -12,11 +12,17 @@ Image encoders (choose with ``+encoder@policy.encoder=<name>``, conf/encoder/):
 - :class:`SmallConvEncoder` (``small_cnn``): a DrQ-style stem of a few 3x3 convs (the first ones
   strided) with GroupNorm, spatial softmax and a linear layer; sized for CPU-scale runs. The
   semantics mappers use it too (padded, Mish, last conv plain: conf/semantics.yaml).
+
+Every setting is a required argument; the values are written once, in the YAML: the ``encoder``
+block of conf/policy/*.yaml and conf/critic/*.yaml (all of :class:`ObsEncoder`'s settings), an image
+encoder's in conf/encoder/*.yaml and conf/semantics.yaml (``robopolicy.defaults.group_config`` reads
+them from Python). Runs saved before lack some; robopolicy.utils.legacy fills those when they load.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -31,11 +37,11 @@ from robopolicy.nets.mlp import mlp
 class LowDimEncoder(nn.Module):
     """(N, D) -> (N, out_dim). Identity when ``hidden_dims`` is empty (Diffusion Policy's choice for state)."""
 
-    def __init__(self, dim: int, hidden_dims: Sequence[int] = (), out_dim: int | None = None):
+    def __init__(self, dim: int, hidden_dims: Sequence[int]):
         super().__init__()
         hidden_dims = list(hidden_dims)
         if hidden_dims:
-            self.out_dim = int(out_dim or hidden_dims[-1])
+            self.out_dim = int(hidden_dims[-1])
             self.net: nn.Module = mlp(dim, hidden_dims, self.out_dim)
         else:
             self.out_dim = int(dim)
@@ -45,7 +51,7 @@ class LowDimEncoder(nn.Module):
         return self.net(x)
 
 
-def replace_batchnorm_with_groupnorm(module: nn.Module, channels_per_group: int = 16) -> nn.Module:
+def replace_batchnorm_with_groupnorm(module: nn.Module, channels_per_group: int) -> nn.Module:
     """Swap every BatchNorm2d for GroupNorm(C // channels_per_group, C), in place (Diffusion Policy's fix for EMA)."""
     for name, child in module.named_children():
         if isinstance(child, nn.BatchNorm2d):
@@ -63,8 +69,8 @@ class ImageEncoder(nn.Module):
     cropped in training and centre-cropped in evaluation (robomimic's CropRandomizer).
     """
 
-    def __init__(self, image_shape: Sequence[int], feature_dim: int = 64, num_kp: int = 32,
-                 crop_shape: Sequence[int] | None = None, channels_per_group: int = 16):
+    def __init__(self, image_shape: Sequence[int], *, feature_dim: int, num_kp: int, crop_shape: Sequence[int] | None,
+                 channels_per_group: int):
         super().__init__()
         # Import here: robomimic prints a banner and pulls torchvision; state-only policies skip it.
         from robomimic.models.base_nets import ResNet18Conv, SpatialSoftmax
@@ -109,9 +115,8 @@ class SmallConvEncoder(nn.Module):
 
     ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "mish": nn.Mish}
 
-    def __init__(self, image_shape: Sequence[int], feature_dim: int = 64, channels: Sequence[int] = (32, 32, 32, 32),
-                 strides: Sequence[int] = (2, 2, 1, 1), num_kp: int = 32, groups: int = 8, padding: int = 0,
-                 activation: str = "relu", plain_last: bool = False):
+    def __init__(self, image_shape: Sequence[int], *, feature_dim: int, channels: Sequence[int], strides: Sequence[int],
+                 num_kp: int, groups: int, padding: int, activation: str, plain_last: bool):
         super().__init__()
         from robomimic.models.base_nets import SpatialSoftmax
 
@@ -145,7 +150,7 @@ class PrivilegedInputError(ConfigError):
     """An image policy would also see privileged simulator state."""
 
 
-def check_privileged(spec: EnvSpec, keys: Sequence[str], allow_privileged: Sequence[str] = ()) -> None:
+def check_privileged(spec: EnvSpec, keys: Sequence[str], allow_privileged: Sequence[str]) -> None:
     """Refuse privileged keys (``spec.extra["privileged_keys"]``) beside camera keys unless allowed by name.
 
     An "image" policy that also reads the simulator's object/goal positions is not a visuomotor
@@ -157,7 +162,7 @@ def check_privileged(spec: EnvSpec, keys: Sequence[str], allow_privileged: Seque
         raise PrivilegedInputError(
             f"The policy reads camera keys {rgb} and also privileged simulator state {hidden} (object and goal positions); "
             f"use task.obs=visuomotor or leave {hidden} out of policy.obs_keys, or allow it by name with "
-            f"+policy.encoder.allow_privileged={hidden}."
+            f"policy.encoder.allow_privileged={hidden}."
         )
 
 
@@ -175,11 +180,11 @@ class ObsEncoder(nn.Module):
     (1 for a goal observation given as {key: (B, ...)}).
     """
 
-    def __init__(self, spec: EnvSpec, keys: Sequence[str], horizon: int, lowdim_hidden_dims: Sequence[int] = (),
-                 rgb_feature_dim: int = 64, num_kp: int = 32, crop_shape: Sequence[int] | None = None,
-                 channels_per_group: int = 16, rgb: Mapping[str, Any] | Any | None = None, share_rgb_encoder: bool = False,
-                 augment: Mapping[str, Any] | None = None, allow_privileged: Sequence[str] = (),
-                 channels_last: bool = False, autocast_bf16: bool = False, compile: bool = False):
+    def __init__(self, spec: EnvSpec, keys: Sequence[str], horizon: int, *, lowdim_hidden_dims: Sequence[int],
+                 rgb_feature_dim: int, num_kp: int, crop_shape: Sequence[int] | None, channels_per_group: int,
+                 rgb: Mapping[str, Any] | Any | None, share_rgb_encoder: bool, augment: Mapping[str, Any] | None,
+                 allow_privileged: Sequence[str], channels_last: bool, autocast_bf16: bool, compile: bool):
+        # No defaults: the settings are a policy's or critic's `encoder` block (conf/policy/*.yaml, conf/critic/*.yaml).
         super().__init__()
         self.keys = list(keys)
         self.horizon = int(horizon)
@@ -195,7 +200,8 @@ class ObsEncoder(nn.Module):
 
         def make_rgb(shape):
             if rgb is None:
-                return ImageEncoder(shape, rgb_feature_dim, num_kp, crop_shape, channels_per_group)
+                return ImageEncoder(shape, feature_dim=rgb_feature_dim, num_kp=num_kp, crop_shape=crop_shape,
+                                    channels_per_group=channels_per_group)
             if callable(rgb):  # Hydra already made a partial of it (``_partial_: true`` in conf/encoder)
                 return rgb(image_shape=list(shape))
             from hydra.utils import instantiate
@@ -212,7 +218,9 @@ class ObsEncoder(nn.Module):
             else:
                 self.encoders[k] = LowDimEncoder(int(torch.tensor(ks.shape).prod()), lowdim_hidden_dims)
         self.shared_rgb = make_rgb(spec.obs[self.rgb_keys[0]].shape) if self.shared else None
-        self.augment = ImageAugment(**dict(augment)) if augment else None
+        if augment:
+            augment = _complete(ImageAugment.__init__, augment, "encoder.augment", "conf/encoder/small_cnn.yaml's augment")
+        self.augment = ImageAugment(**augment) if augment else None
         self.channels_last, self.autocast_bf16, self.compile = bool(channels_last), bool(autocast_bf16), bool(compile)
         self._compiled: dict[str, Any] = {}  # torch.compile'd encoders (CUDA only), outside the state dict
         dims = {k: self._rgb_module(k).out_dim if k in self.rgb_keys else self.encoders[k].out_dim for k in self.keys}
@@ -260,3 +268,29 @@ class ObsEncoder(nn.Module):
             for k, v in images.items():
                 feats[k] = self._run_rgb(k, self.encoders[k], v.flatten(0, 1)).view(v.shape[0], v.shape[1], -1)
         return torch.cat([feats[k] for k in self.keys], dim=-1).flatten(1)
+
+
+def _setting_names(fn) -> list[str]:
+    return [p.name for p in inspect.signature(fn).parameters.values() if p.name not in ("self", "spec", "keys", "horizon")]
+
+
+def _complete(fn, given: Mapping[str, Any] | None, what: str, block: str) -> dict:
+    """``given`` as keyword arguments of ``fn``; ConfigError naming the missing and unknown settings."""
+    settings = dict(given or {})
+    names = _setting_names(fn)
+    missing = [k for k in names if k not in settings]
+    unknown = sorted(k for k in settings if k not in names)
+    if missing or unknown:
+        problem = " and ".join(([f"lack {missing}"] if missing else []) + ([f"have unknown keys {unknown}"] if unknown else []))
+        raise ConfigError(f"The {what} settings {problem}; write the whole block ({block}) and change only what differs.")
+    return settings
+
+
+def encoder_setting_names() -> list[str]:
+    """The keys of a policy's or critic's ``encoder`` block: :class:`ObsEncoder`'s settings."""
+    return _setting_names(ObsEncoder.__init__)
+
+
+def checked_encoder_settings(encoder: Mapping[str, Any] | None) -> dict:
+    """``encoder`` as keyword arguments for :class:`ObsEncoder`; ConfigError when a setting is missing or unknown."""
+    return _complete(ObsEncoder.__init__, encoder, "encoder", "the `encoder` block of conf/policy/beso.yaml or conf/critic/iql.yaml")

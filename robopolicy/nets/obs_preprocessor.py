@@ -31,7 +31,7 @@ import torch
 
 from robopolicy.envs.spec import EnvSpec
 from robopolicy.errors import DataError
-from robopolicy.nets.encoders import ObsEncoder
+from robopolicy.nets.encoders import ObsEncoder, checked_encoder_settings
 
 
 def images_to_float(x: torch.Tensor) -> torch.Tensor:
@@ -56,14 +56,14 @@ class ObservationPreprocessor(ObsEncoder):
         keys: the observation keys the model reads, in feature order.
         horizon: steps of history the model reads (To), or None for a single goal observation.
         normalizer: the model's fitted Normalizer (statistics for every low-dim key in ``keys``).
-        encoder: :class:`ObsEncoder` options (``lowdim_hidden_dims``, ``rgb``, ``share_rgb_encoder``,
-            ``augment``, ...), the ``encoder`` block of a policy or critic config.
+        encoder: every :class:`ObsEncoder` setting (``lowdim_hidden_dims``, ``rgb``, ``share_rgb_encoder``,
+            ``augment``, ...): the ``encoder`` block of a policy or critic config.
         what: how errors name the input ("observation", "goal").
     """
 
     def __init__(self, spec: EnvSpec, keys: Sequence[str], horizon: int | None, normalizer: torch.nn.Module,
-                 encoder: Mapping[str, Any] | None = None, what: str = "observation"):
-        super().__init__(spec, keys, 1 if horizon is None else int(horizon), **dict(encoder or {}))
+                 encoder: Mapping[str, Any], what: str = "observation"):
+        super().__init__(spec, keys, 1 if horizon is None else int(horizon), **checked_encoder_settings(encoder))
         self.history = horizon is not None
         self.what = what
         self.kinds = {k: spec.obs[k].kind for k in self.keys}

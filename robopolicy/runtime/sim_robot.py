@@ -8,7 +8,7 @@ thread competes for the two CPU cores, and a stalled runner finds the simulation
 Timing model (``anchor`` = the first ``send_action`` after ``reset``; the robot is at rest before):
 
 * step ``j`` happens at ``anchor + (j + phase) / control_hz`` with the action held at that moment;
-  with the default ``phase=0.5`` an action sent within half a period of a control tick is applied
+  with ``phase=0.5`` (conf/robot/sim.yaml) an action sent within half a period of a control tick is applied
   at the next step, so a runner at ``control_hz`` reproduces the synchronous evaluation loop;
 * ``get_observation()`` at time ``t`` returns the newest state produced by ``t - obs_latency_s``,
   stamped ``t - obs_latency_s`` (sample-and-hold); camera keys only change at ``camera_hz``
@@ -30,12 +30,17 @@ from robopolicy.runtime.robot import NotConnectedError, Robot, RobotStatus
 
 
 class SimRobot(Robot):
-    """env_factory: () -> gymnasium env with dict observations and ``info["success"]``."""
+    """env_factory: () -> gymnasium env with dict observations and ``info["success"]``.
 
-    def __init__(self, env_factory: Callable[[], gym.Env], spec: EnvSpec, control_hz: float | None = None,
-                 obs_latency_s: float = 0.0, camera_hz: float | None = None, phase: float = 0.5,
-                 stop_on_success: bool = True, success_extra_steps: int = 0, max_episode_steps: int | None = None,
-                 hold=None, seed: int = 0, time_fn: Callable[[], float] = now):
+    The settings have no defaults here: they are conf/robot/sim.yaml's (:meth:`from_defaults` reads
+    them for tests, tools and library callers; ``robopolicy-deploy robot=sim`` composes them).
+    ``time_fn`` is the clock (a fake one in tests).
+    """
+
+    def __init__(self, env_factory: Callable[[], gym.Env], spec: EnvSpec, *, control_hz: float | None,
+                 obs_latency_s: float, camera_hz: float | None, phase: float, stop_on_success: bool,
+                 success_extra_steps: int, max_episode_steps: int | None, hold, seed: int,
+                 time_fn: Callable[[], float] = now):
         super().__init__(spec, hold=hold)
         self._factory = env_factory
         self.control_hz = float(control_hz or spec.control_hz)
@@ -56,6 +61,21 @@ class SimRobot(Robot):
         self._held: np.ndarray | None = None
         self._status = RobotStatus()
         self._success_steps = 0
+
+    @staticmethod
+    def settings(**overrides) -> dict:
+        """conf/robot/sim.yaml's settings as SimRobot keyword arguments, ``overrides`` over them."""
+        from robopolicy.defaults import constructor_kwargs, group_config
+
+        settings = constructor_kwargs(group_config("robot", "sim", overrides))
+        settings.pop("render")  # make_sim_robot's: how a task builds its environment
+        return settings
+
+    @classmethod
+    def from_defaults(cls, env_factory: Callable[[], gym.Env], spec: EnvSpec, time_fn: Callable[[], float] = now,
+                      **overrides) -> "SimRobot":
+        """A SimRobot with conf/robot/sim.yaml's settings, ``overrides`` (e.g. ``stop_on_success=False``) over them."""
+        return cls(env_factory, spec, time_fn=time_fn, **cls.settings(**overrides))
 
     # -- Robot ----------------------------------------------------------------------------------
     def connect(self) -> None:

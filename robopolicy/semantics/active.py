@@ -98,7 +98,7 @@ def run_active(strategy: Strategy, data: RealEpisodes, oracle: AnnotationOracle,
         mapper = build_mapper(cfg.mapper, image_shape, cfg.semantics_low, cfg.semantics_high)
         trainer_cfg = OmegaConf.merge(cfg.trainer, {"steps": steps})
         mapper = train_mapper(mapper, data.stacked(ids, n_frames), labels.labels[ids], trainer_cfg,
-                              run_dir / f"round_{r:02d}", seed=seed + r, bootstrap=bool(cfg.mapper.get("bootstrap", True)))
+                              run_dir / f"round_{r:02d}", seed=seed + r, bootstrap=bool(cfg.mapper.bootstrap))
         rec = {"round": r, "annotations": oracle.requests, "labeled_frames": int(len(ids)), "train_steps": steps}
         if on_round is not None:
             rec.update(on_round(mapper, labels, oracle.requests))

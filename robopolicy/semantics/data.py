@@ -68,7 +68,7 @@ class _ImagesAndTruth(EpisodeHooks):
 
 
 def collect_real_episodes(task: SemanticsTask | Any, real_env_cfg: dict, episodes: int, seed: int,
-                          behaviour_noise: float = 0.3, steps_after_success: int = 5,
+                          behaviour_noise: float, steps_after_success: int = 5,
                           max_steps: int | None = None) -> tuple[RealEpisodes, list[np.ndarray]]:
     """Roll out the noisy scripted expert (acting on the hidden true state) in the real environment.
 

@@ -42,8 +42,9 @@ class MapperEnsemble(nn.Module):
     """M members, each encoder + MLP head. ``forward``: images (B, K, H, W, 3) uint8 -> (M, B, D) normalised."""
 
     def __init__(self, image_shape: Sequence[int], n_frames: int, semantics_low: Sequence[float],
-                 semantics_high: Sequence[float], encoder: Any, members: int = 5, hidden_dim: int = 128,
-                 color_jitter: float = 0.0):
+                 semantics_high: Sequence[float], encoder: Any, members: int, hidden_dim: int,
+                 color_jitter: float):
+        # No defaults: every value comes from conf/semantics.yaml's mapper block.
         super().__init__()
         if int(members) < 1 or int(n_frames) < 1:
             raise ConfigError(f"mapper.members={members} and mapper.n_frames={n_frames} must be at least 1.")
@@ -54,7 +55,7 @@ class MapperEnsemble(nn.Module):
         self.n_frames, self.dim = int(n_frames), len(semantics_low)
         self.color_jitter = float(color_jitter)
         # Gain and offset in [1 - j, 1 + j] and [-j, j] per sample, training only (the same draw for all frames).
-        self.jitter = ImageAugment(shift_px=0, brightness=self.color_jitter, offset=self.color_jitter)
+        self.jitter = ImageAugment(shift_px=0, brightness=self.color_jitter, contrast=0.0, offset=self.color_jitter)
         self.register_buffer("low", torch.tensor(semantics_low, dtype=torch.float32))
         self.register_buffer("high", torch.tensor(semantics_high, dtype=torch.float32))
         self.members = nn.ModuleList()
@@ -108,7 +109,7 @@ class MapperEnsemble(nn.Module):
 class LabeledFrames(torch.utils.data.Dataset):
     """images (N, K, H, W, 3) uint8, semantics (N, D) -> items with Poisson(1) bootstrap weights (M,)."""
 
-    def __init__(self, images: np.ndarray, semantics: np.ndarray, members: int, seed: int = 0, bootstrap: bool = True):
+    def __init__(self, images: np.ndarray, semantics: np.ndarray, members: int, seed: int, bootstrap: bool):
         if len(images) == 0 or len(images) != len(semantics):
             raise DataError(f"A mapper needs labelled frames, got {len(images)} images for {len(semantics)} labels; annotate some frames first.")
         self.images = torch.as_tensor(np.ascontiguousarray(images))
@@ -139,11 +140,13 @@ def load_mapper(run_dir: str | Path, checkpoint: str = "last", device: str = "cp
     """Rebuild a mapper from ``run_dir/checkpoints`` (config.yaml + model.safetensors; no pickle)."""
     from robopolicy.training import find_checkpoint, load_weights
 
+    from robopolicy.utils.legacy import fill_legacy_settings
     from robopolicy.utils.safe_instantiate import checked_config
 
     folder = find_checkpoint(run_dir, checkpoint)
     # The encoder is built from mapper.encoder._target_: checked against the allowlist first.
-    c = checked_config(OmegaConf.load(folder / "config.yaml"), source=f"{str(folder / 'config.yaml')!r}")
+    # A mapper saved by an earlier version may lack encoder settings: filled from conf/legacy/ first.
+    c = checked_config(fill_legacy_settings(OmegaConf.load(folder / "config.yaml")), source=f"{str(folder / 'config.yaml')!r}")
     if "mapper" not in c:
         raise ConfigError(f"{str(folder)!r} is not a mapper checkpoint (its config has no mapper section); point mapper_dir at a mapper run.")
     model = build_mapper(c.mapper, c.image_shape, c.semantics_low, c.semantics_high)
@@ -152,8 +155,10 @@ def load_mapper(run_dir: str | Path, checkpoint: str = "last", device: str = "cp
 
 
 def train_mapper(model: MapperEnsemble, images: np.ndarray, semantics: np.ndarray, trainer_cfg: Any, run_dir: str | Path,
-                 seed: int = 0, bootstrap: bool = True) -> MapperEnsemble:
-    """Fit ``model`` on labelled frames with the Trainer; returns the weights to use (EMA if on)."""
+                 seed: int, bootstrap: bool) -> MapperEnsemble:
+    """Fit ``model`` on labelled frames with the Trainer; returns the weights to use (EMA if on).
+
+    ``bootstrap``: conf/semantics.yaml's mapper.bootstrap (Poisson(1) weights per member, else all ones)."""
     data = LabeledFrames(images, semantics, len(model.members), seed=seed, bootstrap=bootstrap)
     cfg = OmegaConf.merge(OmegaConf.create(trainer_cfg), {"seed": int(seed)})
     extra = {"config": getattr(model, "build_config", None)} if getattr(model, "build_config", None) else None

@@ -21,8 +21,9 @@ class AnnotationBudgetError(DataError):
 class AnnotationOracle:
     """true_semantics: per episode an array (T_e + 1, D); frames are addressed as (episode, t)."""
 
-    def __init__(self, true_semantics: Sequence[np.ndarray], budget: int, noise_std: float = 0.0,
+    def __init__(self, true_semantics: Sequence[np.ndarray], budget: int, noise_std: float,
                  rng: np.random.Generator | None = None):
+        # noise_std: conf/semantics.yaml's oracle.noise_std (no default here). rng: needed when noise_std > 0.
         if int(budget) < 0 or float(noise_std) < 0:
             raise DataError(f"The annotation budget ({budget}) and noise ({noise_std}) must not be negative; fix semantics.budget / oracle.noise_std.")
         self._true = [np.asarray(s, dtype=np.float32) for s in true_semantics]

@@ -45,14 +45,14 @@ def _real_model(colors: Mapping[str, Sequence[float]], table_texture: bool, ligh
 class RealPlanarPushEnv(PlanarPushEnv):
     """Planar push with the reality gap; observations ``{"image": (H, W, 3) uint8}`` only."""
 
-    def __init__(self, task_kwargs: Mapping[str, Any], image_size: int = 64, colors: Mapping[str, Sequence[float]] | None = None,
-                 table_texture: bool = True, light_dir: Sequence[float] = (0.4, -0.3, -1.0), light_diffuse: float = 0.6,
-                 camera_jitter_m: float = 0.01, camera_yaw_jitter_rad: float = 0.03, pixel_noise_std: float = 6.0,
-                 mass_scale: float = 1.0, friction_scale: float = 1.0):
+    def __init__(self, task_kwargs: Mapping[str, Any], *, image_size: int, colors: Mapping[str, Sequence[float]] | None,
+                 table_texture: bool, light_dir: Sequence[float], light_diffuse: float, camera_jitter_m: float,
+                 camera_yaw_jitter_rad: float, pixel_noise_std: float, mass_scale: float, friction_scale: float):
+        # No defaults: the gap is conf/semantics/real_env/<task>.yaml's.
         if mass_scale <= 0 or friction_scale < 0 or pixel_noise_std < 0 or camera_jitter_m < 0:
             raise ConfigError("real_env.mass_scale must be > 0 and friction_scale, pixel_noise_std, camera_jitter_m >= 0; fix semantics.real_env.")
         model = _real_model(dict(colors or {}), table_texture, light_dir, light_diffuse)
-        super().__init__(**task_kwargs, image={"size": int(image_size), "camera": "top"}, model=model)
+        super().__init__(**task_kwargs, image={"size": int(image_size), "camera": "top"}, layout=None, model=model)
         puck = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, "puck")
         self.model.body_mass[puck] *= float(mass_scale)
         for j in ("puck_x", "puck_y"):

@@ -33,11 +33,12 @@ def _id(model, kind, name: str, what: str) -> int:
 class RealMetaWorldEnv(MetaWorldEnv):
     """One Meta-World task with the reality gap; observations ``{"image": (H, W, 3) uint8}`` only."""
 
-    def __init__(self, task: MetaWorldTask, image_size: int = 64, camera: str = "corner2", rotate_180: bool = True,
-                 geom_rgba: Mapping[str, Sequence[float]] | None = None, material_rgba: Mapping[str, Sequence[float]] | None = None,
-                 light_diffuse_scale: float = 1.0, light_dir: Sequence[float] | None = None,
-                 camera_shift_m: Sequence[float] = (0.0, 0.0, 0.0), camera_jitter_m: float = 0.0, pixel_noise_std: float = 0.0,
-                 object_body: str = "obj", object_geom: str = "objGeom", mass_scale: float = 1.0, friction_scale: float = 1.0):
+    def __init__(self, task: MetaWorldTask, *, image_size: int, camera: str, rotate_180: bool,
+                 geom_rgba: Mapping[str, Sequence[float]] | None, material_rgba: Mapping[str, Sequence[float]] | None,
+                 light_diffuse_scale: float, light_dir: Sequence[float] | None, camera_shift_m: Sequence[float],
+                 camera_jitter_m: float, pixel_noise_std: float, object_body: str, object_geom: str, mass_scale: float,
+                 friction_scale: float):
+        # No defaults: the gap is conf/semantics/real_env/metaworld.yaml's.
         if mass_scale <= 0 or friction_scale < 0 or pixel_noise_std < 0 or camera_jitter_m < 0 or light_diffuse_scale < 0:
             raise ConfigError("real_env.mass_scale must be > 0 and friction_scale, pixel_noise_std, camera_jitter_m, "
                               "light_diffuse_scale >= 0; fix semantics.real_env.")

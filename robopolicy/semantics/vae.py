@@ -23,7 +23,8 @@ from robopolicy.nets.obs_preprocessor import images_to_float
 
 
 class ConvVAE(nn.Module):
-    def __init__(self, image_size: int = 64, latent_dim: int = 16, channels: int = 32, beta: float = 1.0):
+    def __init__(self, image_size: int, latent_dim: int, channels: int, beta: float):
+        # No defaults: every value comes from conf/semantics.yaml's vae block.
         super().__init__()
         if int(image_size) % 8:
             raise ConfigError(f"The VAE needs an image size divisible by 8, got {image_size}; set real_env.image_size to e.g. 64.")
