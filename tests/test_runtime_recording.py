@@ -9,6 +9,7 @@ import textwrap
 import time
 
 import numpy as np
+from _server_toys import PHASE, SLOW_HZ
 
 from robopolicy.data.store import EpisodeStore
 from robopolicy.runtime.fakes import GoToGoal, PointEnv, point_spec
@@ -34,11 +35,15 @@ CHILD = textwrap.dedent(
 
 
 def _runner(path, episodes):
-    spec = point_spec(50.0)
-    robot = SimRobot.from_defaults(lambda: PointEnv(spec), spec)
+    # Slow motion (5 Hz, steps 0.9 period after a tick): each action reaches the simulator before its step even on a
+    # loaded CI machine. At 50 Hz a late tick let the simulator step once more with the previous action (as a real
+    # robot would), which breaks the one-step pairing checked below.
+    spec = point_spec(SLOW_HZ)
+    robot = SimRobot.from_defaults(lambda: PointEnv(spec), spec, phase=PHASE)
     robot.connect()
     rec = EpisodeRecorder(path, spec)
-    return Runner(robot, GoToGoal(horizon=8), RunnerConfig.from_defaults(seed=0, rate_hz=50.0, duration_s=0, episodes=episodes), recorder=rec)
+    return Runner(robot, GoToGoal(horizon=8), RunnerConfig.from_defaults(seed=0, rate_hz=SLOW_HZ, duration_s=0, episodes=episodes),
+                  recorder=rec)
 
 
 def test_recorded_episodes_match_the_run(tmp_path):
@@ -53,8 +58,7 @@ def test_recorded_episodes_match_the_run(tmp_path):
         assert ep["success"][-1] and ep["done"][-1] and not ep["done"][:-1].any()
         assert runner.stats.episodes[i]["success"]
         # obs[t] is the state before action[t]: between two recorded observations the simulator
-        # took k >= 0 steps of 0.05 * action[t] (k = 1 on a quiet machine; a loaded one catches
-        # up with the wall clock in several steps), the same k on both axes.
+        # took k >= 0 steps of 0.05 * action[t] (k = 1 when every tick is on time), the same k on both axes.
         delta = ep["pos"][1:] - ep["pos"][:-1]
         step = 0.05 * ep["action"][:-1]
         moving = np.all(np.abs(step) > 1e-3, axis=1)
