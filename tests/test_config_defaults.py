@@ -24,7 +24,8 @@ from robopolicy.errors import ConfigError
 CONF = resources.conf_dir()
 SPECIAL = {"_target_", "_partial_", "_convert_", "_recursive_", "_args_", "defaults", "meta_keys"}
 # Image-encoder classes: still defaulted in code as well (see test_observation_encoder_settings_are_written_once).
-ENCODER_TARGETS = {"robopolicy.nets.encoders.SmallConvEncoder", "robopolicy.semantics.mapper.SmallConvEncoder"}
+ENCODER_TARGETS = {"robopolicy.nets.encoders.SmallConvEncoder", "robopolicy.nets.encoders.SmallConvFlatEncoder",
+                   "robopolicy.semantics.mapper.SmallConvEncoder"}
 
 
 def _yamls() -> list[Path]:

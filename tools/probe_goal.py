@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from robopolicy.envs.multimodal import MultimodalTask
+from robopolicy.defaults import group_config
+from robopolicy.envs import make_task
 from robopolicy.nets.augment import random_shift
 from robopolicy.nets.encoders import SmallConvEncoder
 from robopolicy.resources import data_path
@@ -40,7 +41,7 @@ def render_frames(n: int, size: int, cam_z: float | None, fovy: float | None, se
     n_goals: the pictures cycle through this many episodes' goals (as a store of n_goals demonstrations
     does); None = a new goal in every picture.
     """
-    task = MultimodalTask(obs="visuomotor", cameras=["top"], camera_size=size)
+    task = make_task(group_config("task", "multimodal", {"obs": "visuomotor", "cameras": ["top"], "camera_size": size}))
     env = task.make_env()
     cam = env.model.camera("top")
     if cam_z is not None:

@@ -141,6 +141,27 @@ class SmallConvEncoder(nn.Module):
         return self.proj(torch.flatten(self.pool(self.trunk(x)), 1))
 
 
+class SmallConvFlatEncoder(SmallConvEncoder):
+    """:class:`SmallConvEncoder`'s conv stem with DrQ's head instead of spatial softmax (``small_cnn_flat``).
+
+    (N, C, H, W) float in [0, 1] -> (N, feature_dim): the last feature map is flattened into
+    Linear -> LayerNorm -> tanh (Yarats et al. 2021). Keypoints code *where* the strongest response
+    is, so an object that only moves within a small region (the multimodal task's goal disc) spans a
+    small range of coordinates beside the agent's; the flattened map codes it by *which* cells
+    respond, with a weight as large as the agent's (docs/results/visuomotor.md, multimodal section).
+    """
+
+    def __init__(self, image_shape: Sequence[int], *, feature_dim: int, channels: Sequence[int], strides: Sequence[int],
+                 groups: int, padding: int, activation: str, plain_last: bool):
+        super().__init__(image_shape, feature_dim=feature_dim, channels=channels, strides=strides, num_kp=1, groups=groups,
+                         padding=padding, activation=activation, plain_last=plain_last)
+        h, w, c = (int(s) for s in image_shape)
+        with torch.no_grad():
+            n_flat = self.trunk(torch.zeros(1, c, h, w)).numel()
+        self.pool = nn.Flatten(1)
+        self.proj = nn.Sequential(nn.Linear(n_flat, int(feature_dim)), nn.LayerNorm(int(feature_dim)), nn.Tanh())
+
+
 class PrivilegedInputError(ConfigError):
     """An image policy would also see privileged simulator state."""
 
