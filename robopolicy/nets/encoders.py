@@ -145,10 +145,9 @@ class SmallConvFlatEncoder(SmallConvEncoder):
     """:class:`SmallConvEncoder`'s conv stem with DrQ's head instead of spatial softmax (``small_cnn_flat``).
 
     (N, C, H, W) float in [0, 1] -> (N, feature_dim): the last feature map is flattened into
-    Linear -> LayerNorm -> tanh (Yarats et al. 2021). Keypoints code *where* the strongest response
-    is, so an object that only moves within a small region (the multimodal task's goal disc) spans a
-    small range of coordinates beside the agent's; the flattened map codes it by *which* cells
-    respond, with a weight as large as the agent's (docs/results/visuomotor.md, multimodal section).
+    Linear -> LayerNorm -> tanh (Yarats et al. 2021), so every cell of the map reaches the features,
+    not only the expected positions of a few keypoints. On the multimodal task (the goal disc seen
+    only in the picture) it lifts BESO from 0.72-0.75 to 1.00 (docs/results/visuomotor.md).
     """
 
     def __init__(self, image_shape: Sequence[int], *, feature_dim: int, channels: Sequence[int], strides: Sequence[int],
