@@ -101,7 +101,7 @@ fi
 if [[ " $STAGES " == *" mm2 "* ]]; then
   # 5. The multimodal task from images alone, issue 14: the encoder's head. mmdiag's image run (lr 1e-3, no shift,
   #    1,200 steps, 100 demos) with the flattened-map head (small_cnn_flat) instead of spatial-softmax keypoints,
-  #    two training seeds (seed 1 also continued to 2,400 steps); and the keypoint screens
+  #    seeds 0 and 1 (1,200 steps; seed 1 also continued to 2,400), seed 2 (2,400 steps); and the keypoint screens
   #    (500 demos; batch 64). Every image run: 100 evaluation episodes (seed block 3) but the 500-demo screen (50).
   MM=(task=multimodal task.obs=visuomotor task.camera_size=84)
   FLAT=("${COMMON[@]/small_cnn/small_cnn_flat}")
@@ -118,6 +118,10 @@ if [[ " $STAGES " == *" mm2 "* ]]; then
   [ -e "$R" ] || { cp -r "$OUT/mm2_flat_seed1" "$R"; rm -f "$R/eval.json"; }
   $PY -m robopolicy.cli.train "${MM[@]}" "${FLAT[@]}" "${LR3[@]}" seed=1 steps=2400 dataset="$OUT/mm_demos.zarr" run_dir="$R"
   $PY -m robopolicy.cli.eval run_dir="$R" episodes=100 progress=false wandb.mode=disabled video_episodes=0
+  # Seed 2, 2,400 steps from scratch (the recipe).
+  $PY -m robopolicy.cli.train "${MM[@]}" "${FLAT[@]}" "${LR3[@]}" seed=2 steps=2400 dataset="$OUT/mm_demos.zarr" \
+      run_dir="$OUT/mm2_flat_seed2_2400"
+  $PY -m robopolicy.cli.eval run_dir="$OUT/mm2_flat_seed2_2400" episodes=100 progress=false wandb.mode=disabled video_episodes=0
   $PY -m robopolicy.cli.train "${MM[@]}" "${COMMON[@]}" "${LR3[@]}" batch_size=64 dataset="$OUT/mm_demos.zarr" run_dir="$OUT/mm2_b64"
   $PY -m robopolicy.cli.eval run_dir="$OUT/mm2_b64" episodes=100 progress=false wandb.mode=disabled video_episodes=0
   $PY -m robopolicy.cli.train "${MM[@]}" "${COMMON[@]}" "${LR3[@]}" dataset="$OUT/mm_demos500.zarr" run_dir="$OUT/mm2_d500"
