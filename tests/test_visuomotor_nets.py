@@ -13,7 +13,7 @@ from robopolicy.data.normalize import Normalizer
 from robopolicy.defaults import encoder_config
 from robopolicy.envs.spec import EnvSpec, ObsKeySpec
 from robopolicy.nets.augment import ImageAugment, random_shift
-from robopolicy.nets.encoders import ObsEncoder, SmallConvEncoder
+from robopolicy.nets.encoders import ObsEncoder, SmallConvEncoder, SmallConvFlatEncoder
 from robopolicy.policies.build import build_policy
 
 TINY_RGB = {"feature_dim": 8, "channels": [8, 8], "strides": [2, 1], "num_kp": 4}  # over conf/encoder/small_cnn.yaml's rgb
@@ -79,17 +79,49 @@ def test_per_camera_features_differ_between_cameras():
     assert not torch.allclose(out[:, 0], out[:, 1])
 
 
-def test_tiny_image_policy_loss_decreases():
-    """BESO + small encoder on images whose bright pixel's position sets the action: the loss falls."""
+def tiny_encoder_overrides(name: str) -> list[str]:
+    """``+encoder@policy.encoder=<name>`` (conf/encoder/) shrunk for 16 px test images."""
+    kp = ["policy.encoder.rgb.num_kp=4"] if name == "small_cnn" else []
+    return [f"+encoder@policy.encoder={name}", "policy.encoder.rgb.channels=[8,8]", "policy.encoder.rgb.strides=[2,1]",
+            "policy.encoder.rgb.feature_dim=8", "policy.encoder.augment.shift_px=1", *kp]
+
+
+def test_flat_encoder_reads_the_flattened_map_without_keypoints():
+    """small_cnn_flat (conf/encoder/small_cnn_flat.yaml): the conv map goes whole into its head, no spatial softmax."""
+    from robomimic.models.base_nets import SpatialSoftmax
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["task=multimodal", "dataset=x", "run_dir=x", *tiny_encoder_overrides("small_cnn_flat")])
+    spec = EnvSpec(obs={"cam": ObsKeySpec((16, 16, 3), "uint8", "rgb")}, action_dim=2, action_low=(-1.0, -1.0),
+                   action_high=(1.0, 1.0), max_episode_steps=10)
+    enc = ObsEncoder(spec, ["cam"], horizon=1, **cfg.policy.encoder)
+    assert not any(isinstance(m, SpatialSoftmax) for m in enc.modules())
+    assert enc.encoders["cam"].proj[0].in_features == 8 * 5 * 5  # 16 px -> 7 (stride 2) -> 5: every cell of the map
+
+
+def test_flat_encoder_features_follow_a_small_blob():
+    """Moving a 2-pixel blob by two pixels changes the flattened-map features."""
+    torch.manual_seed(0)
+    enc = SmallConvFlatEncoder((16, 16, 3), feature_dim=8, channels=[8, 8], strides=[2, 1], groups=4, padding=0,
+                               activation="relu", plain_last=False).eval()
+    a, b = torch.zeros(2, 1, 3, 16, 16).unbind(0)
+    a[:, :, 6:8, 6:8] = 1.0
+    b[:, :, 6:8, 8:10] = 1.0
+    with torch.no_grad():
+        fa, fb = enc(a), enc(b)
+    assert (fa - fb).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("encoder", ["small_cnn", "small_cnn_flat"])
+def test_tiny_image_policy_loss_decreases(encoder):
+    """BESO + a small encoder on images whose bright pixel's position sets the action: the loss falls."""
     size = 16
     spec = EnvSpec(obs={"cam": ObsKeySpec((size, size, 3), "uint8", "rgb")}, action_dim=2, action_low=(-1.0, -1.0),
                    action_high=(1.0, 1.0), max_episode_steps=10, extra={"privileged_keys": ["state"]})
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("train", overrides=["task=multimodal", "dataset=x", "run_dir=x", "policy=beso", "net=unet",
                                           "net.down_dims=[16,32]", "task.action_horizon=4", "task.obs_horizon=1",
-                                          "task.exec_horizon=2", "+encoder@policy.encoder=small_cnn",
-                                          "policy.encoder.rgb.channels=[8,8]", "policy.encoder.rgb.strides=[2,1]", "policy.encoder.rgb.num_kp=4",
-                                          "policy.encoder.rgb.feature_dim=8", "policy.encoder.augment.shift_px=1"])
+                                          "task.exec_horizon=2", *tiny_encoder_overrides(encoder)])
     rng = np.random.default_rng(0)
     n = 64
     pos = rng.integers(2, size - 2, (n, 2))

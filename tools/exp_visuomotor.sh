@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Visuomotor experiments: policies from proprio + one camera, no privileged state.
-# Run from the repository root (stages: mm, metaworld, queue, mmdiag; mm and metaworld by default):
+# Run from the repository root (stages: mm, metaworld, queue, mmdiag, mm2; mm and metaworld by default):
 #   nohup bash tools/exp_visuomotor.sh mm        > experiments/vm/exp_mm.log 2>&1 &
 #   nohup bash tools/exp_visuomotor.sh metaworld > experiments/vm/exp_mw.log 2>&1 &
 # Results: docs/results/visuomotor.md. OMP_NUM_THREADS=1, CPU.
@@ -96,4 +96,38 @@ if [[ " $STAGES " == *" mmdiag "* ]]; then
   $PY -m robopolicy.cli.train task=multimodal task.obs=state "${STATE_COMMON[@]}" optim.lr=1e-3 \
       val_every=400 ckpt_every=400 steps=1200 dataset="$OUT/mm_demos_state.zarr" run_dir="$OUT/mm_state_control"
   $PY -m robopolicy.cli.eval run_dir="$OUT/mm_state_control" episodes=100 progress=false wandb.mode=disabled video_episodes=0
+fi
+
+if [[ " $STAGES " == *" mm2 "* ]]; then
+  # 5. The multimodal task from images alone, issue 14: the encoder's head. mmdiag's image run (lr 1e-3, no shift,
+  #    1,200 steps, 100 demos) with the flattened-map head (small_cnn_flat) instead of spatial-softmax keypoints,
+  #    seeds 0 and 1 (1,200 steps; seed 1 also continued to 2,400), seed 2 (2,400 steps); and the keypoint screens
+  #    (500 demos; batch 64). Every image run: 100 evaluation episodes (seed block 3) but the 500-demo screen (50).
+  MM=(task=multimodal task.obs=visuomotor task.camera_size=84)
+  FLAT=("${COMMON[@]/small_cnn/small_cnn_flat}")
+  [ -e "$OUT/mm_demos.zarr" ] || $PY -m robopolicy.cli.collect "${MM[@]}" episodes=100 out="$OUT/mm_demos.zarr" progress=false
+  [ -e "$OUT/mm_demos500.zarr" ] || $PY -m robopolicy.cli.collect "${MM[@]}" episodes=500 out="$OUT/mm_demos500.zarr" progress=false
+  LR3=(optim.lr=1e-3 policy.encoder.augment.shift_px=0 val_every=400 ckpt_every=400 steps=1200)
+  for SEED in 0 1; do
+    R="$OUT/mm2_flat"; [ $SEED = 0 ] || R="$OUT/mm2_flat_seed$SEED"
+    $PY -m robopolicy.cli.train "${MM[@]}" "${FLAT[@]}" "${LR3[@]}" seed=$SEED dataset="$OUT/mm_demos.zarr" run_dir="$R"
+    $PY -m robopolicy.cli.eval run_dir="$R" episodes=100 progress=false wandb.mode=disabled video_episodes=0
+  done
+  # Seed 1 continued to 2,400 steps in a copy (resume; the cosine schedule is rebuilt for the new total).
+  R="$OUT/mm2_flat_seed1_2400"
+  [ -e "$R" ] || { cp -r "$OUT/mm2_flat_seed1" "$R"; rm -f "$R/eval.json"; }
+  $PY -m robopolicy.cli.train "${MM[@]}" "${FLAT[@]}" "${LR3[@]}" seed=1 steps=2400 dataset="$OUT/mm_demos.zarr" run_dir="$R"
+  $PY -m robopolicy.cli.eval run_dir="$R" episodes=100 progress=false wandb.mode=disabled video_episodes=0
+  # Seed 2, 2,400 steps from scratch (the recipe).
+  $PY -m robopolicy.cli.train "${MM[@]}" "${FLAT[@]}" "${LR3[@]}" seed=2 steps=2400 dataset="$OUT/mm_demos.zarr" \
+      run_dir="$OUT/mm2_flat_seed2_2400"
+  $PY -m robopolicy.cli.eval run_dir="$OUT/mm2_flat_seed2_2400" episodes=100 progress=false wandb.mode=disabled video_episodes=0
+  $PY -m robopolicy.cli.train "${MM[@]}" "${COMMON[@]}" "${LR3[@]}" batch_size=64 dataset="$OUT/mm_demos.zarr" run_dir="$OUT/mm2_b64"
+  $PY -m robopolicy.cli.eval run_dir="$OUT/mm2_b64" episodes=100 progress=false wandb.mode=disabled video_episodes=0
+  $PY -m robopolicy.cli.train "${MM[@]}" "${COMMON[@]}" "${LR3[@]}" dataset="$OUT/mm_demos500.zarr" run_dir="$OUT/mm2_d500"
+  $PY -m robopolicy.cli.eval run_dir="$OUT/mm2_d500" episodes=50 progress=false wandb.mode=disabled video_episodes=0 \
+      out="$OUT/mm2_d500/eval50.json"
+  for R in mm2_flat mm2_flat_seed1 mm2_b64 mm2_d500; do  # the goal in each policy's frozen features (+ the share of their variance)
+    $PY tools/probe_goal.py --frames 3000 --train-goals 95 --policy-run "$OUT/$R"
+  done
 fi

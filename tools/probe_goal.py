@@ -9,7 +9,7 @@ denoising loss cannot either.
 
 ``--policy-run RUN_DIR`` instead probes a trained image policy: its (frozen, EMA) encoder of the ``top`` camera
 gives each picture's features and a least-squares linear map from them to the goal is fitted on the training
-pictures (``--policy-run random`` does the same with a freshly initialised encoder, the reference): this says
+pictures (it also prints the share of the features' variance that the goal explains linearly) (``--policy-run random`` does the same with a freshly initialised encoder, the reference): this says
 whether the policy's own features hold the goal's position.
 
 Camera settings are overridden on the scene's ``top`` camera: ``--cam-z`` (height, m) and ``--fovy`` (degrees).
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from robopolicy.defaults import constructor_kwargs, group_config
-from robopolicy.envs.multimodal import MultimodalTask
+from robopolicy.envs import make_task
 from robopolicy.nets.augment import random_shift
 from robopolicy.nets.encoders import SmallConvEncoder
 
@@ -39,7 +39,7 @@ def render_frames(n: int, size: int, cam_z: float | None, fovy: float | None, se
     n_goals: the pictures cycle through this many episodes' goals (as a store of n_goals demonstrations
     does); None = a new goal in every picture.
     """
-    task = MultimodalTask(obs="visuomotor", cameras=["top"], camera_size=size)
+    task = make_task(group_config("task", "multimodal", {"obs": "visuomotor", "cameras": ["top"], "camera_size": size}))
     env = task.make_env()
     cam = env.model.camera("top")
     if cam_z is not None:
@@ -131,7 +131,14 @@ def linear_probe(args, enc, x_tr, y_tr, x_te, y_te, mean, std, t0) -> None:
         f_tr, f_te = feats(x_tr), feats(x_te)
         w = torch.linalg.lstsq(f_tr.double(), y_tr.double()).solution.float()
         pred = (f_te @ w) * std + mean
+        # How loud the goal is in the features: the share of their total variance a linear function of the goal
+        # explains (the denoiser's FiLM layers read the features linearly).
+        g_tr = torch.cat([y_tr, torch.ones(len(y_tr), 1)], dim=1).double()
+        f = f_tr[:, :-1].double()
+        resid = f - g_tr @ torch.linalg.lstsq(g_tr, f).solution
+        share = 1.0 - float(resid.var(0).sum() / f.var(0).sum())
     report(args, pred, y_te, mean, time.perf_counter() - t_fit, t_fit - t0)
+    print(f"share of the features' variance explained by the goal (linear): {share:.3f}")
 
 
 def report(args, pred, y_te, mean, t_train: float, t_render: float) -> None:

@@ -34,6 +34,7 @@ CHECKPOINT_TARGETS: tuple[str, ...] = (
     # image encoders
     "robopolicy.nets.encoders.ImageEncoder",
     "robopolicy.nets.encoders.SmallConvEncoder",
+    "robopolicy.nets.encoders.SmallConvFlatEncoder",
     # critics
     "robopolicy.value.critic.Critic",
     "robopolicy.value.offline_rl.IQL",
