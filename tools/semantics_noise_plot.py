@@ -102,7 +102,9 @@ def main() -> None:
             if not levels:
                 continue
             mean = [float(np.mean(s)) for s in succ]
-            line = ax.plot(levels, mean, marker="o", label=f"{name} + aug., mean of {min(map(len, succ))}-{max(map(len, succ))} seeds")[0]
+            lo_n, hi_n = min(map(len, succ)), max(map(len, succ))
+            seeds = f"{lo_n} seed{'s' if hi_n > 1 else ''}" if lo_n == hi_n else f"{lo_n}-{hi_n} seeds"
+            line = ax.plot(levels, mean, marker="o", label=f"{name} + aug. (mean, band min-max; {seeds} per level)")[0]
             ax.fill_between(levels, [min(s) for s in succ], [max(s) for s in succ], color=line.get_color(), alpha=0.15)
             for lv, s in zip(levels, succ):
                 ax.scatter([lv] * len(s), s, color=line.get_color(), s=12, alpha=0.6)
@@ -110,7 +112,7 @@ def main() -> None:
         if ref:
             ax.axhline(ref["success_rate"], color="k", ls="--", lw=1, label="true semantics")
             ax.axhline(0.9 * ref["success_rate"], color="k", ls=":", lw=1, label="90 % of it")
-        ax.set(xlabel=f"{title}: std as a fraction of each dimension's range", ylabel=f"transferred success at {budget} annotations",
+        ax.set(xlabel="std / range of each semantic dimension", ylabel=f"transferred success at {budget} annotations",
                ylim=(-0.02, 1.02), title=title)
         top = ax.secondary_xaxis("top", functions=(lambda x: 100 * args.range * x, lambda c: c / (100 * args.range)))
         top.set_xlabel("std (cm)")
