@@ -56,6 +56,8 @@ def test_wrong_type_is_one_line(command, args, key, monkeypatch, capsys):
     ("policy_server", ["run_dir=x", "torch_threads=0"], "torch_threads must be an integer >= 1"),
     ("train_critic", ["gamma=2", "dataset=x", "run_dir=y"], "gamma must be a number > 0 and <= 1"),
     ("semantics", ["budget=0"], "budget must be an integer >= 1"),
+    ("semantics", ["annotation_noise=-0.1"], "annotation_noise must be a number >= 0, got -0.1"),
+    ("semantics", ["transition_noise=-0.1"], "transition_noise must be a number >= 0, got -0.1"),
     ("quickstart", ["demos=0"], "demos must be an integer >= 1"),
 ])
 def test_out_of_range_is_refused(command, args, key, monkeypatch, capsys):

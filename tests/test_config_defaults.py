@@ -190,14 +190,13 @@ def _semantics_blocks() -> list:
     with the class each one configures."""
     from robopolicy.semantics.data import collect_real_episodes
     from robopolicy.semantics.mapper import MapperEnsemble, train_mapper
-    from robopolicy.semantics.oracle import AnnotationOracle
     from robopolicy.semantics.real_env import RealPlanarPushEnv
     from robopolicy.semantics.real_env_metaworld import RealMetaWorldEnv
     from robopolicy.semantics.vae import ConvVAE
 
     raw = _raw(CONF / "semantics.yaml")
     blocks = [(f"semantics.yaml: {key}.", raw[key], cls) for key, cls in (
-        ("mapper", MapperEnsemble), ("mapper", train_mapper), ("vae", ConvVAE), ("oracle", AnnotationOracle), ("data", collect_real_episodes))]
+        ("mapper", MapperEnsemble), ("mapper", train_mapper), ("vae", ConvVAE), ("data", collect_real_episodes))]
     for p in sorted((CONF / "semantics" / "real_env").glob("*.yaml")):
         blocks.append((f"{_rel(p)}: ", _raw(p), RealMetaWorldEnv if p.stem == "metaworld" else RealPlanarPushEnv))
     return blocks

@@ -29,7 +29,7 @@ def _toy(n_episodes=3, length=8, size=16, seed=0):
 
 def _cfg(steps=3):
     return OmegaConf.create({
-        "segment_length": 1, "transition_noise_std": 0.0, "per_round": 2, "pool_stride": 1,
+        "segment_length": 1, "transition_noise": 0.0, "per_round": 2, "pool_stride": 1,
         "semantics_low": [-1, -1, -1, -1], "semantics_high": [1, 1, 1, 1], "train_schedule": {"steps": steps},
         "mapper": {"members": 2, "n_frames": 1, "hidden_dim": 8, "color_jitter": 0.0, "bootstrap": True,
                    "encoder": {"_target_": "robopolicy.nets.encoders.SmallConvEncoder", "feature_dim": 8, "channels": [4, 4],

@@ -3,8 +3,8 @@
     nice -n 10 env OMP_NUM_THREADS=1 python tools/semantics_sweep.py --out runs/semsweep --seeds 0 1 2 \
         --strategies random_frames random_episodes diversity variance hybrid -- budget=50 per_round=10 train_schedule.steps=600
     # noise robustness: named conditions, each a list of extra overrides
-    python tools/semantics_sweep.py --out runs/semnoise --seeds 0 1 2 --strategies variance \
-        --condition annot_0.01 oracle.noise_std=0.01 --condition trans_0.002 transition_noise_std=0.002 -- budget=30
+    python tools/semantics_sweep.py --out runs/semnoise --seeds 0 1 2 --strategies variance --condition base \
+        --condition annot_0.02 annotation_noise=0.02 --condition trans_0.005 transition_noise=0.005 -- budget=40
 
 Each (condition, strategy, seed) is one ``mode=active`` run in ``<out>/<condition>/<strategy>/seed<k>``. Every
 round writes its point to that run's ``<strategy>/state.json`` as soon as it is evaluated; a run whose

@@ -5,6 +5,10 @@ the size of the labelled set, so strategies that label 10 frames and strategies 
 get the same training budget per round. After each round the loop's state (labels, the
 generators, the records) goes to ``<run_dir>/state.json`` + ``round_NN/labels.npz``; a run started again on
 the same ``run_dir`` continues after the last finished round and gives the same result.
+
+Transition noise (``cfg.transition_noise``, a fraction of each semantic dimension's range per
+simulated step) has its own generator, seeded from ``(seed, 2)``: turning it on changes the
+augmented labels, never which frames a strategy picks from the same labelled set.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from omegaconf import OmegaConf
 from robopolicy.semantics.augment import LabelSet
 from robopolicy.semantics.data import RealEpisodes
 from robopolicy.semantics.mapper import MapperEnsemble, build_mapper, load_mapper, train_mapper
+from robopolicy.semantics.noise import range_std
 from robopolicy.semantics.oracle import AnnotationOracle
 from robopolicy.semantics.strategies import Pool, Strategy
 from robopolicy.utils import atomic_write_bytes, atomic_write_json
@@ -26,8 +31,11 @@ from robopolicy.utils import atomic_write_bytes, atomic_write_json
 RoundFn = Callable[[MapperEnsemble, LabelSet, int], dict]
 
 
+TRANSITION_STREAM = 2  # the transition-noise generator is default_rng((seed, TRANSITION_STREAM))
+
+
 def _save_state(run_dir: Path, r: int, labels: LabelSet, rng: np.random.Generator, oracle: AnnotationOracle,
-                records: list[dict]) -> None:
+                records: list[dict], noise_rng: np.random.Generator) -> None:
     import io
 
     buf = io.BytesIO()
@@ -37,11 +45,13 @@ def _save_state(run_dir: Path, r: int, labels: LabelSet, rng: np.random.Generato
     # The json is written last and names its labels file, so a kill between the two writes leaves the previous round's state.
     atomic_write_json(run_dir / "state.json", {"rounds_done": r + 1, "labels": name, "rng": rng.bit_generator.state,
                                                "oracle_rng": oracle.rng.bit_generator.state,
+                                               "transition_rng": noise_rng.bit_generator.state,
                                                "oracle_requests": oracle.requests, "records": records})
 
 
-def _load_state(run_dir: Path, labels: LabelSet, rng: np.random.Generator, oracle: AnnotationOracle) -> tuple[int, list[dict]]:
-    """Restore a saved loop into ``labels``, ``rng`` and ``oracle``; returns (rounds done, records)."""
+def _load_state(run_dir: Path, labels: LabelSet, rng: np.random.Generator, oracle: AnnotationOracle,
+                noise_rng: np.random.Generator) -> tuple[int, list[dict]]:
+    """Restore a saved loop into ``labels``, ``rng``, ``oracle`` and ``noise_rng``; returns (rounds done, records)."""
     js = run_dir / "state.json"
     if not js.exists():
         return 0, []
@@ -52,6 +62,8 @@ def _load_state(run_dir: Path, labels: LabelSet, rng: np.random.Generator, oracl
     labels.annotated = [int(f) for f in z["annotated"]]
     rng.bit_generator.state = st["rng"]
     oracle.rng.bit_generator.state = st["oracle_rng"]
+    if "transition_rng" in st:  # absent in states saved before transition noise had its own generator
+        noise_rng.bit_generator.state = st["transition_rng"]
     oracle.requests = int(st["oracle_requests"])
     return int(st["rounds_done"]), list(st["records"])
 
@@ -62,13 +74,15 @@ def run_active(strategy: Strategy, data: RealEpisodes, oracle: AnnotationOracle,
     """Annotate ``cfg.per_round`` frames per round until ``oracle`` refuses; retrain the mapper each round.
 
     cfg: the ``semantics`` config (mapper, trainer, train_schedule.steps, segment_length,
-    transition_noise_std, per_round, pool_stride). ``on_round(mapper, labels, annotations) -> dict``
+    transition_noise, per_round, pool_stride, semantics_low / semantics_high). ``on_round(mapper, labels, annotations) -> dict``
     evaluates a round; the returned list holds one record per round with ``annotations``,
     ``labeled_frames`` and what it returned. ``resume``: continue from ``run_dir``'s saved state.
     """
     run_dir = Path(run_dir)
     rng = np.random.default_rng(seed)
+    noise_rng = np.random.default_rng((seed, TRANSITION_STREAM))
     seg = int(cfg.segment_length) if strategy.augment else 1
+    transition_std = range_std(cfg.transition_noise, cfg.semantics_low, cfg.semantics_high, "semantics.transition_noise")
     labels = LabelSet(data, len(cfg.semantics_low))
     n_frames = int(cfg.mapper.n_frames)
     # Candidate frames for the ensemble's variance: every pool_stride-th frame (the rest get -inf).
@@ -77,7 +91,7 @@ def run_active(strategy: Strategy, data: RealEpisodes, oracle: AnnotationOracle,
     steps = int(cfg.train_schedule.steps)
     mapper, records, r = None, [], 0
     if resume:
-        r, records = _load_state(run_dir, labels, rng, oracle)
+        r, records = _load_state(run_dir, labels, rng, oracle, noise_rng)
         if r > 0 and strategy.needs_ensemble:
             mapper = load_mapper(run_dir / f"round_{r - 1:02d}")
     while oracle.remaining > 0:
@@ -93,7 +107,7 @@ def run_active(strategy: Strategy, data: RealEpisodes, oracle: AnnotationOracle,
             break
         for f in picks:
             s = oracle.annotate(int(data.episode_of[f]), int(data.t_of[f]))
-            labels.add(int(f), s, sim_env, seg, float(cfg.transition_noise_std), rng)
+            labels.add(int(f), s, sim_env, seg, transition_std, noise_rng)
         ids = labels.labeled
         mapper = build_mapper(cfg.mapper, image_shape, cfg.semantics_low, cfg.semantics_high)
         trainer_cfg = OmegaConf.merge(cfg.trainer, {"steps": steps})
@@ -103,6 +117,6 @@ def run_active(strategy: Strategy, data: RealEpisodes, oracle: AnnotationOracle,
         if on_round is not None:
             rec.update(on_round(mapper, labels, oracle.requests))
         records.append(rec)
-        _save_state(run_dir, r, labels, rng, oracle, records)
+        _save_state(run_dir, r, labels, rng, oracle, records, noise_rng)
         r += 1
     return records

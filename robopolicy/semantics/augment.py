@@ -2,9 +2,10 @@
 
 From an annotated frame, set the simulator to its semantics and replay the logged actions through
 the simulator's transition function T(s, a); the simulated semantics label the following frames.
-A transition-noise model adds Gaussian noise (metres) to the state after every simulated step,
-and the noisy state is what the next step starts from, so its error accumulates as a mismatched
-simulator's would.
+A transition-noise model adds Gaussian noise (in the semantics' units, one value or one per
+dimension) to the state after every simulated step, and the noisy state is what the next step
+starts from, so its error accumulates as a mismatched simulator's would. ``semantics.transition_noise``
+gives it as a fraction of each dimension's range per step (:func:`robopolicy.semantics.noise.range_std`).
 """
 
 from __future__ import annotations
@@ -13,17 +14,26 @@ import numpy as np
 
 from robopolicy.errors import ConfigError
 from robopolicy.semantics.data import RealEpisodes
+from robopolicy.semantics.noise import check_std
 
 
-def propagate(sim_env, s0: np.ndarray, actions: np.ndarray, transition_noise_std: float = 0.0,
+def propagate(sim_env, s0: np.ndarray, actions: np.ndarray, transition_noise_std: float | np.ndarray = 0.0,
               rng: np.random.Generator | None = None) -> np.ndarray:
-    """s0: (D,), actions: (L, A) -> (L + 1, D) float32 semantics s0, T(s0, a0), ... through ``sim_env``."""
+    """s0: (D,), actions: (L, A) -> (L + 1, D) float32 semantics s0, T(s0 + e0, a0), ... through ``sim_env``.
+
+    transition_noise_std: () or (D,); each step starts from the previous simulated state plus
+    e_k ~ N(0, std^2) drawn from ``rng`` (required when the noise is on). s0 itself stays as given.
+    """
+    std = check_std(transition_noise_std, "transition noise")
+    noisy = bool(np.any(std > 0))
+    if noisy and rng is None:
+        raise ConfigError("Transition noise needs a generator; pass rng (the loop's own transition-noise generator).")
     sim = sim_env.unwrapped
     out = [np.asarray(s0, dtype=np.float32)]
     for a in np.asarray(actions):
         s = out[-1]
-        if transition_noise_std > 0:
-            s = s + (rng or np.random.default_rng(0)).normal(0.0, transition_noise_std, size=s.shape).astype(np.float32)
+        if noisy:
+            s = s + (rng.standard_normal(s.shape) * std).astype(np.float32)
         sim.set_semantics(s)
         sim.step(a)
         out.append(sim.get_semantics())
@@ -48,7 +58,7 @@ class LabelSet:
         return np.flatnonzero(self.age >= 0)
 
     def add(self, frame: int, semantics: np.ndarray, sim_env=None, segment_length: int = 1,
-            transition_noise_std: float = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
+            transition_noise_std: float | np.ndarray = 0.0, rng: np.random.Generator | None = None) -> np.ndarray:
         """Record an annotation of ``frame``; with ``segment_length`` L > 1 label up to L - 1 following frames.
 
         Returns the ids of the frames labelled by this call.

@@ -23,12 +23,16 @@ from robopolicy.errors import ConfigError
 from robopolicy.semantics.active import run_active
 from robopolicy.semantics.data import RealEpisodes, collect_real_episodes
 from robopolicy.semantics.mapper import load_mapper
+from robopolicy.semantics.noise import range_std
 from robopolicy.semantics.oracle import AnnotationOracle
 from robopolicy.semantics.plots import plot_curves
 from robopolicy.semantics.tasks import SemanticsTask, semantics_task
 from robopolicy.semantics.transfer import ExpertController, PolicyController, evaluate_transfer, offline_semantics_error
 from robopolicy.semantics.vae import train_vae
 from robopolicy.utils import atomic_write_bytes, atomic_write_json, seed_everything
+
+
+ANNOTATION_STREAM = 1  # the oracle's noise generator is default_rng((seed, ANNOTATION_STREAM)); the loop's own streams: active.py
 
 
 def _task(cfg: DictConfig) -> SemanticsTask:
@@ -46,6 +50,13 @@ def _with_bounds(cfg: DictConfig, task: SemanticsTask) -> DictConfig:
     low, high = task.bounds()
     cfg = OmegaConf.merge(cfg, {"semantics_low": low, "semantics_high": high})
     return cfg
+
+
+def make_oracle(cfg: DictConfig, truths: list[np.ndarray]) -> AnnotationOracle:
+    """A fresh oracle for one strategy: ``cfg.budget`` annotations, label noise ``cfg.annotation_noise`` times each
+    dimension's range (cfg with ``semantics_low`` / ``semantics_high``), drawn from its own generator (seed, 1)."""
+    std = range_std(cfg.annotation_noise, cfg.semantics_low, cfg.semantics_high, "semantics.annotation_noise")
+    return AnnotationOracle(truths, int(cfg.budget), std, np.random.default_rng((int(cfg.seed), ANNOTATION_STREAM)))
 
 
 class _Cache:
@@ -101,6 +112,8 @@ def run_active_experiment(cfg: DictConfig, strategies: list[str] | None = None, 
     seed_everything(int(cfg.seed))
     task = _task(cfg)
     cfg = _with_bounds(cfg, task)
+    for key in ("annotation_noise", "transition_noise"):  # a bad level stops here, before any data is collected
+        range_std(cfg[key], cfg.semantics_low, cfg.semantics_high, f"semantics.{key}")
     if per_round is not None:
         cfg.per_round = int(per_round)
     run_dir = Path(cfg.run_dir)
@@ -131,7 +144,7 @@ def run_active_experiment(cfg: DictConfig, strategies: list[str] | None = None, 
     curves: dict[str, list[dict]] = {}
     for name in names:
         strategy = instantiate(cfg.strategies[name])
-        oracle = AnnotationOracle(truths, int(cfg.budget), float(cfg.oracle.noise_std), np.random.default_rng(int(cfg.seed) + 1))
+        oracle = make_oracle(cfg, truths)
 
         def on_round(mapper, labels, annotations, _oracle=oracle, name=name):
             rec = offline_semantics_error(mapper, test_images, test_truth, task)

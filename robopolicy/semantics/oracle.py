@@ -2,7 +2,10 @@
 
 Every request counts against the budget, including repeats (a person would be asked again);
 past the budget the oracle refuses with :class:`AnnotationBudgetError`. Optional Gaussian
-annotation noise (in metres) models imprecise annotations, as in Sato et al. (2023).
+annotation noise models imprecise annotations, as in Sato et al. (2023): ``noise_std`` is in the
+semantics' own units, one value or one per dimension (``semantics.annotation_noise`` gives it as a
+fraction of each dimension's range, :func:`robopolicy.semantics.noise.range_std`). The noise comes
+from the oracle's own generator, so it never shifts what a strategy draws.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from robopolicy.errors import DataError
+from robopolicy.semantics.noise import check_std
 
 
 class AnnotationBudgetError(DataError):
@@ -21,14 +25,13 @@ class AnnotationBudgetError(DataError):
 class AnnotationOracle:
     """true_semantics: per episode an array (T_e + 1, D); frames are addressed as (episode, t)."""
 
-    def __init__(self, true_semantics: Sequence[np.ndarray], budget: int, noise_std: float,
+    def __init__(self, true_semantics: Sequence[np.ndarray], budget: int, noise_std: float | Sequence[float],
                  rng: np.random.Generator | None = None):
-        # noise_std: conf/semantics.yaml's oracle.noise_std (no default here). rng: needed when noise_std > 0.
-        if int(budget) < 0 or float(noise_std) < 0:
-            raise DataError(f"The annotation budget ({budget}) and noise ({noise_std}) must not be negative; fix semantics.budget / oracle.noise_std.")
+        if int(budget) < 0:
+            raise DataError(f"The annotation budget ({budget}) must not be negative; fix semantics.budget.")
         self._true = [np.asarray(s, dtype=np.float32) for s in true_semantics]
         self.budget = int(budget)
-        self.noise_std = float(noise_std)
+        self.noise_std = check_std(noise_std, "annotation noise")  # () or (D,)
         self.rng = rng if rng is not None else np.random.default_rng(0)
         self.requests = 0
 
@@ -46,6 +49,6 @@ class AnnotationOracle:
             raise DataError(f"Frame ({episode}, {t}) does not exist in the offline data; ask for a frame inside it.")
         self.requests += 1
         s = self._true[episode][t]
-        if self.noise_std > 0:
-            s = s + self.rng.normal(0.0, self.noise_std, size=s.shape).astype(np.float32)
+        if np.any(self.noise_std > 0):
+            s = s + (self.rng.standard_normal(s.shape) * self.noise_std).astype(np.float32)
         return s.astype(np.float32)
