@@ -175,12 +175,25 @@ def test_append_refuses_other_settings(tmp_path, mm_task):
     assert EpisodeStore.open(tmp_path / "x.zarr").n_episodes == 1
 
 
+# Each env step sleeps 10 ms (an episode takes about 0.5 s), so a loaded machine cannot finish all 12 episodes
+# before the parent sees 2 and kills; the sleep changes no data.
 KILLED_COLLECT = """
-import sys
+import sys, time
 from robopolicy.collect import collect
 from robopolicy.defaults import group_config
 from robopolicy.envs import make_task
-collect(make_task(group_config("task", "multimodal")), out=sys.argv[1], episodes=12, noise=0.3, fail_fraction=0.25, seed=4, progress=False)
+task = make_task(group_config("task", "multimodal"))
+make_env = task.make_env
+def slow_make_env(**kwargs):
+    env = make_env(**kwargs)
+    step = env.step
+    def slow_step(action):
+        time.sleep(0.01)
+        return step(action)
+    env.step = slow_step
+    return env
+task.make_env = slow_make_env
+collect(task, out=sys.argv[1], episodes=12, noise=0.3, fail_fraction=0.25, seed=4, progress=False)
 """
 
 
