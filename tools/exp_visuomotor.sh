@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Visuomotor experiments: policies from proprio + one camera, no privileged state.
-# Run from the repository root (stages: mm, metaworld, queue, mmdiag, mm2; mm and metaworld by default):
+# Run from the repository root (stages: mm, metaworld, queue, mwflat, mmdiag, mm2; mm and metaworld by default):
 #   nohup bash tools/exp_visuomotor.sh mm        > experiments/vm/exp_mm.log 2>&1 &
 #   nohup bash tools/exp_visuomotor.sh metaworld > experiments/vm/exp_mw.log 2>&1 &
 # Results: docs/results/visuomotor.md. OMP_NUM_THREADS=1, CPU.
@@ -79,6 +79,21 @@ if [[ " $STAGES " == *" queue "* ]]; then
     done
   done
   wait
+fi
+
+if [[ " $STAGES " == *" mwflat "* ]]; then
+  # 5. Meta-World with the flattened-map head (small_cnn_flat) that solved the multimodal task: the metaworld stage's
+  #    recipe, 800 steps (ENVS, default door-open-v3).
+  for ENV in ${ENVS:-door-open-v3}; do
+    TASK=(task=metaworld task.env_name=$ENV task.obs=visuomotor 'task.cameras=[corner2]' task.camera_size=84)
+    R="$OUT/${ENV}_beso_flat"
+    [ -e "$OUT/${ENV}_demos.zarr" ] || $PY -m robopolicy.cli.collect "${TASK[@]}" episodes=10 out="$OUT/${ENV}_demos.zarr" progress=false
+    $PY -m robopolicy.cli.train "${TASK[@]}" "${COMMON[@]/small_cnn/small_cnn_flat}" steps=${MW_STEPS:-800} \
+        dataset="$OUT/${ENV}_demos.zarr" run_dir="$R"
+    EVAL=($PY -m robopolicy.cli.eval run_dir="$R" episodes=100 progress=false wandb.mode=disabled video_episodes=2)
+    "${EVAL[@]}" out="$R/eval_standard.json"
+    "${EVAL[@]}" task.fresh_positions=true out="$R/eval_fresh.json"
+  done
 fi
 
 if [[ " $STAGES " == *" mmdiag "* ]]; then
