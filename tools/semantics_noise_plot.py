@@ -16,7 +16,6 @@ with a min-max band, ``base`` at level 0 in both, and the true-semantics success
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -74,9 +73,11 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from robopolicy.utils.plots import save_figure
+    from robopolicy.utils.plots import reference_lines, save_figure_with_summary
 
     points, reference = load(Path(args.sweep))
+    if not points:
+        raise SystemExit(f"error: no sweep runs (*/*/seed*/*/state.json) under {args.sweep}; run tools/semantics_sweep.py first.")
     seen = [int(r["annotations"]) for s in points.values() for p in s.values() for recs in p.values() for r in recs[-1:]]
     budget = args.budget if args.budget is not None else (max(seen) if seen else None)
     table = rows(points, budget)
@@ -110,17 +111,14 @@ def main() -> None:
                 ax.scatter([lv] * len(s), s, color=line.get_color(), s=12, alpha=0.6)
             summary["curves"].setdefault(kind, {})[name] = {"levels": levels, "mean": mean, "per_seed": succ}
         if ref:
-            ax.axhline(ref["success_rate"], color="k", ls="--", lw=1, label="true semantics")
-            ax.axhline(0.9 * ref["success_rate"], color="k", ls=":", lw=1, label="90 % of it")
+            reference_lines(ax, ref["success_rate"])
         ax.set(xlabel="std / range of each semantic dimension", ylabel=f"transferred success at {budget} annotations",
                ylim=(-0.02, 1.02), title=title)
         top = ax.secondary_xaxis("top", functions=(lambda x: 100 * args.range * x, lambda c: c / (100 * args.range)))
         top.set_xlabel("std (cm)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    save_figure(fig, args.out)
-    Path(args.out).with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
+    save_figure_with_summary(fig, args.out, summary)
 
 
 if __name__ == "__main__":

@@ -69,9 +69,11 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from robopolicy.utils.plots import save_figure
+    from robopolicy.utils.plots import reference_lines, save_figure_with_summary
 
     points, reference = load(Path(args.sweep))
+    if not points:
+        raise SystemExit(f"error: no sweep runs (*/*/seed*/*/state.json) under {args.sweep}; run tools/semantics_sweep.py first.")
     summary: dict = {}
     for cond, strategies in points.items():
         ref = reference.get(cond, {}).get("success_rate")
@@ -117,15 +119,12 @@ def main() -> None:
                 ax.fill_between(a, lo, hi, color=line.get_color(), alpha=0.15)
             ref = reference.get(cond)
             if ref:
-                ax.axhline(ref["success_rate"], color="k", ls="--", lw=1, label="true semantics")
-                ax.axhline(0.9 * ref["success_rate"], color="k", ls=":", lw=1, label="90 % of it")
+                reference_lines(ax, ref["success_rate"])
             ax.set(xlabel="annotations", ylabel="transferred success (mean, band = min-max over seeds)", ylim=(-0.02, 1.02),
                    title=cond)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-    save_figure(fig, args.out)
-    Path(args.out).with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(f"wrote {args.out} and {Path(args.out).with_suffix('.json')}")
+    save_figure_with_summary(fig, args.out, summary)
 
 
 if __name__ == "__main__":
