@@ -86,7 +86,7 @@ def run_active(strategy: Strategy, data: RealEpisodes, oracle: AnnotationOracle,
     labels = LabelSet(data, len(cfg.semantics_low))
     n_frames = int(cfg.mapper.n_frames)
     # Candidate frames for the ensemble's variance: every pool_stride-th frame (the rest get -inf).
-    stride = max(1, int(cfg.get("pool_stride", 1)))
+    stride = max(1, int(cfg.pool_stride))
     image_shape = data.images[0].shape[1:]
     steps = int(cfg.train_schedule.steps)
     mapper, records, r = None, [], 0
