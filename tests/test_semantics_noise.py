@@ -121,6 +121,11 @@ def test_an_oracle_refuses_a_negative_noise():
         AnnotationOracle([np.zeros((2, 3), np.float32)], budget=1, noise_std=[0.1, -0.1, 0.1])
 
 
+def test_annotation_noise_without_a_generator_is_refused():
+    with pytest.raises(ConfigError, match="Annotation noise needs a generator"):
+        AnnotationOracle([np.zeros((2, 3), np.float32)], budget=1, noise_std=0.1)
+
+
 def test_zero_transition_noise_gives_the_noise_free_pairs_and_draws_nothing():
     sim, s0, acts = _ShiftSim(), np.array([0.2, 0.1, 0.0], np.float32), np.full((6, 1), 0.05, np.float32)
     rng = np.random.default_rng(3)

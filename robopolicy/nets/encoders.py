@@ -104,27 +104,26 @@ class ImageEncoder(nn.Module):
         return f
 
 
-class SmallConvEncoder(nn.Module):
-    """DrQ-style conv stem + spatial softmax + Linear, for CPU-scale runs (policies and semantics mappers).
+class _ConvStem(nn.Module):
+    """The conv stem the small encoders share: (N, C, H, W) float in [0, 1] -> a (c, h, w) feature map.
 
-    (N, C, H, W) float in [0, 1] -> (N, feature_dim). ``channels[i]`` output channels of conv i
-    (3x3, stride ``strides[i]``, zero padding ``padding``), each followed by GroupNorm(min(groups, C))
-    (EMA-safe, unlike BatchNorm) and ``activation`` (``relu`` or ``mish``); with ``plain_last`` the
-    last conv has neither, so the keypoint layer sees signed features.
+    ``channels[i]`` output channels of conv i (3x3, stride ``strides[i]``, zero padding ``padding``), each
+    followed by GroupNorm(min(groups, C)) (EMA-safe, unlike BatchNorm) and ``activation`` (``relu`` or
+    ``mish``); with ``plain_last`` the last conv has neither. A subclass sets ``pool`` and ``proj``, the
+    head that turns the map into ``feature_dim`` features.
     """
 
     ACTIVATIONS = {"relu": lambda: nn.ReLU(inplace=True), "mish": nn.Mish}
 
     def __init__(self, image_shape: Sequence[int], *, feature_dim: int, channels: Sequence[int], strides: Sequence[int],
-                 num_kp: int, groups: int, padding: int, activation: str, plain_last: bool):
+                 groups: int, padding: int, activation: str, plain_last: bool):
         super().__init__()
-        from robomimic.models.base_nets import SpatialSoftmax
-
+        name = type(self).__name__
         h, w, c = (int(s) for s in image_shape)
         if len(channels) != len(strides) or not channels:
-            raise ConfigError(f"SmallConvEncoder needs as many strides as channels, got {list(channels)} and {list(strides)}; fix conf/encoder.")
+            raise ConfigError(f"{name} needs as many strides as channels, got {list(channels)} and {list(strides)}; fix conf/encoder.")
         if activation not in self.ACTIVATIONS:
-            raise ConfigError(f"Unknown SmallConvEncoder activation {activation!r}; use one of {sorted(self.ACTIVATIONS)}.")
+            raise ConfigError(f"Unknown {name} activation {activation!r}; use one of {sorted(self.ACTIVATIONS)}.")
         layers: list[nn.Module] = []
         pad = int(padding)
         for i, (ch, st) in enumerate(zip(channels, strides)):
@@ -134,20 +133,38 @@ class SmallConvEncoder(nn.Module):
                 layers += [nn.GroupNorm(min(int(groups), ch), ch), self.ACTIVATIONS[activation]()]
             c = ch
             h, w = (h + 2 * pad - 3) // st + 1, (w + 2 * pad - 3) // st + 1
-        if h * w < 4:
-            raise ConfigError(f"The image of {image_shape} leaves a {h}x{w} feature map, too small for keypoints; use fewer strides or larger images.")
+        if h < 1 or w < 1:
+            raise ConfigError(f"The image of {image_shape} is too small for {name}'s convs; use fewer strides or larger images.")
         self.trunk = nn.Sequential(*layers)
-        feat_shape = [c, h, w]
-        self.pool = SpatialSoftmax(feat_shape, num_kp=num_kp)
-        self.proj = nn.Linear(int(torch.tensor(self.pool.output_shape(feat_shape)).prod()), int(feature_dim))
+        self.feat_shape = [c, h, w]
         self.out_dim = int(feature_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(torch.flatten(self.pool(self.trunk(x)), 1))
 
 
-class SmallConvFlatEncoder(SmallConvEncoder):
-    """:class:`SmallConvEncoder`'s conv stem with DrQ's head instead of spatial softmax (``small_cnn_flat``).
+class SmallConvEncoder(_ConvStem):
+    """DrQ-style conv stem + spatial softmax + Linear, for CPU-scale runs (policies and semantics mappers).
+
+    (N, C, H, W) float in [0, 1] -> (N, feature_dim): :class:`_ConvStem`, then ``num_kp`` spatial-softmax
+    keypoints (robomimic's layer) and a Linear. ``plain_last`` lets the keypoint layer see signed features.
+    """
+
+    def __init__(self, image_shape: Sequence[int], *, feature_dim: int, channels: Sequence[int], strides: Sequence[int],
+                 num_kp: int, groups: int, padding: int, activation: str, plain_last: bool):
+        super().__init__(image_shape, feature_dim=feature_dim, channels=channels, strides=strides, groups=groups,
+                         padding=padding, activation=activation, plain_last=plain_last)
+        from robomimic.models.base_nets import SpatialSoftmax
+
+        c, h, w = self.feat_shape
+        if h * w < 4:
+            raise ConfigError(f"The image of {image_shape} leaves a {h}x{w} feature map, too small for keypoints; use fewer strides or larger images.")
+        self.pool = SpatialSoftmax(self.feat_shape, num_kp=num_kp)
+        self.proj = nn.Linear(int(torch.tensor(self.pool.output_shape(self.feat_shape)).prod()), self.out_dim)
+
+
+class SmallConvFlatEncoder(_ConvStem):
+    """:class:`_ConvStem` with DrQ's head instead of spatial softmax (``small_cnn_flat``).
 
     (N, C, H, W) float in [0, 1] -> (N, feature_dim): the last feature map is flattened into
     Linear -> LayerNorm -> tanh (Yarats et al. 2021), so every cell of the map reaches the features,
@@ -157,13 +174,11 @@ class SmallConvFlatEncoder(SmallConvEncoder):
 
     def __init__(self, image_shape: Sequence[int], *, feature_dim: int, channels: Sequence[int], strides: Sequence[int],
                  groups: int, padding: int, activation: str, plain_last: bool):
-        super().__init__(image_shape, feature_dim=feature_dim, channels=channels, strides=strides, num_kp=1, groups=groups,
+        super().__init__(image_shape, feature_dim=feature_dim, channels=channels, strides=strides, groups=groups,
                          padding=padding, activation=activation, plain_last=plain_last)
-        h, w, c = (int(s) for s in image_shape)
-        with torch.no_grad():
-            n_flat = self.trunk(torch.zeros(1, c, h, w)).numel()
+        c, h, w = self.feat_shape
         self.pool = nn.Flatten(1)
-        self.proj = nn.Sequential(nn.Linear(n_flat, int(feature_dim)), nn.LayerNorm(int(feature_dim)), nn.Tanh())
+        self.proj = nn.Sequential(nn.Linear(c * h * w, self.out_dim), nn.LayerNorm(self.out_dim), nn.Tanh())
 
 
 class PrivilegedInputError(ConfigError):

@@ -44,7 +44,7 @@ def _save_state(run_dir: Path, r: int, labels: LabelSet, rng: np.random.Generato
     atomic_write_bytes(run_dir / name, buf.getvalue())
     # The json is written last and names its labels file, so a kill between the two writes leaves the previous round's state.
     atomic_write_json(run_dir / "state.json", {"rounds_done": r + 1, "labels": name, "rng": rng.bit_generator.state,
-                                               "oracle_rng": oracle.rng.bit_generator.state,
+                                               "oracle_rng": None if oracle.rng is None else oracle.rng.bit_generator.state,
                                                "transition_rng": noise_rng.bit_generator.state,
                                                "oracle_requests": oracle.requests, "records": records})
 
@@ -61,7 +61,8 @@ def _load_state(run_dir: Path, labels: LabelSet, rng: np.random.Generator, oracl
     labels.age[:] = z["age"]
     labels.annotated = [int(f) for f in z["annotated"]]
     rng.bit_generator.state = st["rng"]
-    oracle.rng.bit_generator.state = st["oracle_rng"]
+    if oracle.rng is not None:  # a noise-free oracle has no generator
+        oracle.rng.bit_generator.state = st["oracle_rng"]
     if "transition_rng" in st:  # absent in states saved before transition noise had its own generator
         noise_rng.bit_generator.state = st["transition_rng"]
     oracle.requests = int(st["oracle_requests"])

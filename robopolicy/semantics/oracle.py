@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from robopolicy.errors import DataError
+from robopolicy.errors import ConfigError, DataError
 from robopolicy.semantics.noise import check_std
 
 
@@ -32,7 +32,9 @@ class AnnotationOracle:
         self._true = [np.asarray(s, dtype=np.float32) for s in true_semantics]
         self.budget = int(budget)
         self.noise_std = check_std(noise_std, "annotation noise")  # () or (D,)
-        self.rng = rng if rng is not None else np.random.default_rng(0)
+        if np.any(self.noise_std > 0) and rng is None:  # a fixed fallback would give every run the same noise
+            raise ConfigError("Annotation noise needs a generator; pass rng (the loop's own annotation-noise generator).")
+        self.rng = rng
         self.requests = 0
 
     @property
