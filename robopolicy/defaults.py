@@ -40,12 +40,13 @@ def _compose(config_name: str) -> DictConfig:
         return compose(config_name, overrides=searchpath)
 
 
-def group_config(group: str, name: str, overrides: Mapping[str, Any] | None = None,
-                 context: Mapping[str, Any] | None = None) -> DictConfig:
-    """``<group>/<name>.yaml`` composed, ``overrides`` merged over it, resolved (``_target_`` kept).
+def group_node(group: str, name: str) -> DictConfig:
+    """``<group>/<name>.yaml`` composed as a command composes it (its ``defaults:`` list applied), with its
+    interpolations kept: for code that assembles a whole config (task, policy, net) and resolves it later::
 
-    ``group`` is a config folder (``policy``, ``task``, ``runner``, ``semantics/strategy``, ...).
-    Raises ConfigError when the file does not exist or an interpolation has no value.
+        cfg = OmegaConf.create({"task": ..., "policy": group_node("policy", "beso"), "net": group_node("net", "mlp")})
+
+    Raises ConfigError when the file does not exist.
     """
     from hydra.errors import MissingConfigException
 
@@ -53,9 +54,20 @@ def group_config(group: str, name: str, overrides: Mapping[str, Any] | None = No
         composed = _compose(f"{group}/{name}")
     except MissingConfigException:
         raise ConfigError(f"There is no config {group}/{name}.yaml; pick a file of the {group}/ folder.") from None
+    node = OmegaConf.select(composed, group.replace("/", "."))
+    return OmegaConf.create(OmegaConf.to_container(node, resolve=False))
+
+
+def group_config(group: str, name: str, overrides: Mapping[str, Any] | None = None,
+                 context: Mapping[str, Any] | None = None) -> DictConfig:
+    """``<group>/<name>.yaml`` composed, ``overrides`` merged over it, resolved (``_target_`` kept).
+
+    ``group`` is a config folder (``policy``, ``task``, ``runner``, ``semantics/strategy``, ...).
+    Raises ConfigError when the file does not exist or an interpolation has no value.
+    """
     path = group.replace("/", ".")
     root = OmegaConf.merge(OmegaConf.create(dict(context or {})), {})
-    OmegaConf.update(root, path, OmegaConf.select(composed, path), force_add=True)
+    OmegaConf.update(root, path, group_node(group, name), force_add=True)
     node = OmegaConf.select(root, path)
     OmegaConf.set_struct(node, False)
     for key, value in (overrides or {}).items():
@@ -72,7 +84,7 @@ def encoder_config(image_encoder: str | None = None, overrides: Mapping[str, Any
                    policy: str = "beso") -> DictConfig:
     """A policy's ``encoder`` block (every :class:`~robopolicy.nets.encoders.ObsEncoder` setting) as a command composes it.
 
-    conf/policy/<policy>.yaml's block, conf/encoder/<image_encoder>.yaml merged over it (what
+    conf/policy/<policy>.yaml's block (conf/obs_encoder/default.yaml), conf/encoder/<image_encoder>.yaml merged over it (what
     ``+encoder@policy.encoder=<image_encoder>`` does), then ``overrides`` (nested mappings merge)::
 
         ObsEncoder(spec, keys, horizon, **encoder_config("small_cnn", {"rgb": {"feature_dim": 8}}))

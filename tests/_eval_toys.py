@@ -6,6 +6,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from robopolicy.defaults import group_node
 from robopolicy.envs.base import Expert, Task
 from robopolicy.envs.spec import EnvSpec, ObsKeySpec
 from robopolicy.policies.base import Policy
@@ -120,7 +121,7 @@ def make_untrained_run(run_dir, task_name: str = "multimodal", step: int = 7, hi
 
     cfg = OmegaConf.create({
         "task": OmegaConf.load(CONF_DIR / "task" / f"{task_name}.yaml"),
-        "policy": OmegaConf.load(CONF_DIR / "policy" / "beso.yaml"),
+        "policy": group_node("policy", "beso"),
         "net": OmegaConf.load(CONF_DIR / "net" / "mlp.yaml"),
     })
     cfg.net.hidden_dims = list(hidden)

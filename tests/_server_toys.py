@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from robopolicy.defaults import group_node
 from robopolicy.policies.base import Policy
 from robopolicy.value.vgps import ValueGuidedPolicy
 
@@ -141,7 +142,7 @@ def make_goal_beso_run(run_dir, max_episode_steps: int = 20):
     )
 
     cfg = OmegaConf.create({"task": OmegaConf.load(CONF_DIR / "task" / "multimodal.yaml"),
-                            "policy": OmegaConf.load(CONF_DIR / "policy" / "beso.yaml"),
+                            "policy": group_node("policy", "beso"),
                             "net": OmegaConf.load(CONF_DIR / "net" / "mlp.yaml")})
     cfg.task.max_episode_steps = max_episode_steps
     cfg.policy.goal_keys = ["state"]

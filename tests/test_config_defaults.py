@@ -178,10 +178,13 @@ def test_the_check_follows_an_encoder_augment_block_to_image_augment():
 
 
 def test_observation_encoder_settings_are_written_once():
-    """conf/encoder/*.yaml is merged into policy.encoder and has no _target_ of its own, so the walk above misses it."""
+    """conf/obs_encoder/*.yaml (the policies' and critics' encoder block) and conf/encoder/*.yaml (merged over it)
+    have no _target_ of their own, so the walk above misses them."""
     from robopolicy.nets.encoders import ObsEncoder
 
-    found = [d for p in YAMLS if _rel(p).startswith("encoder/") for d in doubles(_raw(p), f"{_rel(p)}: ", ObsEncoder)]
+    files = [p for p in YAMLS if _rel(p).startswith(("encoder/", "obs_encoder/"))]
+    assert [_rel(p) for p in files if _rel(p).startswith("obs_encoder/")] == ["obs_encoder/default.yaml"]
+    found = [d for p in files for d in doubles(_raw(p), f"{_rel(p)}: ", ObsEncoder)]
     assert found == []
 
 
@@ -207,15 +210,25 @@ def test_semantics_settings_are_written_once():
     assert found == []
 
 
-ENCODER_OWNERS = [p for p in YAMLS if _rel(p).startswith(("policy/", "critic/")) and "encoder" in _raw(p)]
+ENCODER_OWNERS = [p for p in YAMLS if _rel(p).startswith(("policy/", "critic/"))]
+HORIZONS = {"task": {"obs_horizon": 2, "action_horizon": 16, "exec_horizon": 8}}
 
 
 @pytest.mark.parametrize("path", ENCODER_OWNERS, ids=_rel)
-def test_every_policy_and_critic_yaml_writes_every_encoder_setting(path):
-    """The code has no encoder defaults, so a policy or critic YAML must give all of ObsEncoder's settings."""
+def test_every_policy_and_critic_gets_every_encoder_setting(path):
+    """The code has no encoder defaults, so each composed policy and critic must carry all of ObsEncoder's settings."""
+    from robopolicy.defaults import group_config
     from robopolicy.nets.encoders import encoder_setting_names
 
-    assert sorted(_raw(path)["encoder"]) == sorted(encoder_setting_names())
+    cfg = group_config(path.parent.name, path.stem, context=HORIZONS)
+    assert sorted(cfg["encoder"]) == sorted(encoder_setting_names())
+
+
+@pytest.mark.parametrize("path", ENCODER_OWNERS, ids=_rel)
+def test_no_policy_or_critic_yaml_writes_encoder_values_of_its_own(path):
+    """The encoder block is written once, in conf/obs_encoder/default.yaml; a policy or critic only names it."""
+    raw = _raw(path)
+    assert "encoder" not in raw
 
 
 def _schema_keys(schema) -> dict:

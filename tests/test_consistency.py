@@ -15,6 +15,7 @@ import torch
 from omegaconf import OmegaConf
 from test_policies import SPEC, TINY_NETS, TO, TP, fixed_batch, normalizer
 
+from robopolicy.defaults import group_node
 from robopolicy.errors import ConfigError
 from robopolicy.policies.consistency import (
     ConsistencyPolicy,
@@ -27,10 +28,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def make(policy: str, **overrides):
     cfg = OmegaConf.create({"task": {"obs_horizon": TO, "action_horizon": TP, "exec_horizon": 4},
-                            "policy": OmegaConf.load(REPO / "conf" / "policy" / f"{policy}.yaml"), "net": TINY_NETS["unet"]})
+                            "policy": group_node("policy", policy), "net": TINY_NETS["unet"]})
     cfg.policy.pop("defaults", None)
     if policy == "consistency":  # the group's defaults list (beso first) as Hydra would compose it
-        cfg.policy = OmegaConf.merge(OmegaConf.load(REPO / "conf" / "policy" / "beso.yaml"), cfg.policy)
+        cfg.policy = OmegaConf.merge(group_node("policy", "beso"), cfg.policy)
     for k, v in overrides.items():
         OmegaConf.update(cfg, f"policy.{k}", v, merge=False)
     torch.manual_seed(0)

@@ -17,7 +17,7 @@ from robopolicy.value.offline_rl import IQL
 from _value_toys import SPEC as CRITIC_SPEC
 from test_policies import fixed_batch, make
 
-# Encoder settings: the policies' encoder block (conf/policy/beso.yaml), conf/encoder/small_cnn.yaml over it for images,
+# Encoder settings: the policies' encoder block (conf/obs_encoder/default.yaml), conf/encoder/small_cnn.yaml over it for images,
 # with a tiny conv stem.
 STATE_ENCODER = encoder_config()
 TINY_RGB = {"feature_dim": 8, "channels": [8, 8], "strides": [2, 1], "num_kp": 4}

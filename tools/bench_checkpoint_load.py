@@ -31,12 +31,13 @@ from omegaconf import OmegaConf  # noqa: E402
 def make_run(run_dir: Path, net: str) -> None:
     from robopolicy.cli._hydra import CONF_DIR
     from robopolicy.data.normalize import Normalizer
+    from robopolicy.defaults import group_node
     from robopolicy.envs import make_task
     from robopolicy.policies.build import build_policy
     from robopolicy.training.checkpoint import set_latest, state_dict_for_safetensors, write_checkpoint
 
     cfg = OmegaConf.create({"task": OmegaConf.load(CONF_DIR / "task" / "metaworld.yaml"),
-                            "policy": OmegaConf.load(CONF_DIR / "policy" / "beso.yaml"),
+                            "policy": group_node("policy", "beso"),
                             "net": OmegaConf.load(CONF_DIR / "net" / f"{net}.yaml")})
     OmegaConf.resolve(cfg)
     spec = make_task(cfg.task).spec

@@ -18,6 +18,7 @@ import torch
 from omegaconf import OmegaConf
 
 from robopolicy.data.normalize import Normalizer
+from robopolicy.defaults import group_node
 from robopolicy.envs.spec import EnvSpec, ObsKeySpec
 from robopolicy.policies.build import build_policy
 
@@ -32,7 +33,7 @@ def main() -> None:
     norm = Normalizer.fit({"state": rng.normal(size=(100, 39)).astype(np.float32), "action": rng.uniform(-1, 1, (100, 4)).astype(np.float32)},
                           {"state": "minmax", "action": "minmax"})
     cfg = OmegaConf.create({"task": {"obs_horizon": 2, "action_horizon": 16, "exec_horizon": 8},
-                            "policy": OmegaConf.load("conf/policy/beso.yaml"), "net": OmegaConf.load("conf/net/unet.yaml")})
+                            "policy": group_node("policy", "beso"), "net": OmegaConf.load("conf/net/unet.yaml")})
     cfg.net.down_dims = [32, 64, 128]
     net = build_policy(cfg, spec, norm).eval().net
     x, cn, cond = torch.randn(1, 16, 4), torch.full((1,), 1.1), torch.randn(1, 78)

@@ -20,6 +20,7 @@ import torch
 from omegaconf import OmegaConf
 
 from robopolicy.data.normalize import Normalizer
+from robopolicy.defaults import group_node
 from robopolicy.envs.spec import EnvSpec, ObsKeySpec
 from robopolicy.policies.build import build_policy
 
@@ -82,7 +83,7 @@ def main() -> None:
         if args.cases and label not in args.cases:
             continue
         if pol not in policies:
-            cfg = OmegaConf.create({"task": task, "policy": OmegaConf.load(f"conf/policy/{pol}.yaml"),
+            cfg = OmegaConf.create({"task": task, "policy": group_node("policy", pol),
                                     "net": OmegaConf.load(f"conf/net/{args.net}.yaml")})
             policies[pol] = build_policy(cfg, spec, norm).eval()
         p = policies[pol]

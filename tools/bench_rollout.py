@@ -25,6 +25,7 @@ import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from robopolicy.cli._hydra import CONF_DIR  # noqa: E402
+from robopolicy.defaults import group_node  # noqa: E402
 from robopolicy.envs import make_task  # noqa: E402
 from robopolicy.evaluation import evaluate_policy  # noqa: E402
 
@@ -34,7 +35,7 @@ def tiny_beso(task_cfg, hidden: list[int], sampler_steps: int):
     from robopolicy.data.normalize import Normalizer
     from robopolicy.policies.build import build_policy
 
-    cfg = OmegaConf.create({"task": task_cfg, "policy": OmegaConf.load(CONF_DIR / "policy" / "beso.yaml"),
+    cfg = OmegaConf.create({"task": task_cfg, "policy": group_node("policy", "beso"),
                             "net": OmegaConf.load(CONF_DIR / "net" / "mlp.yaml")})
     cfg.net.hidden_dims = list(hidden)
     cfg.policy.sampler.steps = int(sampler_steps)

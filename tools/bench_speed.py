@@ -31,6 +31,7 @@ from diffusers import DDIMScheduler
 from omegaconf import OmegaConf
 
 from robopolicy.data.normalize import Normalizer
+from robopolicy.defaults import group_node
 from robopolicy.envs.spec import EnvSpec, ObsKeySpec
 from robopolicy.policies.build import build_policy
 
@@ -199,7 +200,7 @@ def latency(reps: int, net_labels: list[str]) -> dict:
     from robopolicy.value.vgps import ValueGuidedPolicy
 
     critic_cfg = OmegaConf.create({"task": {"obs_horizon": TO, "action_horizon": TP, "exec_horizon": TA},
-                                   "critic": OmegaConf.load(REPO / "conf" / "critic" / "iql.yaml")})
+                                   "critic": group_node("critic", "iql")})
     critic = build_critic(critic_cfg, SPEC, Normalizer.empty_for_spec(SPEC, ["state"])).eval()
     student = cases["CD student 1-step [quick]"]
     vgps = ValueGuidedPolicy(student, critic, k=10)

@@ -26,15 +26,16 @@ REPO = Path(__file__).resolve().parents[1]
 def build(net: str, steps: int, device: torch.device, hidden_dims: list[int] | None = None):
     from robopolicy.data.normalize import Normalizer
     from robopolicy.envs.spec import EnvSpec, ObsKeySpec
+    from robopolicy.defaults import group_node
     from robopolicy.policies.build import build_policy
     from robopolicy.value.build import build_critic
 
     spec = EnvSpec(obs={"state": ObsKeySpec((39,))}, action_dim=4, action_low=(-1.0,) * 4, action_high=(1.0,) * 4,
                    max_episode_steps=200, name="bench")
     cfg = OmegaConf.create({"task": {"obs_horizon": 2, "action_horizon": 16, "exec_horizon": 8},
-                            "policy": OmegaConf.load(REPO / "conf/policy/beso.yaml"),
+                            "policy": group_node("policy", "beso"),
                             "net": OmegaConf.load(REPO / f"conf/net/{net}.yaml"),
-                            "critic": OmegaConf.load(REPO / "conf/critic/iql.yaml")})
+                            "critic": group_node("critic", "iql")})
     cfg.policy.sampler.steps = steps
     if hidden_dims:
         cfg.net.hidden_dims = list(hidden_dims)

@@ -328,4 +328,4 @@ def encoder_setting_names() -> list[str]:
 
 def checked_encoder_settings(encoder: Mapping[str, Any] | None) -> dict:
     """``encoder`` as keyword arguments for :class:`ObsEncoder`; ConfigError when a setting is missing or unknown."""
-    return _complete(ObsEncoder.__init__, encoder, "encoder", "the `encoder` block of conf/policy/beso.yaml or conf/critic/iql.yaml")
+    return _complete(ObsEncoder.__init__, encoder, "encoder", "conf/obs_encoder/default.yaml (the `encoder` block of every policy and critic)")
