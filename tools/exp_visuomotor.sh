@@ -14,6 +14,7 @@ mkdir -p "$OUT"
 COMMON=(policy=beso net=unet 'net.down_dims=[32,64,128]' +encoder@policy.encoder=small_cnn
         batch_size=32 optim.lr=3e-4 optim.warmup_steps=100 val_every=500 ckpt_every=500
         eval.every=0 final_eval.episodes=0 progress=false wandb.mode=disabled)
+FLAT=("${COMMON[@]/small_cnn/small_cnn_flat}")   # the same with the flattened-map head (small_cnn_flat)
 
 if [[ " $STAGES " == *" mm "* ]]; then
   # 1. The multimodal task from proprio (agent xy) + the top camera, 84 px; the goal is seen only in the image.
@@ -83,12 +84,16 @@ fi
 
 if [[ " $STAGES " == *" mwflat "* ]]; then
   # 5. Meta-World with the flattened-map head (small_cnn_flat) that solved the multimodal task: the metaworld stage's
-  #    recipe, 800 steps (ENVS, default door-open-v3).
+  #    recipe, 800 steps (ENVS, default door-open-v3). MW_STEPS=3000 TAG=_3000: a longer budget in its own run folder;
+  #    POL=diffusion: Diffusion Policy (DDPM training, DDIM-10 sampling) with the same head, net and budget.
+  #    EXTRA="policy.encoder.augment.shift_px=0": more train overrides (space-separated).
+  POL=${POL:-beso}
+  read -ra EXTRA_ARGS <<< "${EXTRA:-}"
   for ENV in ${ENVS:-door-open-v3}; do
     TASK=(task=metaworld task.env_name=$ENV task.obs=visuomotor 'task.cameras=[corner2]' task.camera_size=84)
-    R="$OUT/${ENV}_beso_flat"
+    R="$OUT/${ENV}_${POL}_flat${TAG:-}"
     [ -e "$OUT/${ENV}_demos.zarr" ] || $PY -m robopolicy.cli.collect "${TASK[@]}" episodes=10 out="$OUT/${ENV}_demos.zarr" progress=false
-    $PY -m robopolicy.cli.train "${TASK[@]}" "${COMMON[@]/small_cnn/small_cnn_flat}" steps=${MW_STEPS:-800} \
+    $PY -m robopolicy.cli.train "${TASK[@]}" "${FLAT[@]/policy=beso/policy=$POL}" steps=${MW_STEPS:-800} "${EXTRA_ARGS[@]}" \
         dataset="$OUT/${ENV}_demos.zarr" run_dir="$R"
     EVAL=($PY -m robopolicy.cli.eval run_dir="$R" episodes=100 progress=false wandb.mode=disabled video_episodes=2)
     "${EVAL[@]}" out="$R/eval_standard.json"
@@ -119,7 +124,6 @@ if [[ " $STAGES " == *" mm2 "* ]]; then
   #    seeds 0 and 1 (1,200 steps; seed 1 also continued to 2,400), seed 2 (2,400 steps); and the keypoint screens
   #    (500 demos; batch 64). Every image run: 100 evaluation episodes (seed block 3) but the 500-demo screen (50).
   MM=(task=multimodal task.obs=visuomotor task.camera_size=84)
-  FLAT=("${COMMON[@]/small_cnn/small_cnn_flat}")
   [ -e "$OUT/mm_demos.zarr" ] || $PY -m robopolicy.cli.collect "${MM[@]}" episodes=100 out="$OUT/mm_demos.zarr" progress=false
   [ -e "$OUT/mm_demos500.zarr" ] || $PY -m robopolicy.cli.collect "${MM[@]}" episodes=500 out="$OUT/mm_demos500.zarr" progress=false
   LR3=(optim.lr=1e-3 policy.encoder.augment.shift_px=0 val_every=400 ckpt_every=400 steps=1200)
