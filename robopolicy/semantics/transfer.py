@@ -193,8 +193,7 @@ def _summary(task: SemanticsTask, per_group: dict[str, np.ndarray]) -> dict:
 def offline_semantics_error(mapper: Any, images: np.ndarray, truth: np.ndarray, task: Any = None,
                             proprio: Sequence[str] = ()) -> dict:
     """images (N, K, H, W, 3), truth (N, D) -> mean position error (m, averaged over the task's position
-    groups) with its standard error over frames, and each group's mean (``offline_<group>_error[_m]``;
-    planar push: only with ``proprio``, Meta-World always).
+    groups) with its standard error over frames, and each group's mean (``offline_<group>_error[_m]``).
     ``task``: a SemanticsTask or a task that has one; None = planar push's groups (D = 4).
     ``proprio`` (needs ``task``): coordinates read from the robot, whose reading at a recorded frame is the
     true value (exact encoders), so, as in :func:`evaluate_transfer`, a group read wholly from it is 0."""
@@ -208,6 +207,5 @@ def offline_semantics_error(mapper: Any, images: np.ndarray, truth: np.ndarray, 
            for g, (sl, m) in groups.items()}
     e = np.mean(np.stack([per[g] for g, (_, m) in groups.items() if m]), axis=0)
     out = {"offline_error_m": float(e.mean()), "offline_error_se_m": float(e.std(ddof=1) / np.sqrt(len(e))) if len(e) > 1 else 0.0}
-    if len(groups) > 2 or proprio:
-        out.update({f"offline_{g}_error_m" if m else f"offline_{g}_error": float(per[g].mean()) for g, (_, m) in groups.items()})
+    out.update({f"offline_{g}_error_m" if m else f"offline_{g}_error": float(per[g].mean()) for g, (_, m) in groups.items()})
     return out
