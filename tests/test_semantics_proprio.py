@@ -214,3 +214,12 @@ def test_offline_error_of_a_group_read_from_the_robot_is_zero():
     truth = np.tile(np.array([[0.1, 0.2, 0.0, 0.0]], np.float32), (3, 1))
     out = offline_semantics_error(GarbageMapper(), np.zeros((3, 1, 8, 8, 3), np.uint8), truth, task, PUSHER)
     assert out["offline_pusher_error_m"] == 0.0
+
+
+def test_a_name_instead_of_a_list_is_refused(tmp_path):
+    from robopolicy.semantics.experiment import main_modes
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("semantics", overrides=[f"run_dir={tmp_path / 'run'}", "proprio_semantics=pusher_x"])
+    with pytest.raises(ConfigError, match=r"must be a list"):
+        main_modes(cfg)
