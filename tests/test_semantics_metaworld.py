@@ -65,12 +65,20 @@ def test_real_env_hides_the_state_and_differs_in_look(sem):
                                 "light_diffuse_scale": 0.5})
     a, _ = env.reset(seed=2)
     b, _ = look.reset(seed=2)
-    assert set(a) == {"image"}
+    assert set(a) == {"image", "agent_pos"}  # the camera and the robot's own reading, no privileged state
     assert a["image"].shape == (32, 32, 3)
     np.testing.assert_array_equal(env.true_semantics(), look.true_semantics())  # same seed, same episode
     assert np.abs(a["image"].astype(int) - b["image"].astype(int)).mean() > 2.0
     env.close()
     look.close()
+
+
+def test_real_env_reading_is_the_true_hand_and_gripper(sem):
+    env = sem.make_real_env(**NO_GAP)
+    env.reset(seed=2)
+    obs, *_ = env.step(np.array([0.3, -0.2, 0.1, 0.5], np.float32))
+    np.testing.assert_array_equal(obs["agent_pos"], env.true_semantics()[[sem.names.index(n) for n in sem.proprio_names]])
+    env.close()
 
 
 def test_semantics_cli_runs_on_metaworld(tmp_path):

@@ -25,6 +25,7 @@ from robopolicy.semantics.data import RealEpisodes
 from robopolicy.semantics.mapper import MapperEnsemble, build_mapper, load_mapper, train_mapper
 from robopolicy.semantics.noise import range_std
 from robopolicy.semantics.oracle import AnnotationOracle
+from robopolicy.semantics.proprio import SemanticsSplit
 from robopolicy.semantics.strategies import Pool, Strategy
 from robopolicy.utils import atomic_write_bytes, atomic_write_json
 
@@ -71,13 +72,15 @@ def _load_state(run_dir: Path, labels: LabelSet, rng: np.random.Generator, oracl
 
 def run_active(strategy: Strategy, data: RealEpisodes, oracle: AnnotationOracle, sim_env, cfg: Any, run_dir: str | Path,
                latents: np.ndarray | None = None, on_round: RoundFn | None = None, seed: int = 0,
-               resume: bool = True) -> list[dict]:
+               resume: bool = True, split: SemanticsSplit | None = None) -> list[dict]:
     """Annotate ``cfg.per_round`` frames per round until ``oracle`` refuses; retrain the mapper each round.
 
     cfg: the ``semantics`` config (mapper, trainer, train_schedule.steps, segment_length,
     transition_noise, per_round, pool_stride, semantics_low / semantics_high). ``on_round(mapper, labels, annotations) -> dict``
     evaluates a round; the returned list holds one record per round with ``annotations``,
     ``labeled_frames`` and what it returned. ``resume``: continue from ``run_dir``'s saved state.
+    ``split``: which coordinates the robot measures itself (``semantics.proprio_semantics``); the labels
+    stay full vectors, the mapper is trained on the others only. None: the mapper predicts all of them.
     """
     run_dir = Path(run_dir)
     rng = np.random.default_rng(seed)
@@ -90,6 +93,10 @@ def run_active(strategy: Strategy, data: RealEpisodes, oracle: AnnotationOracle,
     stride = max(1, int(cfg.pool_stride))
     image_shape = data.images[0].shape[1:]
     steps = int(cfg.train_schedule.steps)
+    # The mapper's targets: the coordinates the robot does not measure itself (all of them without a split).
+    cols = np.arange(len(cfg.semantics_low)) if split is None else split.predicted_index
+    names = None if split is None else list(split.predicted_names)
+    low, high = [float(cfg.semantics_low[int(i)]) for i in cols], [float(cfg.semantics_high[int(i)]) for i in cols]
     mapper, records, r = None, [], 0
     if resume:
         r, records = _load_state(run_dir, labels, rng, oracle, noise_rng)
@@ -110,9 +117,9 @@ def run_active(strategy: Strategy, data: RealEpisodes, oracle: AnnotationOracle,
             s = oracle.annotate(int(data.episode_of[f]), int(data.t_of[f]))
             labels.add(int(f), s, sim_env, seg, transition_std, noise_rng)
         ids = labels.labeled
-        mapper = build_mapper(cfg.mapper, image_shape, cfg.semantics_low, cfg.semantics_high)
+        mapper = build_mapper(cfg.mapper, image_shape, low, high, names)
         trainer_cfg = OmegaConf.merge(cfg.trainer, {"steps": steps})
-        mapper = train_mapper(mapper, data.stacked(ids, n_frames), labels.labels[ids], trainer_cfg,
+        mapper = train_mapper(mapper, data.stacked(ids, n_frames), labels.labels[ids][:, cols], trainer_cfg,
                               run_dir / f"round_{r:02d}", seed=seed + r, bootstrap=bool(cfg.mapper.bootstrap))
         rec = {"round": r, "annotations": oracle.requests, "labeled_frames": int(len(ids)), "train_steps": steps}
         if on_round is not None:

@@ -26,6 +26,7 @@ from robopolicy.semantics.mapper import load_mapper
 from robopolicy.semantics.noise import range_std
 from robopolicy.semantics.oracle import AnnotationOracle
 from robopolicy.semantics.plots import plot_curves
+from robopolicy.semantics.proprio import semantics_split
 from robopolicy.semantics.tasks import SemanticsTask, semantics_task
 from robopolicy.semantics.transfer import ExpertController, PolicyController, evaluate_transfer, offline_semantics_error
 from robopolicy.semantics.vae import train_vae
@@ -37,6 +38,14 @@ ANNOTATION_STREAM = 1  # the oracle's noise generator is default_rng((seed, ANNO
 
 def _task(cfg: DictConfig) -> SemanticsTask:
     return semantics_task(make_task(cfg.task))
+
+
+def _proprio(cfg: DictConfig) -> list[str]:
+    """``proprio_semantics``: the coordinates read from the robot instead of the mapper (robopolicy/semantics/proprio.py)."""
+    names = cfg.proprio_semantics
+    if isinstance(names, str) or not OmegaConf.is_list(names) and not isinstance(names, (list, tuple)):
+        raise ConfigError(f"proprio_semantics={names!r} must be a list of semantics names, e.g. proprio_semantics=[pusher_x,pusher_y].")
+    return [str(n) for n in names]
 
 
 def _controller(cfg: DictConfig, task: SemanticsTask):
@@ -114,6 +123,8 @@ def run_active_experiment(cfg: DictConfig, strategies: list[str] | None = None, 
     cfg = _with_bounds(cfg, task)
     for key in ("annotation_noise", "transition_noise"):  # a bad level stops here, before any data is collected
         range_std(cfg[key], cfg.semantics_low, cfg.semantics_high, f"semantics.{key}")
+    proprio = _proprio(cfg)
+    split = semantics_split(task, proprio)  # an unknown name stops here too
     if per_round is not None:
         cfg.per_round = int(per_round)
     run_dir = Path(cfg.run_dir)
@@ -147,17 +158,18 @@ def run_active_experiment(cfg: DictConfig, strategies: list[str] | None = None, 
         oracle = make_oracle(cfg, truths)
 
         def on_round(mapper, labels, annotations, _oracle=oracle, name=name):
-            rec = offline_semantics_error(mapper, test_images, test_truth, task)
+            rec = offline_semantics_error(mapper, test_images, test_truth, task, proprio)
             labeled = labels.labeled
             rec["label_error_m"] = float(np.abs(labels.labels[labeled] - np.concatenate(truths)[labeled]).mean())
             if cfg.transfer.every_round or _oracle.remaining == 0:
                 rec.update(evaluate_transfer(mapper, controller, task, real, int(cfg.transfer.episodes), int(cfg.transfer.seed),
-                                             int(cfg.mapper.n_frames)))
+                                             int(cfg.mapper.n_frames), proprio))
             print(f"[{name}] annotations={annotations} labeled={len(labeled)} "
                   f"err={100 * rec['offline_error_m']:.2f}cm success={rec.get('success_rate', float('nan')):.2f}", flush=True)
             return rec
 
-        curves[name] = run_active(strategy, data, oracle, sim, cfg, run_dir / name, latents, on_round, seed=int(cfg.seed))
+        curves[name] = run_active(strategy, data, oracle, sim, cfg, run_dir / name, latents, on_round, seed=int(cfg.seed),
+                                  split=split)
     sim.close()
     results = {"reference_true_semantics": reference, "curves": curves, "budget": int(cfg.budget),
                "offline_frames": data.n_frames, "config": OmegaConf.to_container(cfg, resolve=True)}
@@ -178,10 +190,13 @@ def run_transfer(cfg: DictConfig) -> dict:
     if not cfg.mapper_dir:
         raise ConfigError("mode=transfer needs mapper_dir=<a mapper run folder, e.g. runs/sem/diversity/round_04>.")
     task = _task(cfg)
+    proprio = _proprio(cfg)
     mapper = load_mapper(str(cfg.mapper_dir))
+    semantics_split(task, proprio).check_mapper(mapper.semantics_names, where=f"The mapper at {str(cfg.mapper_dir)!r}")
     real = OmegaConf.to_container(cfg.real_env, resolve=True)
     controller = _controller(cfg, task)
-    out = {"mapper": evaluate_transfer(mapper, controller, task, real, int(cfg.transfer.episodes), int(cfg.transfer.seed), mapper.n_frames),
+    out = {"mapper": evaluate_transfer(mapper, controller, task, real, int(cfg.transfer.episodes), int(cfg.transfer.seed), mapper.n_frames,
+                                       proprio),
            "true_semantics": evaluate_transfer(None, controller, task, real, int(cfg.transfer.episodes), int(cfg.transfer.seed))}
     atomic_write_json(Path(cfg.run_dir) / "transfer.json", out)
     return out

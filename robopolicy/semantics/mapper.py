@@ -16,6 +16,11 @@ these scenes. Frames become float in [0, 1] through the shared
 :func:`~robopolicy.nets.obs_preprocessor.images_to_float`; the training jitter (gain and offset per
 sample) is :class:`~robopolicy.nets.augment.ImageAugment`.
 
+The output is the task's whole semantics vector, or the part of it the robot does not measure
+itself (``semantics.proprio_semantics``, robopolicy/semantics/proprio.py): ``semantics_names`` says
+which coordinates, in order, and travels in the checkpoint. A mapper saved without it predicts every
+coordinate of its task (``semantics_names`` None).
+
 Training goes through the one :class:`robopolicy.training.Trainer` (:func:`train_mapper`).
 """
 
@@ -39,7 +44,12 @@ from robopolicy.nets.obs_preprocessor import images_to_float
 
 
 class MapperEnsemble(nn.Module):
-    """M members, each encoder + MLP head. ``forward``: images (B, K, H, W, 3) uint8 -> (M, B, D) normalised."""
+    """M members, each encoder + MLP head. ``forward``: images (B, K, H, W, 3) uint8 -> (M, B, D) normalised.
+
+    ``semantics_names``: the D coordinates predicted, by name (set by :func:`build_mapper`); None = every
+    coordinate of the task, in its order (mappers saved before the names were kept)."""
+
+    semantics_names: tuple[str, ...] | None = None
 
     def __init__(self, image_shape: Sequence[int], n_frames: int, semantics_low: Sequence[float],
                  semantics_high: Sequence[float], encoder: Any, members: int, hidden_dim: int,
@@ -125,14 +135,21 @@ class LabeledFrames(torch.utils.data.Dataset):
         return {"image": self.images[i], "semantics": self.semantics[i], "weights": self.weights[i]}
 
 
-def build_mapper(mapper_cfg: Any, image_shape: Sequence[int], low: Sequence[float], high: Sequence[float]) -> MapperEnsemble:
-    """mapper_cfg: the ``semantics.mapper`` config (members, n_frames, encoder, ...)."""
+def build_mapper(mapper_cfg: Any, image_shape: Sequence[int], low: Sequence[float], high: Sequence[float],
+                 names: Sequence[str] | None = None) -> MapperEnsemble:
+    """mapper_cfg: the ``semantics.mapper`` config (members, n_frames, encoder, ...); low, high (D,): the bounds of
+    the predicted coordinates; names (D,): which ones they are (None: every coordinate of the task)."""
     cfg = OmegaConf.to_container(OmegaConf.create(mapper_cfg), resolve=True)
     cfg = {k: v for k, v in cfg.items() if k not in ("bootstrap",)}
+    if names is not None and len(names) != len(low):
+        raise ConfigError(f"The mapper got {len(names)} semantics names {list(names)} for {len(low)} bounds; pass one name per predicted coordinate.")
     model = MapperEnsemble(image_shape=image_shape, semantics_low=low, semantics_high=high, **cfg)
+    model.semantics_names = None if names is None else tuple(str(n) for n in names)
     # What load_mapper needs to rebuild the model: written as the checkpoint's config.yaml.
     model.build_config = {"mapper": cfg, "image_shape": [int(x) for x in image_shape],
                           "semantics_low": [float(x) for x in low], "semantics_high": [float(x) for x in high]}
+    if names is not None:
+        model.build_config["semantics_names"] = list(model.semantics_names)
     return model
 
 
@@ -149,7 +166,8 @@ def load_mapper(run_dir: str | Path, checkpoint: str = "last", device: str = "cp
     c = checked_config(fill_legacy_settings(OmegaConf.load(folder / "config.yaml")), source=f"{str(folder / 'config.yaml')!r}")
     if "mapper" not in c:
         raise ConfigError(f"{str(folder)!r} is not a mapper checkpoint (its config has no mapper section); point mapper_dir at a mapper run.")
-    model = build_mapper(c.mapper, c.image_shape, c.semantics_low, c.semantics_high)
+    names = c.get("semantics_names")  # absent in mappers saved before proprio_semantics: they predict everything
+    model = build_mapper(c.mapper, c.image_shape, c.semantics_low, c.semantics_high, None if names is None else list(names))
     load_weights(model, folder / "model.safetensors", what="mapper")
     return model.to(device).eval()
 

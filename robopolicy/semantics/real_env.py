@@ -2,9 +2,10 @@
 
 It is the simulator's scene compiled with another look (colours, a checker-textured table, other
 lighting), a camera whose pose is jittered at every reset, Gaussian pixel noise, and optionally
-other puck mass and table friction. Its observations hold only the ``image``: the true semantics
-are hidden from the learner and read only by the annotation oracle and the evaluation through
-:meth:`RealPlanarPushEnv.true_semantics`.
+other puck mass and table friction. Its observations hold the ``image`` and the robot's own reading
+``agent_pos`` (the pusher xy, exact, as a robot's encoders give it; what ``semantics.proprio_semantics``
+takes instead of the mapper's estimate). The puck is hidden from the learner: the true semantics are
+read only by the annotation oracle and the evaluation through :meth:`RealPlanarPushEnv.true_semantics`.
 
 With ``mass_scale = friction_scale = 1`` the dynamics are the simulator's exactly (the look does not
 touch the physics), which the pair-augmentation test relies on.
@@ -18,7 +19,8 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from robopolicy.envs.planar_push import ASSET, PlanarPushEnv
+from robopolicy.envs.observations import PROPRIO_KEY
+from robopolicy.envs.planar_push import ASSET, PROPRIO_DIM, PlanarPushEnv
 from robopolicy.errors import ConfigError
 
 
@@ -43,7 +45,7 @@ def _real_model(colors: Mapping[str, Sequence[float]], table_texture: bool, ligh
 
 
 class RealPlanarPushEnv(PlanarPushEnv):
-    """Planar push with the reality gap; observations ``{"image": (H, W, 3) uint8}`` only."""
+    """Planar push with the reality gap; observations ``{"image": (H, W, 3) uint8, "agent_pos": (2,) float32}``."""
 
     def __init__(self, task_kwargs: Mapping[str, Any], *, image_size: int, colors: Mapping[str, Sequence[float]] | None,
                  table_texture: bool, light_dir: Sequence[float], light_diffuse: float, camera_jitter_m: float,
@@ -67,7 +69,8 @@ class RealPlanarPushEnv(PlanarPushEnv):
         # The look (camera jitter, pixel noise) has its own generator, so a seed gives the same
         # initial state as in the simulator.
         self._look_rng = np.random.default_rng(0)
-        self.observation_space = gym.spaces.Dict({"image": self.observation_space["image"]})
+        self.observation_space = gym.spaces.Dict({"image": self.observation_space["image"],
+                                                  PROPRIO_KEY: gym.spaces.Box(-np.inf, np.inf, (PROPRIO_DIM,), np.float32)})
 
     def true_semantics(self) -> np.ndarray:
         """(4,) float32 true state. For the annotation oracle and the evaluation only, never the learner."""
@@ -78,7 +81,7 @@ class RealPlanarPushEnv(PlanarPushEnv):
         if self.pixel_noise_std > 0:
             noise = self._look_rng.normal(0.0, self.pixel_noise_std, size=img.shape)
             img = np.clip(img.astype(np.float32) + noise, 0, 255).astype(np.uint8)
-        return {"image": img}
+        return {"image": img, PROPRIO_KEY: self.get_semantics()[:PROPRIO_DIM].copy()}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is not None:

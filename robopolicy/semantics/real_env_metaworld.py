@@ -3,9 +3,11 @@
 The gap is a set of MuJoCo model edits on the task's own scene: geom and material colours
 (``geom_rgba``, ``mat_rgba``), light strength and direction (``light_diffuse``, ``light_dir``), a
 fixed camera shift plus a per-episode jitter (``cam_pos``), Gaussian pixel noise, and the main
-object's mass and sliding friction (``body_mass``, ``geom_friction``). Observations hold only the
-``image``; the true semantics (hand, gripper, object, goal: :data:`SEMANTICS_NAMES`) are hidden from
-the learner and read by the annotation oracle and the evaluation through :meth:`true_semantics`.
+object's mass and sliding friction (``body_mass``, ``geom_friction``). Observations hold the
+``image`` and the robot's own reading ``agent_pos`` (hand xyz + gripper opening, exact, as its
+encoders give it; what ``semantics.proprio_semantics`` takes instead of the mapper's estimate). The
+true semantics (hand, gripper, object, goal: :data:`SEMANTICS_NAMES`) are read by the annotation
+oracle and the evaluation through :meth:`true_semantics`.
 With ``mass_scale = friction_scale = 1`` the dynamics are the simulator's (the look does not touch
 the physics).
 """
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-import gymnasium as gym
 import mujoco
 import numpy as np
 
@@ -31,7 +32,7 @@ def _id(model, kind, name: str, what: str) -> int:
 
 
 class RealMetaWorldEnv(MetaWorldEnv):
-    """One Meta-World task with the reality gap; observations ``{"image": (H, W, 3) uint8}`` only."""
+    """One Meta-World task with the reality gap; observations ``{"image": (H, W, 3) uint8, "agent_pos": (4,) float32}``."""
 
     def __init__(self, task: MetaWorldTask, *, image_size: int, camera: str, rotate_180: bool,
                  geom_rgba: Mapping[str, Sequence[float]] | None, material_rgba: Mapping[str, Sequence[float]] | None,
@@ -42,7 +43,7 @@ class RealMetaWorldEnv(MetaWorldEnv):
         if mass_scale <= 0 or friction_scale < 0 or pixel_noise_std < 0 or camera_jitter_m < 0 or light_diffuse_scale < 0:
             raise ConfigError("real_env.mass_scale must be > 0 and friction_scale, pixel_noise_std, camera_jitter_m, "
                               "light_diffuse_scale >= 0; fix semantics.real_env.")
-        layout = _obs.ObsLayout(state=False, proprio=False, cameras=(("image", str(camera), int(image_size), bool(rotate_180)),))
+        layout = _obs.ObsLayout(state=False, proprio=True, cameras=(("image", str(camera), int(image_size), bool(rotate_180)),))
         super().__init__(task.env_name, None if task.fresh_positions else task.variations(), task.max_episode_steps, layout=layout)
         m = self.sawyer.model
         for name, rgba in (geom_rgba or {}).items():
@@ -60,7 +61,6 @@ class RealMetaWorldEnv(MetaWorldEnv):
         # The look (camera jitter, pixel noise) has its own generator, so a seed gives the same
         # initial state as in the simulator.
         self._look_rng = np.random.default_rng(0)
-        self.observation_space = gym.spaces.Dict({"image": self.observation_space["image"]})
 
     def true_semantics(self) -> np.ndarray:
         """(10,) float32 true semantics. For the annotation oracle and the evaluation only, never the learner."""

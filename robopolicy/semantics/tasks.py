@@ -2,8 +2,9 @@
 
 A :class:`SemanticsTask` gives the semantics vector's names, bounds and error groups, a simulator
 whose state can be set from semantics (``env.unwrapped.set_semantics(s)`` / ``get_semantics()``,
-for pair augmentation), the "real" environment with a visual and dynamics gap (observations
-``{"image"}`` only, ``true_semantics()`` for the oracle and the evaluation), the behaviour policy
+for pair augmentation), the "real" environment with a visual and dynamics gap (observations: the
+camera ``image`` and the robot's own reading ``agent_pos``, the coordinates ``proprio_names``;
+``true_semantics()`` for the oracle and the evaluation), the behaviour policy
 of the offline data, and the scripted expert as a controller on semantics. Implemented by planar
 push (:class:`PlanarPushSemantics`) and Meta-World (:class:`MetaWorldSemantics`).
 """
@@ -23,10 +24,13 @@ class SemanticsTask:
     """Base of the task adapters; see the module docstring.
 
     ``groups``: name -> (slice of the semantics vector, in metres?) for the per-group errors.
+    ``proprio_names``: the coordinates the real robot measures itself, in the order of its ``agent_pos``
+    observation (``semantics.proprio_semantics`` may take them from there: robopolicy/semantics/proprio.py).
     """
 
     task: Task
     names: tuple[str, ...]
+    proprio_names: tuple[str, ...]
     groups: dict[str, tuple[slice, bool]]
 
     @property
@@ -87,6 +91,7 @@ class PlanarPushSemantics(SemanticsTask):
     """Planar push: semantics = pusher xy, puck xy (the whole simulator state)."""
 
     names = ("pusher_x", "pusher_y", "puck_x", "puck_y")
+    proprio_names = names[:2]  # the pusher xy: the env's agent_pos (robopolicy.envs.planar_push.PROPRIO_DIM)
     groups = {"pusher": (slice(0, 2), True), "puck": (slice(2, 4), True)}
 
     def __init__(self, task):
@@ -145,9 +150,10 @@ class MetaWorldSemantics(SemanticsTask):
               "goal": (slice(7, 10), True)}
 
     def __init__(self, task):
-        from robopolicy.envs.metaworld import SEMANTICS_NAMES, MetaWorldExpert
+        from robopolicy.envs.metaworld import PROPRIO_SLICE, SEMANTICS_NAMES, MetaWorldExpert
 
         self.task, self.names = task, SEMANTICS_NAMES
+        self.proprio_names = SEMANTICS_NAMES[PROPRIO_SLICE]  # hand xyz + gripper opening: the env's agent_pos
         self._expert = MetaWorldExpert(task.env_name)
 
     def bounds(self):

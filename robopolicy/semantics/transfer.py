@@ -1,7 +1,9 @@
 """Transfer evaluation: a simulator-trained controller runs in the "real" environment on f(image).
 
 Per episode: the mapper turns the last ``n_frames`` camera frames into semantics, the controller
-acts on them. Tasks: any :class:`~robopolicy.semantics.tasks.SemanticsTask` (planar push,
+acts on them. Coordinates listed in ``semantics.proprio_semantics`` come from the robot's own reading
+(the real environment's ``agent_pos``) instead of the mapper (robopolicy/semantics/proprio.py); the
+controller gets the full vector in the task's order either way. Tasks: any :class:`~robopolicy.semantics.tasks.SemanticsTask` (planar push,
 Meta-World). Measured: success rate with a 95% Wilson interval, semantics error (metres, per group
 of the task: pusher and puck, or hand, object, goal and the gripper) and action error against the same controller fed the true semantics at the
 same states. ``mapper=None`` runs the controller on the true semantics (the reference).
@@ -10,13 +12,15 @@ same states. ``mapper=None`` runs the controller on the true semantics (the refe
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from robopolicy.evaluation.episodes import EpisodeHooks, episode_seeds, run_episode
 from robopolicy.evaluation.stats import wilson_interval
+from robopolicy.envs.observations import PROPRIO_KEY
+from robopolicy.semantics.proprio import SemanticsSplit, semantics_split
 from robopolicy.semantics.tasks import PlanarPushSemantics, SemanticsTask, semantics_task
 
 
@@ -92,11 +96,17 @@ def _step_seed(episode_seed: int, t: int) -> int:
 
 class MapperActor:
     """Actor: the mapper turns the last ``n_frames`` camera images into semantics, the controller acts on
-    them; ``mapper=None`` feeds the controller the true semantics (the reference)."""
+    them; ``mapper=None`` feeds the controller the true semantics (the reference).
 
-    def __init__(self, mapper: Any, controller: Any, n_frames: int = 1):
-        self.mapper, self.controller, self.n_frames = mapper, controller, int(n_frames)
+    ``split``: the task's :class:`~robopolicy.semantics.proprio.SemanticsSplit`; its proprio coordinates
+    come from ``obs["agent_pos"]``, the rest from the mapper. None: the mapper's output as it is.
+    ``last_pred`` (D,) is the vector the controller got."""
+
+    def __init__(self, mapper: Any, controller: Any, n_frames: int = 1, split: SemanticsSplit | None = None):
+        self.mapper, self.controller, self.n_frames, self.split = mapper, controller, int(n_frames), split
         self.last_pred: np.ndarray | None = None
+        if mapper is not None and split is not None:
+            split.check_mapper(getattr(mapper, "semantics_names", None))  # before any episode: a wrong setting stops here
 
     def reset(self, seed: int) -> None:
         self.seed, self.hist, self.last_pred = int(seed), None, None
@@ -109,7 +119,10 @@ class MapperActor:
             self.hist.append(obs["image"])
         if self.mapper is None:
             return self.controller.act(env.true_semantics(), _step_seed(self.seed, t))
-        self.last_pred = self.mapper.predict(np.stack(self.hist)[None])[0][0]
+        pred = self.mapper.predict(np.stack(self.hist)[None])[0]  # (1, D_mapper)
+        if self.split is not None:
+            pred = self.split.assemble(pred, getattr(self.mapper, "semantics_names", None), np.asarray(obs[PROPRIO_KEY])[None])
+        self.last_pred = pred[0]
         return self.controller.act(self.last_pred, _step_seed(self.seed, t))
 
 
@@ -130,8 +143,13 @@ class _ErrorsAgainstTruth(EpisodeHooks):
 
 
 def evaluate_transfer(mapper: Any, controller: Any, task: Any, real_env_cfg: dict, episodes: int,
-                      seed: int, n_frames: int = 1) -> dict:
+                      seed: int, n_frames: int = 1, proprio: Sequence[str] = ()) -> dict:
     """Run ``episodes`` episodes in the real environment; see the module docstring.
+
+    ``proprio``: ``semantics.proprio_semantics``, the coordinates read from the robot instead of the mapper.
+    The semantics errors are those of the vector the controller got: a coordinate read from the robot is
+    exact, so a group read wholly from it reports 0 (kept, so tables of runs with and without the setting
+    line up; the mean ``semantics_error_m`` counts it as 0 too, compare the groups the mapper predicts).
 
     Episodes follow the shared protocol (:mod:`robopolicy.evaluation.episodes`): episode i resets
     with ``seed * SEED_BLOCK + i`` and ends at its first success or the step limit. Returns
@@ -141,10 +159,11 @@ def evaluate_transfer(mapper: Any, controller: Any, task: Any, real_env_cfg: dic
     action error. ``task``: a SemanticsTask or a task that has one; the controller is bound to it.
     """
     task = semantics_task(task)
+    split = semantics_split(task, proprio)
+    actor = MapperActor(mapper, controller, n_frames, split)
     if hasattr(controller, "bind"):
         controller.bind(task)
     env = task.make_real_env(**real_env_cfg)
-    actor = MapperActor(mapper, controller, n_frames)
     errors = _ErrorsAgainstTruth(actor, task)
     records = []
     try:
@@ -171,16 +190,22 @@ def _summary(task: SemanticsTask, per_group: dict[str, np.ndarray]) -> dict:
     return out
 
 
-def offline_semantics_error(mapper: Any, images: np.ndarray, truth: np.ndarray, task: Any = None) -> dict:
+def offline_semantics_error(mapper: Any, images: np.ndarray, truth: np.ndarray, task: Any = None,
+                            proprio: Sequence[str] = ()) -> dict:
     """images (N, K, H, W, 3), truth (N, D) -> mean position error (m, averaged over the task's position
     groups) with its standard error over frames, and each group's mean (``offline_<group>_error[_m]``).
-    ``task``: a SemanticsTask or a task that has one; None = planar push's groups (D = 4)."""
-    groups = semantics_task(task).groups if task is not None else PlanarPushSemantics.groups
+    ``task``: a SemanticsTask or a task that has one; None = planar push's groups (D = 4).
+    ``proprio`` (needs ``task``): coordinates read from the robot, whose reading at a recorded frame is the
+    true value (exact encoders), so, as in :func:`evaluate_transfer`, a group read wholly from it is 0."""
+    sem = semantics_task(task) if task is not None else None
+    groups = sem.groups if sem is not None else PlanarPushSemantics.groups
     pred = mapper.predict(images)[0]
+    if sem is not None:
+        split = semantics_split(sem, proprio)
+        pred = split.assemble(pred, getattr(mapper, "semantics_names", None), split.reading_from_truth(truth))
     per = {g: (np.linalg.norm(pred[:, sl] - truth[:, sl], axis=1) if m else np.abs(pred[:, sl] - truth[:, sl]).mean(1))
            for g, (sl, m) in groups.items()}
     e = np.mean(np.stack([per[g] for g, (_, m) in groups.items() if m]), axis=0)
     out = {"offline_error_m": float(e.mean()), "offline_error_se_m": float(e.std(ddof=1) / np.sqrt(len(e))) if len(e) > 1 else 0.0}
-    if len(groups) > 2:
-        out.update({f"offline_{g}_error_m" if m else f"offline_{g}_error": float(per[g].mean()) for g, (_, m) in groups.items()})
+    out.update({f"offline_{g}_error_m" if m else f"offline_{g}_error": float(per[g].mean()) for g, (_, m) in groups.items()})
     return out
