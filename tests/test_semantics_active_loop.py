@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
+from _semantics_toys import dot_frames, tiny_loop_cfg
 from omegaconf import OmegaConf
 
 from robopolicy.semantics import active
 from robopolicy.semantics.data import RealEpisodes
 from robopolicy.semantics.oracle import AnnotationOracle
 from robopolicy.semantics.strategies import RandomFrames, Variance
-from robopolicy.training.config import trainer_config
 
 
 def _toy(n_episodes=3, length=8, size=16, seed=0):
@@ -17,26 +17,14 @@ def _toy(n_episodes=3, length=8, size=16, seed=0):
     images, actions, truths = [], [], []
     for _ in range(n_episodes):
         xy = np.cumsum(rng.uniform(-0.1, 0.1, (length, 2)), 0).clip(-0.8, 0.8).astype(np.float32)
-        img = np.zeros((length, size, size, 3), np.uint8)
-        for t, (x, y) in enumerate(xy):
-            c, r = int((x + 1) / 2 * (size - 2)), int((1 - (y + 1) / 2) * (size - 2))
-            img[t, r : r + 2, c : c + 2] = 255
-        images.append(img)
+        images.append(dot_frames(xy, size))
         actions.append(np.zeros((length - 1, 2), np.float32))
         truths.append(np.c_[xy, np.zeros_like(xy)])
     return RealEpisodes(images, actions), truths
 
 
 def _cfg(steps=3):
-    return OmegaConf.create({
-        "segment_length": 1, "transition_noise": 0.0, "per_round": 2, "pool_stride": 1,
-        "semantics_low": [-1, -1, -1, -1], "semantics_high": [1, 1, 1, 1], "train_schedule": {"steps": steps},
-        "mapper": {"members": 2, "n_frames": 1, "hidden_dim": 8, "color_jitter": 0.0, "bootstrap": True,
-                   "encoder": {"_target_": "robopolicy.nets.encoders.SmallConvEncoder", "feature_dim": 8, "channels": [4, 4],
-                               "strides": [2, 1], "padding": 1, "activation": "mish", "groups": 2, "plain_last": True, "num_kp": 4}},
-        "trainer": trainer_config({"batch_size": 4, "device": "cpu", "progress": False, "ema": {"enabled": False}, "val_every": 0,
-                                   "ckpt_every": 0, "log_every": 100, "optim": {"lr": 1e-3, "warmup_steps": 1},
-                                   "wandb": {"mode": "disabled"}})})
+    return tiny_loop_cfg([-1, -1, -1, -1], [1, 1, 1, 1], steps)
 
 
 def test_every_round_trains_the_configured_steps_whatever_the_labelled_set(tmp_path, monkeypatch):

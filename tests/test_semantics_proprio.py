@@ -5,6 +5,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+from _semantics_toys import dot_frames, tiny_loop_cfg
 from omegaconf import OmegaConf
 
 from robopolicy.cli._hydra import CONF_DIR
@@ -14,7 +15,6 @@ from robopolicy.semantics.data import RealEpisodes
 from robopolicy.semantics.oracle import AnnotationOracle
 from robopolicy.semantics.proprio import semantics_split
 from robopolicy.semantics.strategies import RandomFrames
-from robopolicy.training.config import trainer_config
 
 PUSH = SimpleNamespace(name="planar_push", names=("pusher_x", "pusher_y", "puck_x", "puck_y"), proprio_names=("pusher_x", "pusher_y"))
 PUSHER = ["pusher_x", "pusher_y"]
@@ -26,26 +26,14 @@ def _toy(n_episodes=2, length=6, size=16, seed=0):
     images, actions, truths = [], [], []
     for _ in range(n_episodes):
         xy = rng.uniform(-0.8, 0.8, (length, 2)).astype(np.float32)
-        img = np.zeros((length, size, size, 3), np.uint8)
-        for t, (x, y) in enumerate(xy):
-            c, r = int((x + 1) / 2 * (size - 2)), int((1 - (y + 1) / 2) * (size - 2))
-            img[t, r : r + 2, c : c + 2] = 255
-        images.append(img)
+        images.append(dot_frames(xy, size))
         actions.append(np.zeros((length - 1, 2), np.float32))
         truths.append(np.c_[xy, 0.5 + xy / 2])
     return RealEpisodes(images, actions), truths
 
 
 def _cfg():
-    return OmegaConf.create({
-        "segment_length": 1, "transition_noise": 0.0, "per_round": 2, "pool_stride": 1,
-        "semantics_low": [-1, -1, -2, -2], "semantics_high": [1, 1, 2, 2], "train_schedule": {"steps": 2},
-        "mapper": {"members": 2, "n_frames": 1, "hidden_dim": 8, "color_jitter": 0.0, "bootstrap": True,
-                   "encoder": {"_target_": "robopolicy.nets.encoders.SmallConvEncoder", "feature_dim": 8, "channels": [4, 4],
-                               "strides": [2, 1], "padding": 1, "activation": "mish", "groups": 2, "plain_last": True, "num_kp": 4}},
-        "trainer": trainer_config({"batch_size": 4, "device": "cpu", "progress": False, "ema": {"enabled": False}, "val_every": 0,
-                                   "ckpt_every": 0, "log_every": 100, "optim": {"lr": 1e-3, "warmup_steps": 1},
-                                   "wandb": {"mode": "disabled"}})})
+    return tiny_loop_cfg([-1, -1, -2, -2], [1, 1, 2, 2], steps=2)
 
 
 def _loop(tmp_path, proprio):
