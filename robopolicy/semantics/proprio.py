@@ -54,13 +54,19 @@ class SemanticsSplit:
                               f"set {setting} so the robot's reading supplies them.")
         return got
 
-    def assemble(self, pred: np.ndarray, mapper_names: Sequence[str] | None, reading: np.ndarray) -> np.ndarray:
-        """pred (N, len(mapper_names)) from the mapper, reading (N, len(measured)) from the robot -> (N, D) float32
-        in the task's order: the listed proprio coordinates from the reading, every other one from the mapper."""
+    def columns(self, mapper_names: Sequence[str] | None) -> np.ndarray:
+        """(D,) column of each task coordinate in ``[mapper output | robot reading]`` (checked once; see
+        :meth:`assemble`): the listed proprio coordinates index the reading, every other one the mapper."""
         got = self.check_mapper(mapper_names)
-        pred, reading = np.asarray(pred, np.float32), np.asarray(reading, np.float32)
-        cols = [reading[:, self.measured.index(n)] if n in self.proprio else pred[:, got.index(n)] for n in self.names]
-        return np.stack(cols, axis=1)
+        return np.array([len(got) + self.measured.index(n) if n in self.proprio else got.index(n) for n in self.names], int)
+
+    def assemble(self, pred: np.ndarray, mapper_names: Sequence[str] | None, reading: np.ndarray,
+                 columns: np.ndarray | None = None) -> np.ndarray:
+        """pred (N, len(mapper_names)) from the mapper, reading (N, len(measured)) from the robot -> (N, D) float32
+        in the task's order: the listed proprio coordinates from the reading, every other one from the mapper.
+        ``columns``: :meth:`columns` of ``mapper_names``, for callers that assemble every step."""
+        cols = self.columns(mapper_names) if columns is None else columns
+        return np.concatenate([np.asarray(pred, np.float32), np.asarray(reading, np.float32)], axis=1)[:, cols]
 
     def reading_from_truth(self, truth: np.ndarray) -> np.ndarray:
         """truth (N, D) -> the robot's reading (N, len(measured)) at those frames (exact encoders: the true values)."""

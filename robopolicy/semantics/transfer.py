@@ -105,8 +105,9 @@ class MapperActor:
     def __init__(self, mapper: Any, controller: Any, n_frames: int = 1, split: SemanticsSplit | None = None):
         self.mapper, self.controller, self.n_frames, self.split = mapper, controller, int(n_frames), split
         self.last_pred: np.ndarray | None = None
-        if mapper is not None and split is not None:
-            split.check_mapper(getattr(mapper, "semantics_names", None))  # before any episode: a wrong setting stops here
+        self._names = getattr(mapper, "semantics_names", None)
+        # Checked and mapped once, before any episode: a wrong setting stops here, and act() only gathers.
+        self._columns = split.columns(self._names) if mapper is not None and split is not None else None
 
     def reset(self, seed: int) -> None:
         self.seed, self.hist, self.last_pred = int(seed), None, None
@@ -121,7 +122,7 @@ class MapperActor:
             return self.controller.act(env.true_semantics(), _step_seed(self.seed, t))
         pred = self.mapper.predict(np.stack(self.hist)[None])[0]  # (1, D_mapper)
         if self.split is not None:
-            pred = self.split.assemble(pred, getattr(self.mapper, "semantics_names", None), np.asarray(obs[PROPRIO_KEY])[None])
+            pred = self.split.assemble(pred, self._names, np.asarray(obs[PROPRIO_KEY])[None], self._columns)
         self.last_pred = pred[0]
         return self.controller.act(self.last_pred, _step_seed(self.seed, t))
 
