@@ -56,7 +56,8 @@ def test_set_semantics_puts_hand_gripper_object_and_goal_there(sem):
 # The simulator's own look and physics through one small camera (conf/semantics/real_env/metaworld.yaml has the real gap).
 NO_GAP = {"image_size": 32, "camera": "corner3", "rotate_180": True, "geom_rgba": None, "material_rgba": None,
           "light_diffuse_scale": 1.0, "light_dir": None, "camera_shift_m": [0.0, 0.0, 0.0], "camera_jitter_m": 0.0,
-          "pixel_noise_std": 0.0, "object_body": "obj", "object_geom": "objGeom", "mass_scale": 1.0, "friction_scale": 1.0}
+          "camera_lookat": None, "pixel_noise_std": 0.0, "object_body": "obj", "object_geom": "objGeom", "mass_scale": 1.0,
+          "friction_scale": 1.0}
 
 
 def test_real_env_hides_the_state_and_differs_in_look(sem):
@@ -71,6 +72,29 @@ def test_real_env_hides_the_state_and_differs_in_look(sem):
     assert np.abs(a["image"].astype(int) - b["image"].astype(int)).mean() > 2.0
     env.close()
     look.close()
+
+
+def test_camera_lookat_puts_the_point_on_the_optical_axis_with_the_table_level(sem):
+    import mujoco
+
+    target = np.array([0.05, 0.7, 0.02])
+    env = sem.make_real_env(**{**NO_GAP, "camera": "topview", "rotate_180": False, "camera_shift_m": [0.1, 0.6, -0.9],
+                               "camera_lookat": target.tolist()})
+    env.reset(seed=2)
+    m, d = env.sawyer.model, env.sawyer.data
+    cam = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, "topview")
+    frame = d.cam_xmat[cam].reshape(3, 3)  # columns: the camera's x (right), y (up), z (back) in world coordinates
+    to_target = (target - d.cam_xpos[cam]) / np.linalg.norm(target - d.cam_xpos[cam])
+    np.testing.assert_allclose(-frame[:, 2], to_target, atol=1e-6)  # MuJoCo cameras look along their -z
+    assert abs(frame[2, 0]) < 1e-6  # no roll: the picture's horizontal stays level with the table
+    env.close()
+
+
+def test_camera_lookat_refuses_a_camera_that_moves_with_a_body(sem):
+    from robopolicy.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fixed in the world"):
+        sem.make_real_env(**{**NO_GAP, "camera": "behindGripper", "camera_lookat": [0.0, 0.7, 0.0]})
 
 
 def test_real_env_reading_is_the_true_hand_and_gripper(sem):

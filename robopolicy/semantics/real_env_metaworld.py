@@ -2,7 +2,8 @@
 
 The gap is a set of MuJoCo model edits on the task's own scene: geom and material colours
 (``geom_rgba``, ``mat_rgba``), light strength and direction (``light_diffuse``, ``light_dir``), a
-fixed camera shift plus a per-episode jitter (``cam_pos``), Gaussian pixel noise, and the main
+fixed camera shift plus a per-episode jitter (``cam_pos``), optionally the camera re-aimed at a point of
+the workspace (``camera_lookat``, ``cam_quat``: a camera mounted where it sees the objects), Gaussian pixel noise, and the main
 object's mass and sliding friction (``body_mass``, ``geom_friction``). Observations hold the
 ``image`` and the robot's own reading ``agent_pos`` (hand xyz + gripper opening, exact, as its
 encoders give it; what ``semantics.proprio_semantics`` takes instead of the mapper's estimate). The
@@ -31,13 +32,34 @@ def _id(model, kind, name: str, what: str) -> int:
     return i
 
 
+def look_at_quat(pos: Sequence[float], target: Sequence[float]) -> np.ndarray:
+    """(4,) MuJoCo quaternion of a camera at ``pos`` looking at ``target`` with the world's z up in the picture.
+
+    A MuJoCo camera looks along its local -z with local +y up; the frame's columns are those axes in
+    world coordinates, and ``mujoco.mju_mat2Quat`` turns the frame into the quaternion.
+    """
+    back = np.asarray(pos, np.float64) - np.asarray(target, np.float64)
+    if np.linalg.norm(back) < 1e-6:
+        raise ConfigError("real_env.camera_lookat is the camera's own position; aim it at a point of the workspace.")
+    z = back / np.linalg.norm(back)
+    x = np.cross([0.0, 0.0, 1.0], z)
+    if np.linalg.norm(x) < 1e-6:  # looking straight down or up: keep the world's y up in the picture
+        x = np.cross([0.0, 1.0, 0.0], z)
+    x /= np.linalg.norm(x)
+    frame = np.column_stack([x, np.cross(z, x), z])
+    quat = np.zeros(4)
+    mujoco.mju_mat2Quat(quat, frame.reshape(-1))
+    return quat
+
+
 class RealMetaWorldEnv(MetaWorldEnv):
     """One Meta-World task with the reality gap; observations ``{"image": (H, W, 3) uint8, "agent_pos": (4,) float32}``."""
 
     def __init__(self, task: MetaWorldTask, *, image_size: int, camera: str, rotate_180: bool,
                  geom_rgba: Mapping[str, Sequence[float]] | None, material_rgba: Mapping[str, Sequence[float]] | None,
                  light_diffuse_scale: float, light_dir: Sequence[float] | None, camera_shift_m: Sequence[float],
-                 camera_jitter_m: float, pixel_noise_std: float, object_body: str, object_geom: str, mass_scale: float,
+                 camera_jitter_m: float, camera_lookat: Sequence[float] | None, pixel_noise_std: float, object_body: str,
+                 object_geom: str, mass_scale: float,
                  friction_scale: float):
         # No defaults: the gap is conf/semantics/real_env/metaworld.yaml's.
         if mass_scale <= 0 or friction_scale < 0 or pixel_noise_std < 0 or camera_jitter_m < 0 or light_diffuse_scale < 0:
@@ -57,6 +79,11 @@ class RealMetaWorldEnv(MetaWorldEnv):
         m.geom_friction[_id(m, mujoco.mjtObj.mjOBJ_GEOM, object_geom, "geom"), 0] *= float(friction_scale)
         self._cam = _id(m, mujoco.mjtObj.mjOBJ_CAMERA, str(camera), "camera")
         self._cam_pos0 = m.cam_pos[self._cam] + np.asarray(camera_shift_m, np.float64)
+        if camera_lookat is not None:
+            if m.cam_bodyid[self._cam] != 0:
+                raise ConfigError(f"real_env.camera_lookat needs a camera fixed in the world; {camera!r} moves with a body. "
+                                  "Pick a world camera (corner, corner2, corner3, topview) or set camera_lookat: null.")
+            m.cam_quat[self._cam] = look_at_quat(self._cam_pos0, camera_lookat)
         self.camera_jitter_m, self.pixel_noise_std = float(camera_jitter_m), float(pixel_noise_std)
         # The look (camera jitter, pixel noise) has its own generator, so a seed gives the same
         # initial state as in the simulator.
