@@ -87,6 +87,27 @@ def test_sweep_cache_gives_back_the_stored_data_without_recomputing(tmp_path):
     np.testing.assert_array_equal(np.concatenate(got.images), np.concatenate(data.images))
     np.testing.assert_array_equal(np.concatenate(got_truths), np.concatenate(truths))
 
+def test_cached_episodes_of_a_setting_never_run_are_refused(tmp_path):
+    from robopolicy.errors import ConfigError
+    from robopolicy.semantics.experiment import cached_episodes
+
+    cfg = OmegaConf.create({"cache_dir": str(tmp_path), "task": {"a": 1}, "real_env": {}, "data": {}, "transfer": {},
+                            "vae": {}, "vae_trainer": {}})
+    with pytest.raises(ConfigError, match="No offline episodes of this setting"):
+        cached_episodes(cfg, "offline")
+
+
+def test_cached_episodes_are_those_the_run_stored(tmp_path):
+    from robopolicy.semantics.experiment import _Cache, cached_episodes
+
+    cfg = OmegaConf.create({"cache_dir": str(tmp_path), "task": {"a": 1}, "real_env": {}, "data": {}, "transfer": {},
+                            "vae": {}, "vae_trainer": {}})
+    data, truths = _toy()
+    _Cache(cfg).episodes("test", lambda: (data, truths))
+    got, _ = cached_episodes(cfg, "test")
+    np.testing.assert_array_equal(np.concatenate(got.images), np.concatenate(data.images))
+
+
 def test_sweep_cache_keeps_settings_apart(tmp_path):
     from robopolicy.semantics.experiment import _Cache
 

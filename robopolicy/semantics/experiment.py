@@ -117,6 +117,14 @@ class _Cache:
         return value
 
 
+def cached_episodes(cfg: DictConfig, name: str) -> tuple[RealEpisodes, list[np.ndarray]]:
+    """The ``"offline"`` or ``"test"`` episodes that a ``mode=active`` run of this setting kept in ``cfg.cache_dir``."""
+    def missing():
+        raise ConfigError(f"No {name} episodes of this setting in cache_dir={cfg.get('cache_dir')!r}; pass the overrides "
+                          "of the mode=active run that made it (task, real_env, data, transfer, vae), cache_dir included.")
+    return _Cache(cfg).episodes(name, missing)
+
+
 def run_active_experiment(cfg: DictConfig, strategies: list[str] | None = None, per_round: int | None = None) -> dict:
     seed_everything(int(cfg.seed))
     task = _task(cfg)
