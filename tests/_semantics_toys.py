@@ -13,7 +13,7 @@ def tiny_loop_cfg(low: list[float], high: list[float], steps: int) -> DictConfig
     return OmegaConf.create({
         "segment_length": 1, "transition_noise": 0.0, "per_round": 2, "pool_stride": 1,
         "semantics_low": list(low), "semantics_high": list(high), "train_schedule": {"steps": steps},
-        "mapper": {"members": 2, "n_frames": 1, "hidden_dim": 8, "color_jitter": 0.0, "bootstrap": True,
+        "mapper": {"members": 2, "n_frames": 1, "hidden_dim": 8, "color_jitter": 0.0, "bootstrap": True, "proprio_input": False,
                    "encoder": {"_target_": "robopolicy.nets.encoders.SmallConvEncoder", "feature_dim": 8, "channels": [4, 4],
                                "strides": [2, 1], "padding": 1, "activation": "mish", "groups": 2, "plain_last": True, "num_kp": 4}},
         "trainer": trainer_config({"batch_size": 4, "device": "cpu", "progress": False, "ema": {"enabled": False}, "val_every": 0,

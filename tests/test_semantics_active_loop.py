@@ -32,9 +32,9 @@ def test_every_round_trains_the_configured_steps_whatever_the_labelled_set(tmp_p
     seen = []
     real_train = active.train_mapper
 
-    def spy(model, images, semantics, trainer_cfg, run_dir, seed, bootstrap):
+    def spy(model, images, semantics, trainer_cfg, run_dir, seed, bootstrap, reading=None):
         seen.append((len(images), int(trainer_cfg.steps)))
-        return real_train(model, images, semantics, trainer_cfg, run_dir, seed=seed, bootstrap=bootstrap)
+        return real_train(model, images, semantics, trainer_cfg, run_dir, seed=seed, bootstrap=bootstrap, reading=reading)
 
     monkeypatch.setattr(active, "train_mapper", spy)
     oracle = AnnotationOracle(truths, budget=6, noise_std=0.0)

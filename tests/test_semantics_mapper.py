@@ -50,7 +50,8 @@ def test_mapper_learns_dot_position(tmp_path):
 
 def test_mapper_rejects_wrong_frames():
     model = MapperEnsemble((16, 16, 3), n_frames=2, semantics_low=[0, 0], semantics_high=[1, 1], members=1,
-                           hidden_dim=MAPPER["hidden_dim"], color_jitter=MAPPER["color_jitter"], encoder=MAPPER["encoder"])
+                           hidden_dim=MAPPER["hidden_dim"], color_jitter=MAPPER["color_jitter"], encoder=MAPPER["encoder"],
+                           reading_low=None, reading_high=None)
     with pytest.raises(DataError, match="n_frames"):
         model.predict(np.zeros((1, 1, 16, 16, 3), np.uint8))
     assert model.predict(np.zeros((4, 2, 16, 16, 3), np.uint8))[1].shape == (1, 4, 2)
@@ -92,4 +93,4 @@ def test_mapper_without_an_encoder_is_a_config_error():
 
     with pytest.raises(ConfigError, match="mapper.encoder"):
         MapperEnsemble((16, 16, 3), n_frames=1, semantics_low=[0], semantics_high=[1], encoder=None, members=1, hidden_dim=8,
-                       color_jitter=0.0)
+                       color_jitter=0.0, reading_low=None, reading_high=None)

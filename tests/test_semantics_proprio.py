@@ -49,7 +49,7 @@ class GarbageMapper:
 
     n_frames = 1
 
-    def predict(self, images):
+    def predict(self, images, reading=None):
         return np.full((len(images), 4), 9.0, np.float32), None
 
 
@@ -133,7 +133,7 @@ def test_actor_places_a_subset_mapper_output_by_name():
     class PuckOnly(GarbageMapper):
         semantics_names = ("puck_x", "puck_y")
 
-        def predict(self, images):
+        def predict(self, images, reading=None):
             return np.array([[3.0, 4.0]], np.float32), None
 
     ctrl = Recorder()

@@ -23,6 +23,8 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--proprio", nargs="*", default=[])
+    ap.add_argument("--transfer", type=int, default=0,
+                    help="also run the run's controller on this mapper for this many transfer episodes (transfer.seed's block)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
 
@@ -36,7 +38,8 @@ def main() -> None:
     from robopolicy.semantics.mapper import build_mapper, train_mapper
     from robopolicy.semantics.proprio import semantics_split
     from robopolicy.semantics.tasks import semantics_task
-    from robopolicy.semantics.transfer import offline_semantics_error
+    from robopolicy.semantics.experiment import controller_for
+    from robopolicy.semantics.transfer import evaluate_transfer, offline_semantics_error
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("semantics", overrides=list(args.overrides))
@@ -49,14 +52,21 @@ def main() -> None:
     split = semantics_split(task, args.proprio)
     cols = split.predicted_index
     low, high = (np.asarray(b)[cols] for b in task.bounds())
-    mapper = build_mapper(cfg.mapper, images.shape[2:], low, high, split.predicted_names)
+    reading_bounds = split.reading_bounds(*task.bounds()) if cfg.mapper.proprio_input else None
+    mapper = build_mapper(cfg.mapper, images.shape[2:], low, high, split.predicted_names, reading_bounds)
     t0 = time.perf_counter()
     mapper = train_mapper(mapper, images, truth[:, cols], OmegaConf.merge(cfg.trainer, {"steps": args.steps}),
-                          args.out, seed=int(cfg.seed), bootstrap=bool(cfg.mapper.bootstrap))
-    err = offline_semantics_error(mapper, test_images, test_truth, task, args.proprio)
+                          args.out, seed=int(cfg.seed), bootstrap=bool(cfg.mapper.bootstrap),
+                          reading=offline.reading(np.arange(offline.n_frames)))
+    err = offline_semantics_error(mapper, test_images, test_truth, task, args.proprio, test.reading(np.arange(test.n_frames)))
     print(f"{len(images)} labelled frames, {args.steps} steps, {time.perf_counter() - t0:.0f} s")
-    for k, v in err.items():
-        print(f"  {k}: {100 * v:.2f} cm" if k.endswith("_m") else f"  {k}: {v:.4f}")
+    if args.transfer > 0:
+        real = OmegaConf.to_container(cfg.real_env, resolve=True)
+        out = evaluate_transfer(mapper, controller_for(cfg, task), task, real, args.transfer, int(cfg.transfer.seed), k, args.proprio)
+        err.update({key: out[key] for key in out if key.endswith("_m") or key == "success_rate"})
+        err["ci95"] = out["ci95"]
+    for key, v in err.items():
+        print(f"  {key}: {100 * v:.2f} cm" if key.endswith("_m") else f"  {key}: {v}")
 
 
 if __name__ == "__main__":

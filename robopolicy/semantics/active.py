@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 from omegaconf import OmegaConf
 
+from robopolicy.errors import ConfigError
 from robopolicy.semantics.augment import LabelSet
 from robopolicy.semantics.data import RealEpisodes
 from robopolicy.semantics.mapper import MapperEnsemble, build_mapper, load_mapper, train_mapper
@@ -97,6 +98,12 @@ def run_active(strategy: Strategy, data: RealEpisodes, oracle: AnnotationOracle,
     cols = np.arange(len(cfg.semantics_low)) if split is None else split.predicted_index
     names = None if split is None else list(split.predicted_names)
     low, high = [float(cfg.semantics_low[int(i)]) for i in cols], [float(cfg.semantics_high[int(i)]) for i in cols]
+    reading_bounds = None
+    if bool(cfg.mapper.proprio_input):  # the mapper's head also gets the robot's reading at each frame
+        if split is None or data.proprio is None:
+            raise ConfigError("mapper.proprio_input=true needs the robot's reading with every offline frame (RealEpisodes.proprio) "
+                              "and the task's split (split=); these episodes have none: collect them again (a new cache_dir).")
+        reading_bounds = split.reading_bounds(cfg.semantics_low, cfg.semantics_high)
     mapper, records, r = None, [], 0
     if resume:
         r, records = _load_state(run_dir, labels, rng, oracle, noise_rng)
@@ -106,7 +113,7 @@ def run_active(strategy: Strategy, data: RealEpisodes, oracle: AnnotationOracle,
         preds = None
         if strategy.needs_ensemble and mapper is not None:
             ids = np.arange(0, data.n_frames, stride)
-            _, sub = mapper.predict(data.stacked(ids, n_frames))
+            _, sub = mapper.predict(data.stacked(ids, n_frames), data.reading(ids))
             preds = np.zeros((sub.shape[0], data.n_frames, sub.shape[2]), np.float32)
             preds[:, ids] = sub
         pool = Pool(labels, seg, latents, preds)
@@ -117,10 +124,11 @@ def run_active(strategy: Strategy, data: RealEpisodes, oracle: AnnotationOracle,
             s = oracle.annotate(int(data.episode_of[f]), int(data.t_of[f]))
             labels.add(int(f), s, sim_env, seg, transition_std, noise_rng)
         ids = labels.labeled
-        mapper = build_mapper(cfg.mapper, image_shape, low, high, names)
+        mapper = build_mapper(cfg.mapper, image_shape, low, high, names, reading_bounds)
         trainer_cfg = OmegaConf.merge(cfg.trainer, {"steps": steps})
         mapper = train_mapper(mapper, data.stacked(ids, n_frames), labels.labels[ids][:, cols], trainer_cfg,
-                              run_dir / f"round_{r:02d}", seed=seed + r, bootstrap=bool(cfg.mapper.bootstrap))
+                              run_dir / f"round_{r:02d}", seed=seed + r, bootstrap=bool(cfg.mapper.bootstrap),
+                              reading=data.reading(ids))
         rec = {"round": r, "annotations": oracle.requests, "labeled_frames": int(len(ids)), "train_steps": steps}
         if on_round is not None:
             rec.update(on_round(mapper, labels, oracle.requests))

@@ -1,6 +1,6 @@
 """Offline "real" data: camera image trajectories with logged actions from a behaviour policy.
 
-The learner sees :class:`RealEpisodes` (images and actions, no semantics). The true semantics are
+The learner sees :class:`RealEpisodes` (images, actions and the robot's own reading, no semantics). The true semantics are
 returned separately by :func:`collect_real_episodes`, to be handed only to the annotation oracle
 and to the evaluation. Frames are numbered globally: ``episode_of[i]``, ``t_of[i]`` give the
 episode and step of frame ``i``; an episode of T actions has T + 1 frames (the last one is the
@@ -14,17 +14,20 @@ from typing import Any
 
 import numpy as np
 
+from robopolicy.envs.observations import PROPRIO_KEY
 from robopolicy.evaluation.episodes import EpisodeHooks, EpisodeRecord, episode_seeds, run_episode
 from robopolicy.semantics.tasks import SemanticsTask, semantics_task
 
 
 @dataclass
 class RealEpisodes:
-    """images[e]: (T_e + 1, H, W, 3) uint8; actions[e]: (T_e, A) float32."""
+    """images[e]: (T_e + 1, H, W, 3) uint8; actions[e]: (T_e, A) float32; proprio[e]: (T_e + 1, P) float32, the robot's
+    own reading (``agent_pos``) at each frame, as a robot logs its encoders with its camera (None: not recorded)."""
 
     images: list[np.ndarray]
     actions: list[np.ndarray]
     records: list[EpisodeRecord] = field(default_factory=list)  # how each episode went (seed, success, ...)
+    proprio: list[np.ndarray] | None = None
     episode_of: np.ndarray = field(init=False)
     t_of: np.ndarray = field(init=False)
     start_of: np.ndarray = field(init=False)
@@ -52,18 +55,26 @@ class RealEpisodes:
             out.append(self.images[e][ts])
         return np.stack(out) if out else np.zeros((0, n_frames) + self.images[0].shape[1:], np.uint8)
 
+    def reading(self, idx: np.ndarray) -> np.ndarray | None:
+        """idx: (N,) frame ids -> (N, P) float32, the robot's reading at those frames; None when it was not recorded."""
+        if self.proprio is None:
+            return None
+        return np.concatenate(self.proprio)[np.asarray(idx, dtype=int)].astype(np.float32)
+
 
 class _ImagesAndTruth(EpisodeHooks):
-    """Hooks: the camera image and the true semantics after the reset and after every step, and the actions."""
+    """Hooks: the camera image, the robot's reading and the true semantics after the reset and after every step, and the actions."""
 
     def on_reset(self, env, obs, info) -> None:
         self.images, self.actions, self.truth = [obs["image"]], [], [env.true_semantics()]
+        self.proprio = [np.asarray(obs[PROPRIO_KEY], np.float32)]
 
     def before_step(self, env, t, obs, action) -> None:
         self.actions.append(action)
 
     def after_step(self, env, t, obs, reward, info) -> None:
         self.images.append(obs["image"])
+        self.proprio.append(np.asarray(obs[PROPRIO_KEY], np.float32))
         self.truth.append(env.true_semantics())
 
 
@@ -84,7 +95,7 @@ def collect_real_episodes(task: SemanticsTask | Any, real_env_cfg: dict, episode
     task = semantics_task(task)
     env = task.make_real_env(**real_env_cfg)
     actor = task.behaviour_actor(behaviour_noise)
-    images, actions, truths, records = [], [], [], []
+    images, actions, truths, records, proprio = [], [], [], [], []
     try:
         for s in episode_seeds(seed, episodes):
             hook = _ImagesAndTruth()
@@ -93,6 +104,7 @@ def collect_real_episodes(task: SemanticsTask | Any, real_env_cfg: dict, episode
             images.append(np.stack(hook.images))
             actions.append(np.stack(hook.actions).astype(np.float32))
             truths.append(np.stack(hook.truth).astype(np.float32))
+            proprio.append(np.stack(hook.proprio))
     finally:
         env.close()
-    return RealEpisodes(images, actions, records), truths
+    return RealEpisodes(images, actions, records, proprio), truths

@@ -48,7 +48,8 @@ def _proprio(cfg: DictConfig) -> list[str]:
     return [str(n) for n in names]
 
 
-def _controller(cfg: DictConfig, task: SemanticsTask):
+def controller_for(cfg: DictConfig, task: SemanticsTask):
+    """The controller transfer runs: the policy at ``transfer.policy_run_dir``, else the task's scripted expert."""
     if cfg.transfer.policy_run_dir:
         return PolicyController(str(cfg.transfer.policy_run_dir), device=str(cfg.device), task=task)
     return ExpertController(task)
@@ -79,18 +80,22 @@ class _Cache:
         self.dir = Path(cfg.cache_dir) / hashlib.sha256(blob.encode()).hexdigest()[:16] if cfg.get("cache_dir") else None
 
     def episodes(self, name: str, make):
-        """make() -> (RealEpisodes, truths); cached as one npz."""
+        """make() -> (RealEpisodes, truths); cached as one npz (a cache written before the robot's reading was
+        recorded has no ``p<e>`` arrays: its episodes load with ``proprio`` None)."""
         path = None if self.dir is None else self.dir / f"{name}.npz"
         if path is not None and path.exists():
             z = np.load(path)
             n = int(z["n"])
-            return (RealEpisodes([z[f"i{e}"] for e in range(n)], [z[f"a{e}"] for e in range(n)]),
+            proprio = [z[f"p{e}"] for e in range(n)] if n and "p0" in z.files else None
+            return (RealEpisodes([z[f"i{e}"] for e in range(n)], [z[f"a{e}"] for e in range(n)], proprio=proprio),
                     [z[f"s{e}"] for e in range(n)])
         data, truths = make()
         if path is not None:
             arrs = {"n": np.asarray(len(truths))}
             for e in range(len(truths)):
                 arrs.update({f"i{e}": data.images[e], f"a{e}": data.actions[e], f"s{e}": truths[e]})
+                if data.proprio is not None:
+                    arrs[f"p{e}"] = data.proprio[e]
             buf = io.BytesIO()
             np.savez(buf, **arrs)
             atomic_write_bytes(path, buf.getvalue())
@@ -148,9 +153,10 @@ def run_active_experiment(cfg: DictConfig, strategies: list[str] | None = None, 
                                                                         float(d.behaviour_noise)))
     test_ids = np.arange(test.n_frames)
     test_images, test_truth = test.stacked(test_ids, int(cfg.mapper.n_frames)), np.concatenate(test_truths)
+    test_reading = test.reading(test_ids)
     sim = task.make_sim()
     sim.reset(seed=int(cfg.seed))
-    controller = _controller(cfg, task)
+    controller = controller_for(cfg, task)
     reference = cache.record("reference", lambda: evaluate_transfer(None, controller, task, real, int(cfg.transfer.episodes),
                                                                  int(cfg.transfer.seed)))
     latents = None
@@ -166,7 +172,7 @@ def run_active_experiment(cfg: DictConfig, strategies: list[str] | None = None, 
         oracle = make_oracle(cfg, truths)
 
         def on_round(mapper, labels, annotations, _oracle=oracle, name=name):
-            rec = offline_semantics_error(mapper, test_images, test_truth, task, proprio)
+            rec = offline_semantics_error(mapper, test_images, test_truth, task, proprio, test_reading)
             labeled = labels.labeled
             rec["label_error_m"] = float(np.abs(labels.labels[labeled] - np.concatenate(truths)[labeled]).mean())
             if cfg.transfer.every_round or _oracle.remaining == 0:
@@ -202,7 +208,7 @@ def run_transfer(cfg: DictConfig) -> dict:
     mapper = load_mapper(str(cfg.mapper_dir))
     semantics_split(task, proprio).check_mapper(mapper.semantics_names, where=f"The mapper at {str(cfg.mapper_dir)!r}")
     real = OmegaConf.to_container(cfg.real_env, resolve=True)
-    controller = _controller(cfg, task)
+    controller = controller_for(cfg, task)
     out = {"mapper": evaluate_transfer(mapper, controller, task, real, int(cfg.transfer.episodes), int(cfg.transfer.seed), mapper.n_frames,
                                        proprio),
            "true_semantics": evaluate_transfer(None, controller, task, real, int(cfg.transfer.episodes), int(cfg.transfer.seed))}

@@ -68,6 +68,11 @@ class SemanticsSplit:
         cols = self.columns(mapper_names) if columns is None else columns
         return np.concatenate([np.asarray(pred, np.float32), np.asarray(reading, np.float32)], axis=1)[:, cols]
 
+    def reading_bounds(self, low: Sequence[float], high: Sequence[float]) -> tuple[list[float], list[float]]:
+        """The task's bounds (D,) -> those of the robot's reading (len(measured),), for a mapper that takes it as input."""
+        idx = [self.names.index(n) for n in self.measured]
+        return [float(low[i]) for i in idx], [float(high[i]) for i in idx]
+
     def reading_from_truth(self, truth: np.ndarray) -> np.ndarray:
         """truth (N, D) -> the robot's reading (N, len(measured)) at those frames (exact encoders: the true values)."""
         return np.asarray(truth, np.float32)[:, [self.names.index(n) for n in self.measured]]

@@ -120,9 +120,10 @@ class MapperActor:
             self.hist.append(obs["image"])
         if self.mapper is None:
             return self.controller.act(env.true_semantics(), _step_seed(self.seed, t))
-        pred = self.mapper.predict(np.stack(self.hist)[None])[0]  # (1, D_mapper)
+        reading = np.asarray(obs[PROPRIO_KEY], np.float32)[None] if PROPRIO_KEY in obs else None  # (1, P): the robot's own
+        pred = self.mapper.predict(np.stack(self.hist)[None], reading)[0]  # (1, D_mapper)
         if self.split is not None:
-            pred = self.split.assemble(pred, self._names, np.asarray(obs[PROPRIO_KEY])[None], self._columns)
+            pred = self.split.assemble(pred, self._names, reading, self._columns)
         self.last_pred = pred[0]
         return self.controller.act(self.last_pred, _step_seed(self.seed, t))
 
@@ -192,15 +193,17 @@ def _summary(task: SemanticsTask, per_group: dict[str, np.ndarray]) -> dict:
 
 
 def offline_semantics_error(mapper: Any, images: np.ndarray, truth: np.ndarray, task: Any = None,
-                            proprio: Sequence[str] = ()) -> dict:
+                            proprio: Sequence[str] = (), reading: np.ndarray | None = None) -> dict:
     """images (N, K, H, W, 3), truth (N, D) -> mean position error (m, averaged over the task's position
     groups) with its standard error over frames, and each group's mean (``offline_<group>_error[_m]``).
     ``task``: a SemanticsTask or a task that has one; None = planar push's groups (D = 4).
     ``proprio`` (needs ``task``): coordinates read from the robot, whose reading at a recorded frame is the
-    true value (exact encoders), so, as in :func:`evaluate_transfer`, a group read wholly from it is 0."""
+    true value (exact encoders), so, as in :func:`evaluate_transfer`, a group read wholly from it is 0.
+    ``reading`` (N, P): the robot's reading at those frames, for a mapper that takes it as input
+    (``mapper.proprio_input``; :meth:`~robopolicy.semantics.data.RealEpisodes.reading`)."""
     sem = semantics_task(task) if task is not None else None
     groups = sem.groups if sem is not None else PlanarPushSemantics.groups
-    pred = mapper.predict(images)[0]
+    pred = mapper.predict(images, reading)[0]
     if sem is not None:
         split = semantics_split(sem, proprio)
         pred = split.assemble(pred, getattr(mapper, "semantics_names", None), split.reading_from_truth(truth))
