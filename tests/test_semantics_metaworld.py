@@ -1,5 +1,7 @@
 """Image-to-semantics on Meta-World push-v3: semantics, setting the simulator, the real env's gap, the CLI end to end."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
@@ -135,4 +137,16 @@ def test_expert_on_semantics_acts_as_on_the_full_state(sem):
         a = full.act({"state": state}, env)
         np.testing.assert_allclose(sem.expert_action(semantics_from_state(state), None), a, atol=1e-5)
         env.step(a)
+    env.close()
+
+
+def test_the_reaching_phase_takes_the_hand_to_its_random_target_before_the_expert(sem):
+    actor = sem.behaviour_actor(0.0, reach_steps=25)
+    env = sem.make_sim()
+    actor.reset(5)
+    env.reset(seed=5)
+    start = np.linalg.norm(env.get_semantics()[:3] - actor.target)
+    for t in range(25):
+        env.step(actor.act(None, SimpleNamespace(true_semantics=env.get_semantics), t))
+    assert np.linalg.norm(env.get_semantics()[:3] - actor.target) < 0.2 * start
     env.close()

@@ -139,3 +139,4 @@ def test_the_cache_keeps_the_readings(tmp_path):
     _Cache(cfg).episodes("offline", lambda: (data, truths))
     again, _ = _Cache(cfg).episodes("offline", lambda: pytest.fail("the cached episodes were not found"))
     np.testing.assert_array_equal(np.concatenate(again.proprio), np.concatenate(data.proprio))
+

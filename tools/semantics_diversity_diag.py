@@ -85,7 +85,8 @@ def main() -> None:
         z = np.load(cache)
         frames, sem, episode_of, t_of = z["frames"], z["sem"], z["episode_of"], z["t_of"]
     else:
-        data, truths = collect_real_episodes(task, real, int(d.episodes), int(d.seed), float(d.behaviour_noise))
+        data, truths = collect_real_episodes(task, real, int(d.episodes), int(d.seed), float(d.behaviour_noise),
+                                              reach_steps=int(d.reach_steps))
         frames, sem, episode_of, t_of = np.concatenate(data.images), np.concatenate(truths), data.episode_of, data.t_of
         np.savez(cache, frames=frames, sem=sem, episode_of=episode_of, t_of=t_of)
     import torch

@@ -262,6 +262,7 @@ SCHEMAS: dict[str, Schema] = {
         "transition_noise": Float(low=0),
         "data.episodes": Int(low=1),
         "data.behaviour_noise": Float(low=0),
+        "data.reach_steps": Int(low=0),
         "data.test_episodes": Int(low=1),
         "mapper.members": Int(low=1),
         "mapper.n_frames": Int(low=1),

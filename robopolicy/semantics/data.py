@@ -80,10 +80,12 @@ class _ImagesAndTruth(EpisodeHooks):
 
 def collect_real_episodes(task: SemanticsTask | Any, real_env_cfg: dict, episodes: int, seed: int,
                           behaviour_noise: float, steps_after_success: int = 5,
-                          max_steps: int | None = None) -> tuple[RealEpisodes, list[np.ndarray]]:
+                          max_steps: int | None = None, reach_steps: int = 0) -> tuple[RealEpisodes, list[np.ndarray]]:
     """Roll out the noisy scripted expert (acting on the hidden true state) in the real environment.
 
-    ``task``: a :class:`~robopolicy.semantics.tasks.SemanticsTask` or a task that has one.
+    ``task``: a :class:`~robopolicy.semantics.tasks.SemanticsTask` or a task that has one. ``reach_steps``: the
+    first steps of each episode reach to a random point of the effector's box before the expert
+    (``semantics.data.reach_steps``; 0: the expert from the start).
 
     Episodes follow the shared protocol (:mod:`robopolicy.evaluation.episodes`): episode i resets
     with ``seed * SEED_BLOCK + i``, its expert noise comes from a generator seeded by that seed, and
@@ -94,7 +96,7 @@ def collect_real_episodes(task: SemanticsTask | Any, real_env_cfg: dict, episode
     """
     task = semantics_task(task)
     env = task.make_real_env(**real_env_cfg)
-    actor = task.behaviour_actor(behaviour_noise)
+    actor = task.behaviour_actor(behaviour_noise, reach_steps)
     images, actions, truths, records, proprio = [], [], [], [], []
     try:
         for s in episode_seeds(seed, episodes):

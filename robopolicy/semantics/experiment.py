@@ -148,9 +148,10 @@ def run_active_experiment(cfg: DictConfig, strategies: list[str] | None = None, 
         raise ConfigError(f"Unknown strategies {unknown}; pick from {sorted(cfg.strategies)} in run_strategies.")
     d = cfg.data
     cache = _Cache(cfg)
-    data, truths = cache.episodes("offline", lambda: collect_real_episodes(task, real, int(d.episodes), int(d.seed), float(d.behaviour_noise)))
+    data, truths = cache.episodes("offline", lambda: collect_real_episodes(task, real, int(d.episodes), int(d.seed), float(d.behaviour_noise),
+                                                                          reach_steps=int(d.reach_steps)))
     test, test_truths = cache.episodes("test", lambda: collect_real_episodes(task, real, int(d.test_episodes), int(d.test_seed),
-                                                                        float(d.behaviour_noise)))
+                                                                        float(d.behaviour_noise), reach_steps=int(d.reach_steps)))
     test_ids = np.arange(test.n_frames)
     test_images, test_truth = test.stacked(test_ids, int(cfg.mapper.n_frames)), np.concatenate(test_truths)
     test_reading = test.reading(test_ids)

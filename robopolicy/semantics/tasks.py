@@ -26,11 +26,14 @@ class SemanticsTask:
     ``groups``: name -> (slice of the semantics vector, in metres?) for the per-group errors.
     ``proprio_names``: the coordinates the real robot measures itself, in the order of its ``agent_pos``
     observation (``semantics.proprio_semantics`` may take them from there: robopolicy/semantics/proprio.py).
+    ``effector_names``: the position coordinates the robot moves directly (hand or pusher), for
+    :meth:`reach_action`.
     """
 
     task: Task
     names: tuple[str, ...]
     proprio_names: tuple[str, ...]
+    effector_names: tuple[str, ...]
     groups: dict[str, tuple[slice, bool]]
 
     @property
@@ -58,9 +61,20 @@ class SemanticsTask:
         """The ``state`` observation a state-trained policy reads, built from semantics."""
         raise NotImplementedError
 
-    def behaviour_actor(self, noise: float):
-        """Actor (:mod:`robopolicy.evaluation.episodes`) of the offline data: the noisy expert on the true state."""
-        return _NoisyExpertActor(self, float(noise))
+    def reach_action(self, s: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """The action that moves the effector (``effector_names``) from its position in ``s`` towards ``target``."""
+        raise NotImplementedError
+
+    def effector_box(self) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) of the effector's position: the task's bounds of ``effector_names``."""
+        low, high = self.bounds()
+        idx = [self.names.index(n) for n in self.effector_names]
+        return np.asarray(low)[idx], np.asarray(high)[idx]
+
+    def behaviour_actor(self, noise: float, reach_steps: int = 0):
+        """Actor (:mod:`robopolicy.evaluation.episodes`) of the offline data: the noisy expert on the true state,
+        after ``reach_steps`` steps of reaching to a random point (``semantics.data.reach_steps``; 0: none)."""
+        return _reach_first(self, _NoisyExpertActor(self, float(noise)), reach_steps)
 
     def group_errors(self, pred: np.ndarray, true: np.ndarray) -> dict[str, np.ndarray]:
         """pred, true (N, D) -> per group (N,) errors: Euclidean for position groups (m), absolute otherwise."""
@@ -87,11 +101,38 @@ class _NoisyExpertActor:
         return np.clip(a, -1.0, 1.0).astype(np.float32)
 
 
+class _ReachFirst:
+    """The first ``steps`` steps of each episode the effector reaches to a point drawn uniformly in its box (one per
+    episode, from the episode seed's second generator: the behaviour's own draws are unchanged), then ``then`` acts.
+    Such data shows the robot away from the objects, as "play" recordings do; the expert alone mostly shows it at them."""
+
+    def __init__(self, task: SemanticsTask, then: Any, steps: int):
+        self.task, self.then, self.steps = task, then, int(steps)
+        self.low, self.high = task.effector_box()
+        self.target = None
+
+    def reset(self, seed: int) -> None:
+        self.then.reset(seed)
+        self.target = episode_generators(seed, 2)[1].uniform(self.low, self.high)
+
+    def act(self, obs, env, t: int) -> np.ndarray:
+        if t < self.steps:
+            return np.clip(self.task.reach_action(env.true_semantics(), self.target), -1.0, 1.0).astype(np.float32)
+        return self.then.act(obs, env, t)
+
+
+def _reach_first(task: SemanticsTask, actor: Any, steps: int) -> Any:
+    if int(steps) < 0:
+        raise TaskError(f"data.reach_steps={steps} must be 0 (no reaching phase) or a positive number of steps.")
+    return _ReachFirst(task, actor, steps) if int(steps) > 0 else actor
+
+
 class PlanarPushSemantics(SemanticsTask):
     """Planar push: semantics = pusher xy, puck xy (the whole simulator state)."""
 
     names = ("pusher_x", "pusher_y", "puck_x", "puck_y")
     proprio_names = names[:2]  # the pusher xy: the env's agent_pos (robopolicy.envs.planar_push.PROPRIO_DIM)
+    effector_names = names[:2]
     groups = {"pusher": (slice(0, 2), True), "puck": (slice(2, 4), True)}
 
     def __init__(self, task):
@@ -118,8 +159,13 @@ class PlanarPushSemantics(SemanticsTask):
     def policy_state(self, s, prev):
         return np.asarray(s, np.float32)
 
-    def behaviour_actor(self, noise: float):
-        return _PlanarBehaviour(self.task, noise)
+    def reach_action(self, s, target):
+        """The expert's own proportional step (its gain, unit-norm clipped) towards ``target`` instead of its goal."""
+        a = self._expert.gain * (np.asarray(target, np.float64) - np.asarray(s, np.float64)[:2])
+        return (a / max(float(np.linalg.norm(a)), 1.0)).astype(np.float32)
+
+    def behaviour_actor(self, noise: float, reach_steps: int = 0):
+        return _reach_first(self, _PlanarBehaviour(self.task, noise), reach_steps)
 
 
 class _PlanarBehaviour:
@@ -154,6 +200,7 @@ class MetaWorldSemantics(SemanticsTask):
 
         self.task, self.names = task, SEMANTICS_NAMES
         self.proprio_names = SEMANTICS_NAMES[PROPRIO_SLICE]  # hand xyz + gripper opening: the env's agent_pos
+        self.effector_names = SEMANTICS_NAMES[:3]  # the hand
         self._expert = MetaWorldExpert(task.env_name)
 
     def bounds(self):
@@ -185,6 +232,13 @@ class MetaWorldSemantics(SemanticsTask):
 
     def expert_action(self, s, prev):
         return self._expert.act({"state": self.policy_state(s, prev)}, None)
+
+    def reach_action(self, s, target):
+        """metaworld's scripted policies' move rule (10 x the xyz offset, clipped by the caller), gripper open (-1)."""
+        return np.r_[REACH_GAIN * (np.asarray(target) - np.asarray(s)[:3]), -1.0].astype(np.float32)
+
+
+REACH_GAIN = 10.0  # metaworld.policies' move(..., p=10): action = p * (target - hand)
 
 
 def semantics_task(task: Any) -> SemanticsTask:
