@@ -165,7 +165,7 @@ def semantics_data():
     from robopolicy.semantics.data import collect_real_episodes
 
     data, _ = collect_real_episodes(make_task(group_config("task", "planar_push", {"max_episode_steps": 12})), _real_camera_16px(), episodes=N, seed=SEED,
-                                    behaviour_noise=0.3)
+                                    behaviour_noise=0.3, reach_steps=0)
     return [r.to_dict() for r in data.records]
 
 

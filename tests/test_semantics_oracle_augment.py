@@ -34,7 +34,7 @@ def test_oracle_noise():
 @pytest.fixture(scope="module")
 def real_data():
     task = make_task(group_config("task", "planar_push", {"max_episode_steps": 40}))
-    data, truths = collect_real_episodes(task, GAP_LOOK, episodes=2, seed=0, behaviour_noise=0.3)
+    data, truths = collect_real_episodes(task, GAP_LOOK, episodes=2, seed=0, behaviour_noise=0.3, reach_steps=0)
     return task, data, truths
 
 
@@ -67,7 +67,7 @@ def test_augmentation_reproduces_true_semantics_exactly(real_data):
 def test_augmentation_with_dynamics_gap_drifts():
     task = make_task(group_config("task", "planar_push", {"max_episode_steps": 60}))
     gap = dict(GAP_LOOK, mass_scale=2.0, friction_scale=3.0)
-    data, truths = collect_real_episodes(task, gap, episodes=1, seed=4, behaviour_noise=0.1)
+    data, truths = collect_real_episodes(task, gap, episodes=1, seed=4, behaviour_noise=0.1, reach_steps=0)
     sim = task.make_env()
     sim.reset(seed=0)
     seq = propagate(sim, truths[0][0], data.actions[0])

@@ -127,7 +127,7 @@ def test_collected_episodes_record_the_robots_reading_at_every_frame():
 
     task = make_task(group_config("task", "planar_push", {"max_episode_steps": 5}))
     real = constructor_kwargs(group_config("semantics/real_env", "same_dynamics", {"image_size": 16}))
-    data, truths = collect_real_episodes(task, real, episodes=1, seed=3, behaviour_noise=0.3)
+    data, truths = collect_real_episodes(task, real, episodes=1, seed=3, behaviour_noise=0.3, reach_steps=0)
     np.testing.assert_allclose(data.proprio[0], truths[0][:, :2], atol=1e-6)  # planar push: agent_pos is the pusher xy
 
 

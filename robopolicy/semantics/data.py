@@ -79,8 +79,8 @@ class _ImagesAndTruth(EpisodeHooks):
 
 
 def collect_real_episodes(task: SemanticsTask | Any, real_env_cfg: dict, episodes: int, seed: int,
-                          behaviour_noise: float, steps_after_success: int = 5,
-                          max_steps: int | None = None, reach_steps: int = 0) -> tuple[RealEpisodes, list[np.ndarray]]:
+                          behaviour_noise: float, reach_steps: int, steps_after_success: int = 5,
+                          max_steps: int | None = None) -> tuple[RealEpisodes, list[np.ndarray]]:
     """Roll out the noisy scripted expert (acting on the hidden true state) in the real environment.
 
     ``task``: a :class:`~robopolicy.semantics.tasks.SemanticsTask` or a task that has one. ``reach_steps``: the

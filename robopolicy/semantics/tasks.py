@@ -71,7 +71,7 @@ class SemanticsTask:
         idx = [self.names.index(n) for n in self.effector_names]
         return np.asarray(low)[idx], np.asarray(high)[idx]
 
-    def behaviour_actor(self, noise: float, reach_steps: int = 0):
+    def behaviour_actor(self, noise: float, reach_steps: int):
         """Actor (:mod:`robopolicy.evaluation.episodes`) of the offline data: the noisy expert on the true state,
         after ``reach_steps`` steps of reaching to a random point (``semantics.data.reach_steps``; 0: none)."""
         return _reach_first(self, _NoisyExpertActor(self, float(noise)), reach_steps)
@@ -164,7 +164,7 @@ class PlanarPushSemantics(SemanticsTask):
         a = self._expert.gain * (np.asarray(target, np.float64) - np.asarray(s, np.float64)[:2])
         return (a / max(float(np.linalg.norm(a)), 1.0)).astype(np.float32)
 
-    def behaviour_actor(self, noise: float, reach_steps: int = 0):
+    def behaviour_actor(self, noise: float, reach_steps: int):
         return _reach_first(self, _PlanarBehaviour(self.task, noise), reach_steps)
 
 
