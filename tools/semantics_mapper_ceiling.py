@@ -51,8 +51,9 @@ def main() -> None:
     test_images, test_truth = test.stacked(np.arange(test.n_frames), k), np.concatenate(test_truths)
     split = semantics_split(task, args.proprio)
     cols = split.predicted_index
-    low, high = (np.asarray(b)[cols] for b in task.bounds())
-    reading_bounds = split.reading_bounds(*task.bounds()) if cfg.mapper.proprio_input else None
+    bounds = task.bounds()  # Meta-World's builds a simulator: once
+    low, high = (np.asarray(b)[cols] for b in bounds)
+    reading_bounds = split.reading_bounds(*bounds) if cfg.mapper.proprio_input else None
     mapper = build_mapper(cfg.mapper, images.shape[2:], low, high, split.predicted_names, reading_bounds)
     t0 = time.perf_counter()
     mapper = train_mapper(mapper, images, truth[:, cols], OmegaConf.merge(cfg.trainer, {"steps": args.steps}),

@@ -31,12 +31,14 @@ class RealEpisodes:
     episode_of: np.ndarray = field(init=False)
     t_of: np.ndarray = field(init=False)
     start_of: np.ndarray = field(init=False)
+    _readings: np.ndarray | None = field(init=False, repr=False)  # proprio as one (N, P) array, by frame id
 
     def __post_init__(self):
         lens = [len(x) for x in self.images]
         self.episode_of = np.repeat(np.arange(len(lens)), lens)
         self.t_of = np.concatenate([np.arange(n) for n in lens]) if lens else np.zeros(0, int)
         self.start_of = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(int) if lens else np.zeros(0, int)
+        self._readings = None if self.proprio is None else np.concatenate(self.proprio).astype(np.float32)
 
     @property
     def n_frames(self) -> int:
@@ -57,9 +59,7 @@ class RealEpisodes:
 
     def reading(self, idx: np.ndarray) -> np.ndarray | None:
         """idx: (N,) frame ids -> (N, P) float32, the robot's reading at those frames; None when it was not recorded."""
-        if self.proprio is None:
-            return None
-        return np.concatenate(self.proprio)[np.asarray(idx, dtype=int)].astype(np.float32)
+        return None if self._readings is None else self._readings[np.asarray(idx, dtype=int)]
 
 
 class _ImagesAndTruth(EpisodeHooks):
