@@ -1,0 +1,72 @@
+"""The semantics diagnosis tools run on a sweep cache: the mapper ceiling (every offline frame labelled) and the
+step-by-step error trace (held-out episodes and closed-loop transfer). The cache holds tiny hand-made episodes
+at the planar push camera's size, so nothing is collected."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+from _semantics_toys import dot_frames
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from robopolicy.cli._hydra import CONF_DIR
+from robopolicy.semantics.data import RealEpisodes
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+TINY = ["mapper.members=2", "mapper.hidden_dim=8", "mapper.encoder.channels=[4,4]", "mapper.encoder.strides=[2,1]",
+        "mapper.encoder.groups=2", "mapper.encoder.num_kp=4", "mapper.encoder.feature_dim=8", "trainer.batch_size=4",
+        "trainer.device=cpu", "device=cpu"]
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _episodes(n, length, seed):
+    """n episodes of 64x64 frames with a dot at the pusher; semantics (pusher x, y, puck x, y) in metres."""
+    rng = np.random.default_rng(seed)
+    images, actions, truths = [], [], []
+    for _ in range(n):
+        xy = np.cumsum(rng.uniform(-0.02, 0.02, (length, 2)), 0).clip(-0.1, 0.1).astype(np.float32)
+        images.append(dot_frames(xy * 8, 64))
+        actions.append(np.zeros((length - 1, 2), np.float32))
+        truths.append(np.c_[xy, np.full_like(xy, 0.05)])
+    return RealEpisodes(images, actions), truths
+
+
+def _cached_setting(tmp_path):
+    """The overrides of a run whose cache holds 3 offline episodes of 6 frames and 2 held-out ones of 5."""
+    from robopolicy.semantics.experiment import _Cache
+
+    overrides = [f"cache_dir={tmp_path / 'cache'}"] + TINY
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("semantics", overrides=overrides)
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    _Cache(cfg).episodes("offline", lambda: _episodes(3, 6, 0))
+    _Cache(cfg).episodes("test", lambda: _episodes(2, 5, 1))
+    return overrides
+
+
+def test_mapper_ceiling_trains_on_every_offline_frame(tmp_path, monkeypatch, capsys):
+    overrides = _cached_setting(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["semantics_mapper_ceiling.py", "--out", str(tmp_path / "ceil"), "--steps", "2", "--"] + overrides)
+    _tool("semantics_mapper_ceiling").main()
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "labelled frames" in ln]
+    assert lines == ["18 labelled frames, 2 steps, " + lines[0].split(", ")[-1]]
+
+
+def test_error_trace_reports_each_held_out_and_transfer_episode(tmp_path, monkeypatch, capsys):
+    overrides = _cached_setting(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["semantics_mapper_ceiling.py", "--out", str(tmp_path / "ceil"), "--steps", "2", "--"] + overrides)
+    _tool("semantics_mapper_ceiling").main()
+    capsys.readouterr()
+    monkeypatch.setattr(sys, "argv", ["semantics_error_trace.py", "--mapper", str(tmp_path / "ceil"), "--episodes", "1",
+                                      "--object", "puck", "--effector", "pusher", "--"] + overrides)
+    _tool("semantics_error_trace").main()
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(("held-out", "transfer"))]
+    assert [ln.split(":")[0] for ln in lines] == ["held-out episode 0", "held-out episode 1", "transfer seed 20000"]
