@@ -70,3 +70,29 @@ def test_error_trace_reports_each_held_out_and_transfer_episode(tmp_path, monkey
     _tool("semantics_error_trace").main()
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(("held-out", "transfer"))]
     assert [ln.split(":")[0] for ln in lines] == ["held-out episode 0", "held-out episode 1", "transfer seed 20000"]
+
+
+def test_mapper_ceiling_labels_only_the_asked_segments(tmp_path, monkeypatch, capsys):
+    # 3 episodes of 6 frames, segments of 4: 2 segments = 2 episodes x 4 frames.
+    overrides = _cached_setting(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["semantics_mapper_ceiling.py", "--out", str(tmp_path / "ceil"), "--steps", "2",
+                                      "--segments", "2", "--segment-length", "4", "--"] + overrides)
+    _tool("semantics_mapper_ceiling").main()
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "labelled frames" in ln]
+    assert lines[0].startswith("8 labelled frames, ")
+
+
+def test_mapper_ceiling_segments_one_per_episode_first():
+    episodes, _ = _episodes(3, 6, 0)
+    ids = _tool("semantics_mapper_ceiling").labelled_segments(episodes, 3, 2, np.random.default_rng(0))
+    assert sorted(np.unique(episodes.episode_of[ids]).tolist()) == [0, 1, 2]
+
+
+def test_mapper_ceiling_refuses_more_segments_than_the_data_holds():
+    import pytest
+
+    from robopolicy.errors import ConfigError
+
+    episodes, _ = _episodes(3, 6, 0)  # 2 tiling segments of 4 frames per episode: 6 in all
+    with pytest.raises(ConfigError, match="more than the 6 segments"):
+        _tool("semantics_mapper_ceiling").labelled_segments(episodes, 7, 4, np.random.default_rng(0))

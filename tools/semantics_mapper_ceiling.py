@@ -2,6 +2,10 @@
 (no annotation budget), scored on the run's held-out episodes. It tells whether a curve is limited by the
 annotations or by the mapper and camera.
 
+With ``--segments N`` it labels only N segments instead (``--segment-length`` frames each, one per episode, drawn by the
+random-episodes rule, true labels: what N annotations with exact pair augmentation give). Run it for several N and
+mapper settings to see how many annotations a mapper needs on a scene, without the oracle or the simulator.
+
     python tools/semantics_mapper_ceiling.py --out /tmp/ceiling --steps 1500 --proprio hand_x hand_y hand_z gripper -- \
         cache_dir=experiments/mwfront/cache task=metaworld task.env_name=push-v3 ... (the mode=active run's overrides)
 
@@ -18,6 +22,27 @@ import time
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 
+def labelled_segments(offline, n: int, segment_length: int, rng) -> "np.ndarray":
+    """Frame ids of n segments drawn as the random-episodes strategy draws them (a new episode each time while any is
+    left, the start among the episode's tiling starts), each covering segment_length frames of its episode."""
+    import numpy as np
+
+    from robopolicy.semantics.acquisition import random_episodes, segment_cover, segment_starts
+
+    from robopolicy.errors import ConfigError
+
+    total = sum(len(segment_starts(int(np.sum(offline.episode_of == e)), segment_length)) for e in np.unique(offline.episode_of))
+    if n > total:
+        raise ConfigError(f"--segments {n} is more than the {total} segments of {segment_length} frames the offline data holds; "
+                          "ask for fewer or leave --segments out to label every frame.")
+    starts: list[int] = []
+    while len(starts) < n:
+        chosen = np.unique(offline.episode_of[starts]) if starts else np.zeros(0, int)
+        new = random_episodes(offline.episode_of, offline.t_of, chosen, n - len(starts), segment_length, rng)
+        starts.extend(int(f) for f in new if int(f) not in starts)
+    return np.unique(np.concatenate([segment_cover(f, offline.episode_of, segment_length) for f in starts]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
@@ -25,6 +50,10 @@ def main() -> None:
     ap.add_argument("--proprio", nargs="*", default=[])
     ap.add_argument("--transfer", type=int, default=0,
                     help="also run the run's controller on this mapper for this many transfer episodes (transfer.seed's block)")
+    ap.add_argument("--segments", type=int, default=0,
+                    help="label only this many random segments (one per episode while episodes last; 0 = every frame)")
+    ap.add_argument("--segment-length", type=int, default=20)
+    ap.add_argument("--segment-seed", type=int, default=0, help="seed of the segment draw")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
 
@@ -47,7 +76,10 @@ def main() -> None:
     task = semantics_task(make_task(cfg.task))
     (offline, truths), (test, test_truths) = cached_episodes(cfg, "offline"), cached_episodes(cfg, "test")
     k = int(cfg.mapper.n_frames)
-    images, truth = offline.stacked(np.arange(offline.n_frames), k), np.concatenate(truths)
+    ids = np.arange(offline.n_frames)
+    if args.segments > 0:
+        ids = labelled_segments(offline, args.segments, args.segment_length, np.random.default_rng(args.segment_seed))
+    images, truth = offline.stacked(ids, k), np.concatenate(truths)[ids]
     test_images, test_truth = test.stacked(np.arange(test.n_frames), k), np.concatenate(test_truths)
     split = semantics_split(task, args.proprio)
     cols = split.predicted_index
@@ -58,7 +90,7 @@ def main() -> None:
     t0 = time.perf_counter()
     mapper = train_mapper(mapper, images, truth[:, cols], OmegaConf.merge(cfg.trainer, {"steps": args.steps}),
                           args.out, seed=int(cfg.seed), bootstrap=bool(cfg.mapper.bootstrap),
-                          reading=offline.reading(np.arange(offline.n_frames)))
+                          reading=offline.reading(ids))
     err = offline_semantics_error(mapper, test_images, test_truth, task, args.proprio, test.reading(np.arange(test.n_frames)))
     print(f"{len(images)} labelled frames, {args.steps} steps, {time.perf_counter() - t0:.0f} s")
     if args.transfer > 0:
