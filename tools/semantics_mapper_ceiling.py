@@ -19,14 +19,14 @@ import argparse
 import os
 import time
 
+import numpy as np
+
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 
-def labelled_segments(offline, n: int, segment_length: int, rng) -> "np.ndarray":
+def labelled_segments(offline, n: int, segment_length: int, rng) -> np.ndarray:
     """Frame ids of n segments drawn as the random-episodes strategy draws them (a new episode each time while any is
     left, the start among the episode's tiling starts), each covering segment_length frames of its episode."""
-    import numpy as np
-
     from robopolicy.semantics.acquisition import random_episodes, segment_cover, segment_starts
 
     from robopolicy.errors import ConfigError
@@ -57,7 +57,6 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
 
-    import numpy as np
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
