@@ -27,19 +27,18 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 def labelled_segments(offline, n: int, segment_length: int, rng) -> np.ndarray:
     """Frame ids of n segments drawn as the random-episodes strategy draws them (a new episode each time while any is
     left, the start among the episode's tiling starts), each covering segment_length frames of its episode."""
+    from robopolicy.errors import ConfigError
     from robopolicy.semantics.acquisition import random_episodes, segment_cover, segment_starts
 
-    from robopolicy.errors import ConfigError
-
-    total = sum(len(segment_starts(int(np.sum(offline.episode_of == e)), segment_length)) for e in np.unique(offline.episode_of))
+    total = sum(len(segment_starts(int(length), segment_length)) for length in np.bincount(offline.episode_of))
     if n > total:
         raise ConfigError(f"--segments {n} is more than the {total} segments of {segment_length} frames the offline data holds; "
                           "ask for fewer or leave --segments out to label every frame.")
-    starts: list[int] = []
+    starts: dict[int, None] = {}  # insertion-ordered set of the drawn segment starts
     while len(starts) < n:
-        chosen = np.unique(offline.episode_of[starts]) if starts else np.zeros(0, int)
-        new = random_episodes(offline.episode_of, offline.t_of, chosen, n - len(starts), segment_length, rng)
-        starts.extend(int(f) for f in new if int(f) not in starts)
+        chosen = np.unique(offline.episode_of[list(starts)]) if starts else np.zeros(0, int)
+        starts.update((int(f), None) for f in random_episodes(offline.episode_of, offline.t_of, chosen, n - len(starts),
+                                                              segment_length, rng))
     return np.unique(np.concatenate([segment_cover(f, offline.episode_of, segment_length) for f in starts]))
 
 
@@ -52,7 +51,7 @@ def main() -> None:
                     help="also run the run's controller on this mapper for this many transfer episodes (transfer.seed's block)")
     ap.add_argument("--segments", type=int, default=0,
                     help="label only this many random segments (one per episode while episodes last; 0 = every frame)")
-    ap.add_argument("--segment-length", type=int, default=20)
+    ap.add_argument("--segment-length", type=int, default=None, help="frames per segment (default: the run's segment_length)")
     ap.add_argument("--segment-seed", type=int, default=0, help="seed of the segment draw")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
@@ -77,7 +76,8 @@ def main() -> None:
     k = int(cfg.mapper.n_frames)
     ids = np.arange(offline.n_frames)
     if args.segments > 0:
-        ids = labelled_segments(offline, args.segments, args.segment_length, np.random.default_rng(args.segment_seed))
+        length = int(cfg.segment_length) if args.segment_length is None else args.segment_length
+        ids = labelled_segments(offline, args.segments, length, np.random.default_rng(args.segment_seed))
     images, truth = offline.stacked(ids, k), np.concatenate(truths)[ids]
     test_images, test_truth = test.stacked(np.arange(test.n_frames), k), np.concatenate(test_truths)
     split = semantics_split(task, args.proprio)
