@@ -6,7 +6,7 @@ With ``--segments N`` it labels only N segments instead (``--segment-length`` fr
 random-episodes rule, true labels: what N annotations with exact pair augmentation give). Run it for several N and
 mapper settings to see how many annotations a mapper needs on a scene, without the oracle or the simulator.
 
-    python tools/semantics_mapper_ceiling.py --out /tmp/ceiling --steps 1500 --proprio hand_x hand_y hand_z gripper -- \
+    python tools/semantics_mapper_ceiling.py --out /tmp/ceiling --steps 6000 --proprio hand_x hand_y hand_z gripper -- \
         cache_dir=experiments/mwfront/cache task=metaworld task.env_name=push-v3 ... (the mode=active run's overrides)
 
 The overrides after ``--`` are those of the ``mode=active`` run whose ``cache_dir`` holds the data
@@ -45,7 +45,7 @@ def labelled_segments(offline, n: int, segment_length: int, rng) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the run's train_schedule.steps)")
     ap.add_argument("--proprio", nargs="*", default=[])
     ap.add_argument("--transfer", type=int, default=0,
                     help="also run the run's controller on this mapper for this many transfer episodes (transfer.seed's block)")
@@ -74,6 +74,7 @@ def main() -> None:
     task = semantics_task(make_task(cfg.task))
     (offline, truths), (test, test_truths) = cached_episodes(cfg, "offline"), cached_episodes(cfg, "test")
     k = int(cfg.mapper.n_frames)
+    steps = int(cfg.train_schedule.steps) if args.steps is None else args.steps
     ids = np.arange(offline.n_frames)
     if args.segments > 0:
         length = int(cfg.segment_length) if args.segment_length is None else args.segment_length
@@ -87,11 +88,11 @@ def main() -> None:
     reading_bounds = split.reading_bounds(*bounds) if cfg.mapper.proprio_input else None
     mapper = build_mapper(cfg.mapper, images.shape[2:], low, high, split.predicted_names, reading_bounds)
     t0 = time.perf_counter()
-    mapper = train_mapper(mapper, images, truth[:, cols], OmegaConf.merge(cfg.trainer, {"steps": args.steps}),
+    mapper = train_mapper(mapper, images, truth[:, cols], OmegaConf.merge(cfg.trainer, {"steps": steps}),
                           args.out, seed=int(cfg.seed), bootstrap=bool(cfg.mapper.bootstrap),
                           reading=offline.reading(ids))
     err = offline_semantics_error(mapper, test_images, test_truth, task, args.proprio, test.reading(np.arange(test.n_frames)))
-    print(f"{len(images)} labelled frames, {args.steps} steps, {time.perf_counter() - t0:.0f} s")
+    print(f"{len(images)} labelled frames, {steps} steps, {time.perf_counter() - t0:.0f} s")
     if args.transfer > 0:
         real = OmegaConf.to_container(cfg.real_env, resolve=True)
         out = evaluate_transfer(mapper, controller_for(cfg, task), task, real, args.transfer, int(cfg.transfer.seed), k, args.proprio)
