@@ -113,6 +113,24 @@ def test_sweep_cache_keeps_settings_apart(tmp_path):
 
     cfg = OmegaConf.create({"cache_dir": str(tmp_path), "task": {"a": 1}, "real_env": {}, "data": {}, "transfer": {},
                             "vae": {}, "vae_trainer": {}})
-    _Cache(cfg).array("latents_seed0", lambda: np.ones(3))
+    _Cache(cfg).array("offline_x", lambda: np.ones(3))
+    other = OmegaConf.merge(cfg, {"data": {"episodes": 5}})
+    assert _Cache(other).array("offline_x", lambda: np.zeros(3)).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_sweep_cache_keeps_latents_of_other_vae_settings_apart(tmp_path):
+    from robopolicy.semantics.experiment import _Cache
+
+    cfg = OmegaConf.create({"cache_dir": str(tmp_path), "task": {"a": 1}, "real_env": {}, "data": {}, "transfer": {},
+                            "vae": {}, "vae_trainer": {}})
     other = OmegaConf.merge(cfg, {"vae": {"beta": 0.5}})
-    assert _Cache(other).array("latents_seed0", lambda: np.zeros(3)).tolist() == [0.0, 0.0, 0.0]
+    _Cache(cfg).array(_Cache(cfg).latents_name(0), lambda: np.ones(3))
+    assert _Cache(other).array(_Cache(other).latents_name(0), lambda: np.zeros(3)).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_sweep_cache_shares_the_data_across_vae_settings(tmp_path):
+    from robopolicy.semantics.experiment import _Cache
+
+    cfg = OmegaConf.create({"cache_dir": str(tmp_path), "task": {"a": 1}, "real_env": {}, "data": {}, "transfer": {},
+                            "vae": {}, "vae_trainer": {}})
+    assert _Cache(cfg).dir == _Cache(OmegaConf.merge(cfg, {"vae_trainer": {"steps": 7}})).dir

@@ -71,13 +71,21 @@ def make_oracle(cfg: DictConfig, truths: list[np.ndarray]) -> AnnotationOracle:
 
 class _Cache:
     """What every run of one setting shares (offline data, held-out data, the reference, VAE latents per seed), kept in
-    ``cfg.cache_dir`` (null: nothing kept) under a hash of the settings it depends on, so a sweep computes it once.
-    Stored as npz (arrays) and json (the reference), never pickle."""
+    ``cfg.cache_dir`` (null: nothing kept) under a hash of the settings it depends on, so a sweep computes it once:
+    the folder under the data's settings (task, real_env, data, transfer), the latents' names also under the VAE's
+    (vae, vae_trainer), so runs with and without a VAE share the data. Stored as npz (arrays) and json (the
+    reference), never pickle."""
 
     def __init__(self, cfg: DictConfig):
-        keys = ("task", "real_env", "data", "transfer", "vae", "vae_trainer")
-        blob = json.dumps({k: OmegaConf.to_container(cfg[k], resolve=True) for k in keys}, sort_keys=True, default=str)
-        self.dir = Path(cfg.cache_dir) / hashlib.sha256(blob.encode()).hexdigest()[:16] if cfg.get("cache_dir") else None
+        def digest(keys, n):
+            blob = json.dumps({k: OmegaConf.to_container(cfg[k], resolve=True) for k in keys}, sort_keys=True, default=str)
+            return hashlib.sha256(blob.encode()).hexdigest()[:n]
+
+        self.dir = Path(cfg.cache_dir) / digest(("task", "real_env", "data", "transfer"), 16) if cfg.get("cache_dir") else None
+        self.vae_key = digest(("vae", "vae_trainer"), 8)
+
+    def latents_name(self, seed: int) -> str:
+        return f"latents_{self.vae_key}_seed{seed}"
 
     def episodes(self, name: str, make):
         """make() -> (RealEpisodes, truths); cached as one npz (a cache written before the robot's reading was
@@ -130,42 +138,90 @@ def cached_episodes(cfg: DictConfig, name: str) -> tuple[RealEpisodes, list[np.n
     return _Cache(cfg).episodes(name, missing)
 
 
+def _checked(cfg: DictConfig, task: SemanticsTask, names: list[str]) -> DictConfig:
+    """cfg with the task's semantics bounds, after every check that needs no data: noise levels, the proprio
+    names and the strategies. A bad setting stops here, before anything is collected or written."""
+    cfg = _with_bounds(cfg, task)
+    for key in ("annotation_noise", "transition_noise"):
+        range_std(cfg[key], cfg.semantics_low, cfg.semantics_high, f"semantics.{key}")
+    semantics_split(task, _proprio(cfg))
+    unknown = [n for n in names if n not in cfg.strategies]
+    if unknown:
+        raise ConfigError(f"Unknown strategies {unknown}; pick from {sorted(cfg.strategies)} in run_strategies.")
+    return cfg
+
+
+def check_active_setting(cfg: DictConfig) -> None:
+    """Every check of a ``mode=active`` run that needs no data (task, noise levels, proprio names, strategies)."""
+    _checked(cfg, _task(cfg), [str(n) for n in cfg.run_strategies])
+
+
+def _shared_inputs(cfg: DictConfig, task: SemanticsTask, real: dict, cache: _Cache, controller):
+    """The offline episodes, the held-out episodes and the true-semantics reference of this setting (cached)."""
+    d = cfg.data
+    offline = cache.episodes("offline", lambda: collect_real_episodes(
+        task, real, int(d.episodes), int(d.seed), float(d.behaviour_noise), reach_steps=int(d.reach_steps)))
+    test = cache.episodes("test", lambda: collect_real_episodes(
+        task, real, int(d.test_episodes), int(d.test_seed), float(d.behaviour_noise), reach_steps=int(d.reach_steps)))
+    reference = cache.record("reference", lambda: evaluate_transfer(None, controller, task, real, int(cfg.transfer.episodes),
+                                                                 int(cfg.transfer.seed)))
+    return offline, test, reference
+
+
+def _needs_latents(cfg: DictConfig, names: list[str]) -> bool:
+    return any(getattr(instantiate(cfg.strategies[n]), "needs_latents", False) for n in names)
+
+
+def _vae_seed(cfg: DictConfig) -> int:
+    return int(cfg.seed if cfg.get("vae_seed") is None else cfg.vae_seed)
+
+
+def _latents(cfg: DictConfig, cache: _Cache, data: RealEpisodes, vae_dir: Path) -> np.ndarray:
+    """VAE latents of every offline frame (``latents_<vae settings>_seed<k>`` in the cache; the VAE is trained in ``vae_dir``)."""
+    frames = np.concatenate(data.images)
+    seed = _vae_seed(cfg)
+    return cache.array(cache.latents_name(seed), lambda: train_vae(frames, cfg.vae, cfg.vae_trainer, vae_dir, seed=seed).latents(frames))
+
+
+def prepare_cache(cfg: DictConfig) -> Path:
+    """Make what every run of this setting shares, once, in ``cfg.cache_dir``: the offline and held-out episodes, the
+    reference and, when a strategy of ``run_strategies`` reads latents, the VAE latents of ``vae_seed`` (null: ``seed``;
+    the VAE checkpoint in ``<cache>/vae_seed<k>``). Runs started side by side afterwards only read it; without this, each
+    would collect the same data itself. Returns the cache folder."""
+    cache = _Cache(cfg)
+    if cache.dir is None:
+        raise ConfigError("prepare_cache needs cache_dir=<a folder>; without one nothing is kept for the runs to share.")
+    task = _task(cfg)
+    names = [str(n) for n in cfg.run_strategies]
+    cfg = _checked(cfg, task, names)
+    real = OmegaConf.to_container(cfg.real_env, resolve=True)
+    seed_everything(int(cfg.seed))
+    (data, _), _, _ = _shared_inputs(cfg, task, real, cache, controller_for(cfg, task))
+    if _needs_latents(cfg, names):
+        _latents(cfg, cache, data, cache.dir / f"vae_seed{_vae_seed(cfg)}")
+    return cache.dir
+
+
 def run_active_experiment(cfg: DictConfig, strategies: list[str] | None = None, per_round: int | None = None) -> dict:
     seed_everything(int(cfg.seed))
     task = _task(cfg)
-    cfg = _with_bounds(cfg, task)
-    for key in ("annotation_noise", "transition_noise"):  # a bad level stops here, before any data is collected
-        range_std(cfg[key], cfg.semantics_low, cfg.semantics_high, f"semantics.{key}")
+    names = [str(n) for n in (strategies if strategies is not None else cfg.run_strategies)]
+    cfg = _checked(cfg, task, names)
     proprio = _proprio(cfg)
-    split = semantics_split(task, proprio)  # an unknown name stops here too
+    split = semantics_split(task, proprio)
     if per_round is not None:
         cfg.per_round = int(per_round)
     run_dir = Path(cfg.run_dir)
     real = OmegaConf.to_container(cfg.real_env, resolve=True)
-    names = list(strategies if strategies is not None else cfg.run_strategies)
-    unknown = [n for n in names if n not in cfg.strategies]
-    if unknown:
-        raise ConfigError(f"Unknown strategies {unknown}; pick from {sorted(cfg.strategies)} in run_strategies.")
-    d = cfg.data
     cache = _Cache(cfg)
-    data, truths = cache.episodes("offline", lambda: collect_real_episodes(task, real, int(d.episodes), int(d.seed), float(d.behaviour_noise),
-                                                                          reach_steps=int(d.reach_steps)))
-    test, test_truths = cache.episodes("test", lambda: collect_real_episodes(task, real, int(d.test_episodes), int(d.test_seed),
-                                                                        float(d.behaviour_noise), reach_steps=int(d.reach_steps)))
+    controller = controller_for(cfg, task)
+    (data, truths), (test, test_truths), reference = _shared_inputs(cfg, task, real, cache, controller)
     test_ids = np.arange(test.n_frames)
     test_images, test_truth = test.stacked(test_ids, int(cfg.mapper.n_frames)), np.concatenate(test_truths)
     test_reading = test.reading(test_ids)
     sim = task.make_sim()
     sim.reset(seed=int(cfg.seed))
-    controller = controller_for(cfg, task)
-    reference = cache.record("reference", lambda: evaluate_transfer(None, controller, task, real, int(cfg.transfer.episodes),
-                                                                 int(cfg.transfer.seed)))
-    latents = None
-    if any(getattr(instantiate(cfg.strategies[n]), "needs_latents", False) for n in names):
-        frames = np.concatenate(data.images)
-        vae_seed = int(cfg.seed if cfg.get("vae_seed") is None else cfg.vae_seed)
-        latents = cache.array(f"latents_seed{vae_seed}", lambda: train_vae(
-            frames, cfg.vae, cfg.vae_trainer, run_dir / "vae", seed=vae_seed).latents(frames))
+    latents = _latents(cfg, cache, data, run_dir / "vae") if _needs_latents(cfg, names) else None
 
     curves: dict[str, list[dict]] = {}
     for name in names:

@@ -1,0 +1,118 @@
+"""tools/semantics_sweep.py: shared data made once before the runs (prepare_cache), runs side by side (--jobs) with
+a log each, finished runs skipped, bad settings refused before anything runs; the Meta-World preset composes to the
+recorded override list. Planar push with a tiny mapper, 12-step episodes and 1 transfer episode per point."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from robopolicy.cli._hydra import CONF_DIR
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+TINY = ["device=cpu", "mapper.members=2", "mapper.hidden_dim=8", "mapper.encoder.channels=[4,4]", "mapper.encoder.strides=[2,1]",
+        "mapper.encoder.groups=2", "mapper.encoder.num_kp=4", "mapper.encoder.feature_dim=8", "trainer.batch_size=4",
+        "task.max_episode_steps=12", "data.episodes=2", "data.test_episodes=1", "transfer.episodes=1",
+        "transfer.every_round=false", "budget=2", "per_round=2", "segment_length=2", "train_schedule.steps=2",
+        "vae_trainer.steps=2", "vae_trainer.batch_size=4", "vae.channels=4", "vae.latent_dim=2"]
+
+
+def _cfg(*overrides):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("semantics", overrides=list(overrides))
+
+
+def _sweep(monkeypatch, *argv):
+    spec = importlib.util.spec_from_file_location("semantics_sweep", TOOLS / "semantics_sweep.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(sys, "argv", ["semantics_sweep.py", *argv])
+    return mod
+
+
+def test_prepared_cache_holds_the_offline_and_held_out_episodes_and_the_reference(tmp_path):
+    from robopolicy.semantics.experiment import prepare_cache
+
+    folder = prepare_cache(_cfg(f"cache_dir={tmp_path}", "run_strategies=[random_episodes]", *TINY))
+    assert sorted(p.name for p in folder.iterdir()) == ["offline.npz", "reference.json", "test.npz"]
+
+
+def test_prepared_cache_holds_the_latents_when_a_strategy_reads_them(tmp_path):
+    from robopolicy.semantics.experiment import prepare_cache
+
+    from robopolicy.semantics.experiment import _Cache
+
+    cfg = _cfg(f"cache_dir={tmp_path}", "run_strategies=[diversity]", "vae_seed=3", *TINY)
+    folder = prepare_cache(cfg)
+    assert (folder / f"{_Cache(cfg).latents_name(3)}.npy").is_file()
+
+
+def test_a_run_reads_the_prepared_cache_instead_of_collecting(tmp_path, monkeypatch):
+    from robopolicy.semantics import experiment
+
+    cfg = _cfg(f"cache_dir={tmp_path / 'cache'}", f"run_dir={tmp_path / 'run'}", "run_strategies=[random_episodes]", *TINY)
+    experiment.prepare_cache(cfg)
+
+    def collect(*a, **k):
+        raise AssertionError("collected again")
+
+    monkeypatch.setattr(experiment, "collect_real_episodes", collect)
+    out = experiment.run_active_experiment(cfg)
+    assert [r["annotations"] for r in out["curves"]["random_episodes"]] == [2]
+
+
+def test_prepare_cache_without_a_cache_dir_is_refused():
+    from robopolicy.errors import ConfigError
+    from robopolicy.semantics.experiment import prepare_cache
+
+    with pytest.raises(ConfigError, match="cache_dir"):
+        prepare_cache(_cfg(*TINY))
+
+
+def test_two_jobs_finish_both_seeds_each_with_its_log(tmp_path, monkeypatch):
+    _sweep(monkeypatch, "--out", str(tmp_path), "--jobs", "2", "--seeds", "0", "1", "--strategies", "random_frames",
+           "--", *TINY).main()
+    runs = [tmp_path / "base" / "random_frames" / f"seed{k}" for k in (0, 1)]
+    assert [(r / "results.json").is_file() and (r / "sweep.log").is_file() for r in runs] == [True, True]
+
+
+def test_a_finished_run_is_skipped(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "base" / "random_frames" / "seed0"
+    run.mkdir(parents=True)
+    (run / "results.json").write_text("{}")
+    _sweep(monkeypatch, "--out", str(tmp_path), "--seeds", "0", "--strategies", "random_frames", "--", *TINY).main()
+    assert f"skip {run} (done)" in capsys.readouterr().out
+
+
+def test_a_bad_setting_stops_the_sweep_before_any_run(tmp_path, monkeypatch, capsys):
+    mod = _sweep(monkeypatch, "--out", str(tmp_path / "sw"), "--jobs", "2", "--seeds", "0", "1", "--strategies", "random_frames",
+                 "--condition", "ok", "--condition", "bad", "proprio_semantics=[elbow]", "--", *TINY)
+    with pytest.raises(SystemExit) as stop:
+        mod.main()
+    assert (stop.value.code, "elbow" in capsys.readouterr().err, (tmp_path / "sw").exists()) == (2, True, False)
+
+
+def test_a_failed_side_by_side_run_is_named_with_its_log(tmp_path, monkeypatch, capsys):
+    mod = _sweep(monkeypatch)
+    failed = mod._side_by_side([(tmp_path / "r", ["mode=bogus", f"run_dir={tmp_path / 'r'}"])], jobs=1, threads=1)
+    assert (failed, f"its output is in {tmp_path / 'r' / 'sweep.log'}" in capsys.readouterr().err) == ([tmp_path / "r"], True)
+
+
+def test_the_metaworld_preset_is_the_recorded_setting():
+    recorded = ("task=metaworld task.env_name=push-v3 device=cpu transfer.episodes=20 proprio_semantics=[hand_x,hand_y,hand_z,gripper] "
+                "budget=100 per_round=50 data.test_episodes=5 data.reach_steps=30 mapper.members=3 "
+                "mapper.encoder.channels=[16,16,16,16] trainer.batch_size=32 trainer.optim.lr=2e-3 train_schedule.steps=6000 "
+                "vae_trainer.steps=400 vae_seed=0").split()
+    assert OmegaConf.to_container(_cfg("+experiment=semantics_metaworld_push"), resolve=True) == \
+        OmegaConf.to_container(_cfg(*recorded), resolve=True)
+
+
+def test_the_metaworld_sweep_wrapper_passes_the_preset(tmp_path):
+    out = subprocess.run(["bash", str(TOOLS / "semantics_metaworld_sweep.sh"), str(tmp_path), "--seeds", "0", "--",
+                          "proprio_semantics=[elbow]"], capture_output=True, text=True, env=dict(os.environ, PY=sys.executable))
+    assert (out.returncode, "elbow" in out.stderr, "push" in out.stdout) == (2, True, True)
