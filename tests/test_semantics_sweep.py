@@ -116,3 +116,36 @@ def test_the_metaworld_sweep_wrapper_passes_the_preset(tmp_path):
     out = subprocess.run(["bash", str(TOOLS / "semantics_metaworld_sweep.sh"), str(tmp_path), "--seeds", "0", "--",
                           "proprio_semantics=[elbow]"], capture_output=True, text=True, env=dict(os.environ, PY=sys.executable))
     assert (out.returncode, "elbow" in out.stderr, "push" in out.stdout) == (2, True, True)
+
+
+def _plot_tool():
+    spec = importlib.util.spec_from_file_location("semantics_sweep_plot", TOOLS / "semantics_sweep_plot.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _rec(a, rate, n=4):
+    return {"annotations": a, "success_rate": rate, "episodes": n}
+
+
+def test_the_plot_pools_the_seeds_episodes_at_each_annotation_count():
+    pool = _plot_tool().pooled({0: [_rec(10, 0.25), _rec(20, 1.0)], 1: [_rec(10, 0.75)]})
+    assert [(a, p["successes"], p["episodes"]) for a, p in pool.items()] == [(10, 4, 8), (20, 4, 4)]
+
+
+def test_the_plot_finds_the_first_count_at_the_threshold():
+    assert _plot_tool().first_reach([_rec(10, 0.5), _rec(20, 0.9), _rec(30, 1.0)], 0.9) == 20
+
+
+def test_the_plot_tool_writes_the_figure_and_its_summary(tmp_path, monkeypatch):
+    import json
+
+    for seed, rates in ((0, (0.25, 1.0)), (1, (0.5, 0.75))):
+        d = tmp_path / "sw" / "base" / "variance" / f"seed{seed}" / "variance"
+        d.mkdir(parents=True)
+        (d / "state.json").write_text(json.dumps({"records": [_rec(10, rates[0]), _rec(20, rates[1])]}))
+    monkeypatch.setattr(sys, "argv", ["semantics_sweep_plot.py", "--sweep", str(tmp_path / "sw"), "--out", str(tmp_path / "c.png")])
+    _plot_tool().main()
+    summary = json.loads((tmp_path / "c.json").read_text())
+    assert (summary["base"]["variance"]["mean"], (tmp_path / "c.png").is_file()) == ([0.375, 0.875], True)

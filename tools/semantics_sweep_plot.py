@@ -6,8 +6,8 @@
 
 Reads every finished round (``<condition>/<strategy>/seed<k>/<strategy>/state.json``), so it also works on a sweep
 still running. Prints, per condition and strategy, the success per annotation count (mean, min-max over seeds,
-n seeds) and the annotation count at which each seed first reaches 90 % of the true-semantics success
-(mean ± sd over the seeds that reach it, and how many do). Curve figure: one panel per condition, the
+n seeds; then the seeds' episodes pooled, with a Wilson 95 % interval) and the annotation count at which each
+seed first reaches 90 % of the true-semantics success (mean ± sd over the seeds that reach it, and how many do). Curve figure: one panel per condition, the
 mean success with a min-max band over seeds and the true-semantics reference. ``--noise``: success at
 the largest annotation count against the condition's level, one line per strategy.
 """
@@ -50,6 +50,21 @@ def curve(per_seed: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
     return a, np.array([x.mean() for x in s]), np.array([x.min() for x in s]), np.array([x.max() for x in s]), np.array([len(x) for x in s])
 
 
+def pooled(per_seed: dict) -> dict[int, dict]:
+    """annotations -> the seeds' episodes pooled (robopolicy.evaluation.stats.pooled_success: mean, std over seeds, Wilson
+    95 % interval over all their episodes), for the points every record of which says its episode count."""
+    from robopolicy.evaluation.stats import pooled_success
+
+    by_a: dict[int, tuple[list[int], list[int]]] = {}
+    for recs in per_seed.values():
+        for r in recs:
+            if "episodes" in r:
+                k, n = by_a.setdefault(int(r["annotations"]), ([], []))
+                k.append(round(float(r["success_rate"]) * int(r["episodes"])))
+                n.append(int(r["episodes"]))
+    return {a: {**pooled_success(k, n), "successes": sum(k), "episodes": sum(n)} for a, (k, n) in sorted(by_a.items())}
+
+
 def first_reach(recs: list[dict], threshold: float) -> int | None:
     """The smallest annotation count whose success is at least ``threshold`` (None if none)."""
     hits = [int(r["annotations"]) for r in recs if float(r["success_rate"]) >= threshold]
@@ -86,9 +101,13 @@ def main() -> None:
             got = [x for x in reach if x is not None]
             rs = (f"{np.mean(got):.1f} ± {np.std(got, ddof=1) if len(got) > 1 else 0:.1f} ({len(got)}/{len(reach)} seeds reach)"
                   if got else f"not reached (0/{len(reach)} seeds)")
-            print(f"  {name:16s} {row}\n  {'':16s} first >= 90 %: {rs}; per seed {reach}")
+            pool = pooled(per_seed)
+            prow = " ".join(f"{k}:{p['successes']}/{p['episodes']}[{p['ci95_lo']:.2f},{p['ci95_hi']:.2f}]" for k, p in pool.items())
+            print(f"  {name:16s} {row}\n  {'':16s} pooled over seeds (Wilson 95 %): {prow}\n"
+                  f"  {'':16s} first >= 90 %: {rs}; per seed {reach}")
             summary.setdefault(cond, {})[name] = {"annotations": a.tolist(), "mean": m.tolist(), "min": lo.tolist(),
-                                                   "max": hi.tolist(), "seeds": n.tolist(), "first_reach_90pct": reach}
+                                                   "max": hi.tolist(), "seeds": n.tolist(), "first_reach_90pct": reach,
+                                                   "pooled": {str(k): p for k, p in pool.items()}}
     if args.noise:
         levels = dict(kv.split("=") for kv in args.levels)
         fig, ax = plt.subplots(figsize=(6, 4.2))

@@ -125,6 +125,7 @@ class RunStats:
     tick_target_s: list = field(default_factory=list)
     tick_error_s: list = field(default_factory=list)
     tick_sent_s: list = field(default_factory=list)  # send completed, relative to the target
+    tick_checked_s: list = field(default_factory=list)  # when the watchdog judged each tick (clock time)
     held: int = 0
     held_at_s: list = field(default_factory=list)  # due times of the ticks that sent the hold action
     starved: int = 0  # ticks with no planned action although the watchdog was OK
@@ -133,6 +134,7 @@ class RunStats:
     episodes: list = field(default_factory=list)  # EpisodeRecord.to_dict() per episode
     stop_reason: str = ""
     stop_latency_s: float | None = None
+    watchdog_stop_s: float | None = None  # when the watchdog stopped the run (clock time), None if it did not
     inference_errors: int = 0
     last_inference_error: str | None = None
 
@@ -236,9 +238,11 @@ class Runner:
                 self.buffer.add(chunk)  # NaN/inf actions in it are replaced by the hold action in the safety layer
                 self.watchdog.feed(now(), chunk.actions)  # ... and such a chunk is a fault, not a fresh one
                 self._latency_est_s = max(chunk.latency_s, 0.8 * self._latency_est_s)
-            state = self.watchdog.check(now())
+            t_checked = now()
+            state = self.watchdog.check(t_checked)
             if state is WatchState.STOP:
                 st.stop_reason = "watchdog"
+                st.watchdog_stop_s = t_checked
                 keep_going, stopped_by = False, "watchdog"
                 break
             planned = self.buffer.pop(tick.index, tick.target_s)
@@ -254,6 +258,7 @@ class Runner:
             sent = robot.send_action(safe)
             t_sent = now()
             st.tick_target_s.append(tick.target_s)
+            st.tick_checked_s.append(t_checked)
             st.tick_error_s.append(tick.error_s)
             st.tick_sent_s.append(t_sent - tick.target_s)
             if t_sent - tick.target_s > self.cfg.deadline_frac * self.clock.period_s or tick.skipped:
