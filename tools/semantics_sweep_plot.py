@@ -6,7 +6,7 @@
 
 Reads every finished round (``<condition>/<strategy>/seed<k>/<strategy>/state.json``), so it also works on a sweep
 still running. Prints, per condition and strategy, the success per annotation count (mean, min-max over seeds,
-n seeds; then the seeds' episodes pooled, with a Wilson 95 % interval) and the annotation count at which each
+n seeds; each seed's points; then the seeds' episodes pooled, with a Wilson 95 % interval) and the annotation count at which each
 seed first reaches 90 % of the true-semantics success (mean ± sd over the seeds that reach it, and how many do). Curve figure: one panel per condition, the
 mean success with a min-max band over seeds and the true-semantics reference. ``--noise``: success at
 the largest annotation count against the condition's level, one line per strategy.
@@ -26,12 +26,11 @@ def load(sweep: Path) -> tuple[dict, dict]:
     points: dict = {}
     reference: dict = {}
     for st in sorted(sweep.glob("*/*/seed*/*/state.json")):
-        strategy_dir, seed_dir = st.parent, st.parent.parent
+        seed_dir = st.parent.parent
         cond, strategy = seed_dir.parent.parent.name, seed_dir.parent.name
         seed = int(seed_dir.name.removeprefix("seed"))
         recs = [r for r in json.loads(st.read_text())["records"] if "success_rate" in r]
         points.setdefault(cond, {}).setdefault(strategy, {})[seed] = recs
-        del strategy_dir
     for cache in sweep.glob("cache/*/reference.json"):
         ref = json.loads(cache.read_text())
         for cond in points:
@@ -78,6 +77,7 @@ def main() -> None:
     ap.add_argument("--noise", action="store_true")
     ap.add_argument("--levels", nargs="*", default=[], help="condition=level pairs for --noise")
     ap.add_argument("--xlabel", default="noise std (cm)")
+    ap.add_argument("--title", default="", help="text before each panel's condition name (e.g. the task)")
     args = ap.parse_args()
     import matplotlib
 
@@ -103,7 +103,9 @@ def main() -> None:
                   if got else f"not reached (0/{len(reach)} seeds)")
             pool = pooled(per_seed)
             prow = " ".join(f"{k}:{p['successes']}/{p['episodes']}[{p['ci95_lo']:.2f},{p['ci95_hi']:.2f}]" for k, p in pool.items())
-            print(f"  {name:16s} {row}\n  {'':16s} pooled over seeds (Wilson 95 %): {prow}\n"
+            seeds = " | ".join(f"seed {k} " + " ".join(f"{int(r['annotations'])}:{float(r['success_rate']):.2f}" for r in recs)
+                               for k, recs in sorted(per_seed.items()))
+            print(f"  {name:16s} {row}\n  {'':16s} {seeds}\n  {'':16s} pooled over seeds (Wilson 95 %): {prow}\n"
                   f"  {'':16s} first >= 90 %: {rs}; per seed {reach}")
             summary.setdefault(cond, {})[name] = {"annotations": a.tolist(), "mean": m.tolist(), "min": lo.tolist(),
                                                    "max": hi.tolist(), "seeds": n.tolist(), "first_reach_90pct": reach,
@@ -140,7 +142,7 @@ def main() -> None:
             if ref:
                 reference_lines(ax, ref["success_rate"])
             ax.set(xlabel="annotations", ylabel="transferred success (mean, band = min-max over seeds)", ylim=(-0.02, 1.02),
-                   title=cond)
+                   title=f"{args.title} ({cond})" if args.title else cond)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
     save_figure_with_summary(fig, args.out, summary)
