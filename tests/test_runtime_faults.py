@@ -63,7 +63,7 @@ def _check_hold_then_stop(runner, robot):
     # ... never before it, and on every tick after it; the run stopped at the second deadline.
     assert not [c for c, h in checked if h and c < hold_due]
     assert all(h for c, h in checked if c >= hold_due)
-    assert stop_due <= st.watchdog_stop_s <= stop_due + PERIOD + SLACK
+    assert stop_due <= wd.stopped_at_s <= stop_due + PERIOD + SLACK
     assert wd.trips >= 1 and wd.stops == 1
     # The last command leaves the robot still (this robot holds with zeros).
     assert np.all(robot.sent[-1][1] == 0)

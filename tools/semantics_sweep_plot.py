@@ -38,30 +38,36 @@ def load(sweep: Path) -> tuple[dict, dict]:
     return points, reference
 
 
-def curve(per_seed: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """per_seed: seed -> records -> annotations (K,), mean, min, max success (K,), seeds per point (K,)."""
-    by_a: dict[int, list[float]] = {}
+def _by_annotations(per_seed: dict) -> dict[int, list[dict]]:
+    """seed -> records  ->  annotation count -> the seeds' records at it, in ascending count."""
+    by_a: dict[int, list[dict]] = {}
     for recs in per_seed.values():
         for r in recs:
-            by_a.setdefault(int(r["annotations"]), []).append(float(r["success_rate"]))
-    a = np.array(sorted(by_a))
-    s = [np.asarray(by_a[k]) for k in a]
+            by_a.setdefault(int(r["annotations"]), []).append(r)
+    return dict(sorted(by_a.items()))
+
+
+def curve(per_seed: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """per_seed: seed -> records -> annotations (K,), mean, min, max success (K,), seeds per point (K,)."""
+    by_a = _by_annotations(per_seed)
+    a = np.array(list(by_a))
+    s = [np.array([float(r["success_rate"]) for r in recs]) for recs in by_a.values()]
     return a, np.array([x.mean() for x in s]), np.array([x.min() for x in s]), np.array([x.max() for x in s]), np.array([len(x) for x in s])
 
 
 def pooled(per_seed: dict) -> dict[int, dict]:
     """annotations -> the seeds' episodes pooled (robopolicy.evaluation.stats.pooled_success: mean, std over seeds, Wilson
-    95 % interval over all their episodes), for the points every record of which says its episode count."""
+    95 % interval over all their episodes), over the records that say their episode count."""
     from robopolicy.evaluation.stats import pooled_success
 
-    by_a: dict[int, tuple[list[int], list[int]]] = {}
-    for recs in per_seed.values():
-        for r in recs:
-            if "episodes" in r:
-                k, n = by_a.setdefault(int(r["annotations"]), ([], []))
-                k.append(round(float(r["success_rate"]) * int(r["episodes"])))
-                n.append(int(r["episodes"]))
-    return {a: {**pooled_success(k, n), "successes": sum(k), "episodes": sum(n)} for a, (k, n) in sorted(by_a.items())}
+    out = {}
+    for a, recs in _by_annotations(per_seed).items():
+        recs = [r for r in recs if "episodes" in r]
+        if recs:
+            k = [round(float(r["success_rate"]) * int(r["episodes"])) for r in recs]
+            n = [int(r["episodes"]) for r in recs]
+            out[a] = {**pooled_success(k, n), "successes": sum(k), "episodes": sum(n)}
+    return out
 
 
 def first_reach(recs: list[dict], threshold: float) -> int | None:

@@ -134,7 +134,6 @@ class RunStats:
     episodes: list = field(default_factory=list)  # EpisodeRecord.to_dict() per episode
     stop_reason: str = ""
     stop_latency_s: float | None = None
-    watchdog_stop_s: float | None = None  # when the watchdog stopped the run (clock time), None if it did not
     inference_errors: int = 0
     last_inference_error: str | None = None
 
@@ -242,7 +241,6 @@ class Runner:
             state = self.watchdog.check(t_checked)
             if state is WatchState.STOP:
                 st.stop_reason = "watchdog"
-                st.watchdog_stop_s = t_checked
                 keep_going, stopped_by = False, "watchdog"
                 break
             planned = self.buffer.pop(tick.index, tick.target_s)

@@ -42,6 +42,7 @@ class Watchdog:
         self.hold_after_s = float(hold_after_s)
         self.stop_after_s = float(stop_after_s)
         self.last_fresh_s: float | None = None
+        self.stopped_at_s: float | None = None  # the check time that turned it to STOP
         self.state = WatchState.OK
         self.trips = 0  # OK -> HOLD transitions
         self.stops = 0
@@ -50,6 +51,7 @@ class Watchdog:
     def arm(self, t: float) -> None:
         """Start (or restart, at an episode start) counting from ``t``."""
         self.last_fresh_s = float(t)
+        self.stopped_at_s = None
         self.state = WatchState.OK
 
     def feed(self, t: float, actions: np.ndarray | None = None) -> bool:
@@ -76,6 +78,7 @@ class Watchdog:
         if self.state is not WatchState.STOP:
             if age >= self.stop_after_s:
                 self.state = WatchState.STOP
+                self.stopped_at_s = float(t)
                 self.stops += 1
                 log.error("watchdog: no fresh action for %.3f s, stopping", age)
             elif age >= self.hold_after_s and self.state is WatchState.OK:
