@@ -10,6 +10,7 @@ import torch
 from _eval_toys import GreedyPolicy, PointTask
 from _server_toys import PHASE, eval_match, slow_sim_robot
 
+from robopolicy.cli.deploy import episode_timing
 from robopolicy.evaluation import evaluate_policy
 from robopolicy.runtime.client import PolicyClient, ServerError
 from robopolicy.runtime.openpi_server import serve_openpi_in_thread
@@ -181,7 +182,9 @@ def test_first_chunk_finishing_just_after_the_wait_is_not_requested_again():
 SLOWER_HZ = 2.5  # 400 ms per step: a chunk may be 340 ms late before an outcome could change
 
 
-def _runner_episodes(predictor, episodes: int, seed: int) -> list[tuple[bool, int, float]]:
+def _runner_episodes(predictor, episodes: int, seed: int) -> tuple[list[tuple[bool, int, float]], list[bool]]:
+    """Each episode's (success, steps, return) through the runner, and whether it ran on time (no
+    chunk after its tick's deadline, no late send: robopolicy-deploy's episode_timing)."""
     robot = SimRobot.from_defaults(lambda: TASK.make_env(), SPEC, control_hz=SLOWER_HZ, phase=PHASE)
     robot.connect()
     runner = Runner(robot, predictor, RunnerConfig.from_defaults(**eval_match(episodes, seed, rate_hz=SLOWER_HZ)))
@@ -190,7 +193,8 @@ def _runner_episodes(predictor, episodes: int, seed: int) -> list[tuple[bool, in
     finally:
         robot.disconnect()
     assert runner.stats.stop_reason == "episodes"
-    return [(e["success"], e["steps"], round(e["reward"], 9)) for e in runner.stats.episodes]
+    on_time = [e["late_chunks"] == 0 and e["late_sends"] == 0 for e in episode_timing(runner)]
+    return [(e["success"], e["steps"], round(e["reward"], 9)) for e in runner.stats.episodes], on_time
 
 
 @pytest.mark.slow
@@ -199,11 +203,16 @@ def test_stochastic_policy_through_the_server_matches_evaluation_episode_by_epis
     srv = serve(noisy())
     client = PolicyClient(srv.endpoint, timeout_s=5.0)
     try:
-        got = _runner_episodes(client, 3, seed=4)
+        got, on_time = _runner_episodes(client, 3, seed=4)
     finally:
         client.close()
-    # the returns depend on every noise draw of the episode: equal returns mean the same draws
-    assert got == [(s, n, round(r, 9)) for s, n, r in zip(ref["successes"], ref["episode_lengths"], ref["returns"])]
+    want = list(zip(ref["successes"], ref["episode_lengths"], [round(r, 9) for r in ref["returns"]]))
+    # An episode in which a chunk came after its tick's deadline (a stall of the loaded CI machine)
+    # played an older chunk for a tick, as a real robot would: only episodes that ran on time are
+    # the synchronous evaluation. Their returns depend on every noise draw: equal returns, same draws.
+    compared = [i for i, ok in enumerate(on_time) if ok]
+    assert compared, "no episode ran on time; the machine was too loaded to compare"
+    assert [got[i] for i in compared] == [want[i] for i in compared]
 
 
 def test_runner_records_each_episodes_tick_range():
