@@ -149,3 +149,35 @@ def test_the_plot_tool_writes_the_figure_and_its_summary(tmp_path, monkeypatch):
     _plot_tool().main()
     summary = json.loads((tmp_path / "c.json").read_text())
     assert (summary["base"]["variance"]["mean"], (tmp_path / "c.png").is_file()) == ([0.375, 0.875], True)
+
+
+def _one_seed_sweep(root, strategy, rates):
+    import json
+
+    d = root / "base" / strategy / "seed0" / strategy
+    d.mkdir(parents=True)
+    (d / "state.json").write_text(json.dumps({"records": [_rec(10, rates[0]), _rec(20, rates[1])]}))
+
+
+def test_the_plot_adds_the_strategies_an_earlier_summary_holds_and_the_sweep_lacks(tmp_path, monkeypatch):
+    import json
+
+    _one_seed_sweep(tmp_path / "old", "random_frames", (0.0, 0.5))
+    _one_seed_sweep(tmp_path / "old", "variance", (0.0, 0.0))  # superseded by the new sweep's variance
+    monkeypatch.setattr(sys, "argv", ["p", "--sweep", str(tmp_path / "old"), "--out", str(tmp_path / "old.png")])
+    _plot_tool().main()
+    _one_seed_sweep(tmp_path / "new", "variance", (0.25, 1.0))
+    monkeypatch.setattr(sys, "argv", ["p", "--sweep", str(tmp_path / "new"), "--out", str(tmp_path / "new.png"),
+                                      "--with-summary", str(tmp_path / "old.json")])
+    _plot_tool().main()
+    summary = json.loads((tmp_path / "new.json").read_text())["base"]
+    assert {k: v["mean"] for k, v in summary.items()} == {"variance": [0.25, 1.0], "random_frames": [0.0, 0.5]}
+
+
+def test_the_plot_refuses_a_summary_it_did_not_write(tmp_path, monkeypatch):
+    _one_seed_sweep(tmp_path / "sw", "variance", (0.25, 1.0))
+    (tmp_path / "bad.json").write_text('{"base": {"variance": {"mean": [1]}}}')
+    monkeypatch.setattr(sys, "argv", ["p", "--sweep", str(tmp_path / "sw"), "--out", str(tmp_path / "c.png"),
+                                      "--with-summary", str(tmp_path / "bad.json")])
+    with pytest.raises(SystemExit, match="is not a summary this tool wrote"):
+        _plot_tool().main()

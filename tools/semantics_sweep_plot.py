@@ -10,6 +10,11 @@ n seeds; each seed's points; then the seeds' episodes pooled, with a Wilson 95 %
 seed first reaches 90 % of the true-semantics success (mean ± sd over the seeds that reach it, and how many do). Curve figure: one panel per condition, the
 mean success with a min-max band over seeds and the true-semantics reference. ``--noise``: success at
 the largest annotation count against the condition's level, one line per strategy.
+
+``--with-summary JSON``: the strategies of an earlier summary (the ``.json`` this tool writes beside its figure)
+that the sweep does not hold are printed and drawn from it, marked "(summary)", so a sweep that adds strategies to
+runs whose folders are gone still gives one figure. The summary keeps each seed's points (``per_seed``) since
+2026-12-07; an older one has the mean, the min-max band, the pooled episodes and the first-reach counts only.
 """
 
 from __future__ import annotations
@@ -76,6 +81,43 @@ def first_reach(recs: list[dict], threshold: float) -> int | None:
     return min(hits) if hits else None
 
 
+def entry(per_seed: dict, threshold: float | None) -> dict:
+    """One strategy's summary: the curve (mean, min, max, seeds per point), the first count at ``threshold`` per seed,
+    the seeds' episodes pooled, and each seed's points as (annotations, success, episodes)."""
+    a, m, lo, hi, n = curve(per_seed)
+    return {"annotations": a.tolist(), "mean": m.tolist(), "min": lo.tolist(), "max": hi.tolist(), "seeds": n.tolist(),
+            "first_reach_90pct": [first_reach(recs, threshold) for recs in per_seed.values()] if threshold is not None else [],
+            "pooled": {str(k): p for k, p in pooled(per_seed).items()},
+            "per_seed": {str(k): [[int(r["annotations"]), float(r["success_rate"]), r.get("episodes")] for r in recs]
+                         for k, recs in sorted(per_seed.items())}}
+
+
+def load_summary(path: str) -> dict:
+    """cond -> strategy -> entry, from a summary JSON this tool wrote (one clear error if it is not one)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        ok = all(isinstance(e, dict) and {"annotations", "mean", "min", "max", "seeds"} <= set(e)
+                 for cond in data.values() for e in cond.values())
+    except (OSError, ValueError, AttributeError):
+        ok = False
+    if not ok:
+        raise SystemExit(f"error: --with-summary {path} is not a summary this tool wrote (the .json beside a figure); pass that file.")
+    return data
+
+
+def print_entry(name: str, e: dict) -> None:
+    """The entry's curve, each seed's points, the pooled episodes and the first count at 90 %."""
+    row = " ".join(f"{k}:{mm:.2f}[{ll:.2f},{hh:.2f}]n{nn}" for k, mm, ll, hh, nn in zip(e["annotations"], e["mean"], e["min"], e["max"], e["seeds"]))
+    seeds = " | ".join(f"seed {k} " + " ".join(f"{a}:{r:.2f}" for a, r, _ in pts) for k, pts in e.get("per_seed", {}).items())
+    prow = " ".join(f"{k}:{p['successes']}/{p['episodes']}[{p['ci95_lo']:.2f},{p['ci95_hi']:.2f}]" for k, p in e.get("pooled", {}).items())
+    reach = e.get("first_reach_90pct", [])
+    got = [x for x in reach if x is not None]
+    rs = (f"{np.mean(got):.1f} ± {np.std(got, ddof=1) if len(got) > 1 else 0:.1f} ({len(got)}/{len(reach)} seeds reach)"
+          if got else f"not reached (0/{len(reach)} seeds)")
+    print(f"  {name:16s} {row}\n  {'':16s} {seeds or 'per-seed points not kept in this summary'}\n"
+          f"  {'':16s} pooled over seeds (Wilson 95 %): {prow}\n  {'':16s} first >= 90 %: {rs}; per seed {reach}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sweep", required=True)
@@ -84,6 +126,7 @@ def main() -> None:
     ap.add_argument("--levels", nargs="*", default=[], help="condition=level pairs for --noise")
     ap.add_argument("--xlabel", default="noise std (cm)")
     ap.add_argument("--title", default="", help="text before each panel's condition name (e.g. the task)")
+    ap.add_argument("--with-summary", default=None, help="an earlier summary JSON: its strategies that the sweep lacks are added")
     args = ap.parse_args()
     import matplotlib
 
@@ -99,23 +142,17 @@ def main() -> None:
     for cond, strategies in points.items():
         ref = reference.get(cond, {}).get("success_rate")
         thr = 0.9 * ref if ref is not None else None
-        print(f"== {cond}: true-semantics success {ref}; 90 % of it = {thr}")
         for name, per_seed in strategies.items():
-            a, m, lo, hi, n = curve(per_seed)
-            row = " ".join(f"{k}:{mm:.2f}[{ll:.2f},{hh:.2f}]n{nn}" for k, mm, ll, hh, nn in zip(a, m, lo, hi, n))
-            reach = [first_reach(recs, thr) for recs in per_seed.values()] if thr is not None else []
-            got = [x for x in reach if x is not None]
-            rs = (f"{np.mean(got):.1f} ± {np.std(got, ddof=1) if len(got) > 1 else 0:.1f} ({len(got)}/{len(reach)} seeds reach)"
-                  if got else f"not reached (0/{len(reach)} seeds)")
-            pool = pooled(per_seed)
-            prow = " ".join(f"{k}:{p['successes']}/{p['episodes']}[{p['ci95_lo']:.2f},{p['ci95_hi']:.2f}]" for k, p in pool.items())
-            seeds = " | ".join(f"seed {k} " + " ".join(f"{int(r['annotations'])}:{float(r['success_rate']):.2f}" for r in recs)
-                               for k, recs in sorted(per_seed.items()))
-            print(f"  {name:16s} {row}\n  {'':16s} {seeds}\n  {'':16s} pooled over seeds (Wilson 95 %): {prow}\n"
-                  f"  {'':16s} first >= 90 %: {rs}; per seed {reach}")
-            summary.setdefault(cond, {})[name] = {"annotations": a.tolist(), "mean": m.tolist(), "min": lo.tolist(),
-                                                   "max": hi.tolist(), "seeds": n.tolist(), "first_reach_90pct": reach,
-                                                   "pooled": {str(k): p for k, p in pool.items()}}
+            summary.setdefault(cond, {})[name] = entry(per_seed, thr)
+    earlier = load_summary(args.with_summary) if args.with_summary else {}
+    from_summary = {(c, n) for c in summary for n in earlier.get(c, {}) if n not in summary[c]}
+    for cond, name in sorted(from_summary):
+        summary[cond][name] = earlier[cond][name]
+    for cond, entries in summary.items():
+        ref = reference.get(cond, {}).get("success_rate")
+        print(f"== {cond}: true-semantics success {ref}; 90 % of it = {0.9 * ref if ref is not None else None}")
+        for name, e in entries.items():
+            print_entry(name + (" (summary)" if (cond, name) in from_summary else ""), e)
     if args.noise:
         levels = dict(kv.split("=") for kv in args.levels)
         fig, ax = plt.subplots(figsize=(6, 4.2))
@@ -137,13 +174,12 @@ def main() -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     else:
-        conds = list(points)
+        conds = list(summary)
         fig, axes = plt.subplots(1, len(conds), figsize=(6 * len(conds), 4.2), squeeze=False)
         for ax, cond in zip(axes[0], conds):
-            for name, per_seed in points[cond].items():
-                a, m, lo, hi, n = curve(per_seed)
-                line = ax.plot(a, m, marker="o", label=f"{name} (n={n.min()}-{n.max()} seeds)")[0]
-                ax.fill_between(a, lo, hi, color=line.get_color(), alpha=0.15)
+            for name, e in sorted(summary[cond].items()):
+                line = ax.plot(e["annotations"], e["mean"], marker="o", label=f"{name} (n={min(e['seeds'])}-{max(e['seeds'])} seeds)")[0]
+                ax.fill_between(e["annotations"], e["min"], e["max"], color=line.get_color(), alpha=0.15)
             ref = reference.get(cond)
             if ref:
                 reference_lines(ax, ref["success_rate"])
