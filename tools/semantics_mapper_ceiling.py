@@ -95,7 +95,8 @@ def main() -> None:
     print(f"{len(images)} labelled frames, {steps} steps, {time.perf_counter() - t0:.0f} s")
     if args.transfer > 0:
         real = OmegaConf.to_container(cfg.real_env, resolve=True)
-        out = evaluate_transfer(mapper, controller_for(cfg, task), task, real, args.transfer, int(cfg.transfer.seed), k, args.proprio)
+        out = evaluate_transfer(mapper, controller_for(cfg, task), task, real, args.transfer, int(cfg.transfer.seed), k, args.proprio,
+                                progress=bool(cfg.progress))
         err.update({key: out[key] for key in out if key.endswith("_m") or key == "success_rate"})
         err["ci95"] = out["ci95"]
     for key, v in err.items():

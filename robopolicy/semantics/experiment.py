@@ -164,7 +164,7 @@ def _shared_inputs(cfg: DictConfig, task: SemanticsTask, real: dict, cache: _Cac
     test = cache.episodes("test", lambda: collect_real_episodes(
         task, real, int(d.test_episodes), int(d.test_seed), float(d.behaviour_noise), reach_steps=int(d.reach_steps)))
     reference = cache.record("reference", lambda: evaluate_transfer(None, controller, task, real, int(cfg.transfer.episodes),
-                                                                 int(cfg.transfer.seed)))
+                                                                 int(cfg.transfer.seed), progress=bool(cfg.progress)))
     return offline, test, reference
 
 
@@ -234,7 +234,7 @@ def run_active_experiment(cfg: DictConfig, strategies: list[str] | None = None, 
             rec["label_error_m"] = float(np.abs(labels.labels[labeled] - np.concatenate(truths)[labeled]).mean())
             if cfg.transfer.every_round or _oracle.remaining == 0:
                 rec.update(evaluate_transfer(mapper, controller, task, real, int(cfg.transfer.episodes), int(cfg.transfer.seed),
-                                             int(cfg.mapper.n_frames), proprio))
+                                             int(cfg.mapper.n_frames), proprio, progress=bool(cfg.progress)))
             print(f"[{name}] annotations={annotations} labeled={len(labeled)} "
                   f"err={100 * rec['offline_error_m']:.2f}cm success={rec.get('success_rate', float('nan')):.2f}", flush=True)
             return rec
@@ -266,9 +266,9 @@ def run_transfer(cfg: DictConfig) -> dict:
     semantics_split(task, proprio).check_mapper(mapper.semantics_names, where=f"The mapper at {str(cfg.mapper_dir)!r}")
     real = OmegaConf.to_container(cfg.real_env, resolve=True)
     controller = controller_for(cfg, task)
-    out = {"mapper": evaluate_transfer(mapper, controller, task, real, int(cfg.transfer.episodes), int(cfg.transfer.seed), mapper.n_frames,
-                                       proprio),
-           "true_semantics": evaluate_transfer(None, controller, task, real, int(cfg.transfer.episodes), int(cfg.transfer.seed))}
+    n, seed, progress = int(cfg.transfer.episodes), int(cfg.transfer.seed), bool(cfg.progress)
+    out = {"mapper": evaluate_transfer(mapper, controller, task, real, n, seed, mapper.n_frames, proprio, progress=progress),
+           "true_semantics": evaluate_transfer(None, controller, task, real, n, seed, progress=progress)}
     atomic_write_json(Path(cfg.run_dir) / "transfer.json", out)
     return out
 

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from robopolicy.evaluation.episodes import EpisodeHooks, episode_seeds, run_episode
 from robopolicy.evaluation.stats import wilson_interval
@@ -145,8 +146,11 @@ class _ErrorsAgainstTruth(EpisodeHooks):
 
 
 def evaluate_transfer(mapper: Any, controller: Any, task: Any, real_env_cfg: dict, episodes: int,
-                      seed: int, n_frames: int = 1, proprio: Sequence[str] = ()) -> dict:
+                      seed: int, n_frames: int = 1, proprio: Sequence[str] = (), progress: bool = False) -> dict:
     """Run ``episodes`` episodes in the real environment; see the module docstring.
+
+    ``progress``: a bar over the episodes with the successes so far (a Meta-World episode renders every
+    step, so 50 of them take minutes on a CPU).
 
     ``proprio``: ``semantics.proprio_semantics``, the coordinates read from the robot instead of the mapper.
     The semantics errors are those of the vector the controller got: a coordinate read from the robot is
@@ -168,10 +172,15 @@ def evaluate_transfer(mapper: Any, controller: Any, task: Any, real_env_cfg: dic
     env = task.make_real_env(**real_env_cfg)
     errors = _ErrorsAgainstTruth(actor, task)
     records = []
+    bar = tqdm(total=int(episodes), disable=not progress, unit="ep",
+               desc=f"transfer {'true semantics' if mapper is None else 'mapper'}")
     try:
         for s in episode_seeds(seed, int(episodes)):
             records.append(run_episode(env, actor, s, stop_after_success=0, max_steps=env.max_episode_steps, hooks=[errors]))
+            bar.update(1)
+            bar.set_postfix_str(f"success {sum(r.success for r in records)}/{len(records)}")
     finally:
+        bar.close()
         env.close()
     wins = [r.success for r in records]
     k, n = int(np.sum(wins)), len(wins)
