@@ -178,12 +178,13 @@ def main() -> None:
         fig, axes = plt.subplots(1, len(conds), figsize=(6 * len(conds), 4.2), squeeze=False)
         for ax, cond in zip(axes[0], conds):
             for name, e in sorted(summary[cond].items()):
-                line = ax.plot(e["annotations"], e["mean"], marker="o", label=f"{name} (n={min(e['seeds'])}-{max(e['seeds'])} seeds)")[0]
+                lo_n, hi_n = min(e["seeds"]), max(e["seeds"])
+                line = ax.plot(e["annotations"], e["mean"], marker="o", label=f"{name} ({lo_n if lo_n == hi_n else f'{lo_n}-{hi_n}'} seeds)")[0]
                 ax.fill_between(e["annotations"], e["min"], e["max"], color=line.get_color(), alpha=0.15)
             ref = reference.get(cond)
             if ref:
                 reference_lines(ax, ref["success_rate"])
-            ax.set(xlabel="annotations", ylabel="transferred success (mean, band = min-max over seeds)", ylim=(-0.02, 1.02),
+            ax.set(xlabel="annotations", ylabel="transferred success\n(mean; band: min-max over seeds)", ylim=(-0.02, 1.02),
                    title=f"{args.title} ({cond})" if args.title else cond)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
