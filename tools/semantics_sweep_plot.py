@@ -138,19 +138,18 @@ def main() -> None:
     points, reference = load(Path(args.sweep))
     if not points:
         raise SystemExit(f"error: no sweep runs (*/*/seed*/*/state.json) under {args.sweep}; run tools/semantics_sweep.py first.")
+    ref_rate = {cond: reference.get(cond, {}).get("success_rate") for cond in points}
+    threshold = {cond: None if r is None else 0.9 * r for cond, r in ref_rate.items()}
     summary: dict = {}
     for cond, strategies in points.items():
-        ref = reference.get(cond, {}).get("success_rate")
-        thr = 0.9 * ref if ref is not None else None
         for name, per_seed in strategies.items():
-            summary.setdefault(cond, {})[name] = entry(per_seed, thr)
+            summary.setdefault(cond, {})[name] = entry(per_seed, threshold[cond])
     earlier = load_summary(args.with_summary) if args.with_summary else {}
     from_summary = {(c, n) for c in summary for n in earlier.get(c, {}) if n not in summary[c]}
     for cond, name in sorted(from_summary):
         summary[cond][name] = earlier[cond][name]
     for cond, entries in summary.items():
-        ref = reference.get(cond, {}).get("success_rate")
-        print(f"== {cond}: true-semantics success {ref}; 90 % of it = {0.9 * ref if ref is not None else None}")
+        print(f"== {cond}: true-semantics success {ref_rate[cond]}; 90 % of it = {threshold[cond]}")
         for name, e in entries.items():
             print_entry(name + (" (summary)" if (cond, name) in from_summary else ""), e)
     if args.noise:

@@ -171,14 +171,15 @@ def evaluate_transfer(mapper: Any, controller: Any, task: Any, real_env_cfg: dic
         controller.bind(task)
     env = task.make_real_env(**real_env_cfg)
     errors = _ErrorsAgainstTruth(actor, task)
-    records = []
+    records, successes = [], 0
     bar = tqdm(total=int(episodes), disable=not progress, unit="ep",
                desc=f"transfer {'true semantics' if mapper is None else 'mapper'}")
     try:
         for s in episode_seeds(seed, int(episodes)):
             records.append(run_episode(env, actor, s, stop_after_success=0, max_steps=env.max_episode_steps, hooks=[errors]))
+            successes += bool(records[-1].success)
             bar.update(1)
-            bar.set_postfix_str(f"success {sum(r.success for r in records)}/{len(records)}")
+            bar.set_postfix_str(f"success {successes}/{len(records)}")
     finally:
         bar.close()
         env.close()
