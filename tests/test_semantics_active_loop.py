@@ -134,3 +134,21 @@ def test_sweep_cache_shares_the_data_across_vae_settings(tmp_path):
     cfg = OmegaConf.create({"cache_dir": str(tmp_path), "task": {"a": 1}, "real_env": {}, "data": {}, "transfer": {},
                             "vae": {}, "vae_trainer": {}})
     assert _Cache(cfg).dir == _Cache(OmegaConf.merge(cfg, {"vae_trainer": {"steps": 7}})).dir
+
+
+def test_sweep_cache_shares_the_data_across_transfer_settings(tmp_path):
+    from robopolicy.semantics.experiment import _Cache
+
+    cfg = OmegaConf.create({"cache_dir": str(tmp_path), "task": {"a": 1}, "real_env": {}, "data": {}, "transfer": {"episodes": 20},
+                            "vae": {}, "vae_trainer": {}})
+    assert _Cache(cfg).dir == _Cache(OmegaConf.merge(cfg, {"transfer": {"episodes": 50}})).dir
+
+
+def test_sweep_cache_keeps_references_of_other_transfer_settings_apart(tmp_path):
+    from robopolicy.semantics.experiment import _Cache
+
+    cfg = OmegaConf.create({"cache_dir": str(tmp_path), "task": {"a": 1}, "real_env": {}, "data": {}, "transfer": {"episodes": 20},
+                            "vae": {}, "vae_trainer": {}})
+    other = _Cache(OmegaConf.merge(cfg, {"transfer": {"episodes": 50}}))
+    _Cache(cfg).record(_Cache(cfg).reference_name, lambda: {"episodes": 20})
+    assert other.record(other.reference_name, lambda: {"episodes": 50}) == {"episodes": 50}

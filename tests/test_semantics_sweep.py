@@ -38,8 +38,11 @@ def _sweep(monkeypatch, *argv):
 def test_prepared_cache_holds_the_offline_and_held_out_episodes_and_the_reference(tmp_path):
     from robopolicy.semantics.experiment import prepare_cache
 
-    folder = prepare_cache(_cfg(f"cache_dir={tmp_path}", "run_strategies=[random_episodes]", *TINY))
-    assert sorted(p.name for p in folder.iterdir()) == ["offline.npz", "reference.json", "test.npz"]
+    from robopolicy.semantics.experiment import _Cache
+
+    cfg = _cfg(f"cache_dir={tmp_path}", "run_strategies=[random_episodes]", *TINY)
+    folder = prepare_cache(cfg)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["offline.npz", f"{_Cache(cfg).reference_name}.json", "test.npz"])
 
 
 def test_prepared_cache_holds_the_latents_when_a_strategy_reads_them(tmp_path):
@@ -104,7 +107,7 @@ def test_a_failed_side_by_side_run_is_named_with_its_log(tmp_path, monkeypatch, 
 
 
 def test_the_metaworld_preset_is_the_recorded_setting():
-    recorded = ("task=metaworld task.env_name=push-v3 device=cpu transfer.episodes=20 proprio_semantics=[hand_x,hand_y,hand_z,gripper] "
+    recorded = ("task=metaworld task.env_name=push-v3 device=cpu transfer.episodes=50 proprio_semantics=[hand_x,hand_y,hand_z,gripper] "
                 "budget=100 per_round=50 data.test_episodes=5 data.reach_steps=30 mapper.members=3 "
                 "mapper.encoder.channels=[16,16,16,16] trainer.batch_size=32 trainer.optim.lr=2e-3 train_schedule.steps=6000 "
                 "vae_trainer.steps=400 vae_seed=0").split()
@@ -181,3 +184,75 @@ def test_the_plot_refuses_a_summary_it_did_not_write(tmp_path, monkeypatch):
                                       "--with-summary", str(tmp_path / "bad.json")])
     with pytest.raises(SystemExit, match="is not a summary this tool wrote"):
         _plot_tool().main()
+
+
+def test_a_transfer_run_says_which_mapper_it_scored(tmp_path):
+    import json
+
+    from robopolicy.semantics import experiment
+
+    cfg = _cfg(f"run_dir={tmp_path / 'run'}", "run_strategies=[random_episodes]", *TINY)
+    experiment.run_active_experiment(cfg)
+    mapper_dir = tmp_path / "run" / "random_episodes" / "round_00"
+    experiment.run_transfer(_cfg(f"run_dir={tmp_path / 'tr'}", "mode=transfer", f"mapper_dir={mapper_dir}", *TINY))
+    assert json.loads((tmp_path / "tr" / "transfer.json").read_text())["mapper_dir"] == str(mapper_dir)
+
+
+def _transfer_json(folder, mapper_dir=None, rate=0.5, n=50):
+    import json
+
+    folder.mkdir(parents=True)
+    out = {"mapper": {"success_rate": rate, "episodes": n}, "true_semantics": {"success_rate": 1.0, "episodes": n}}
+    if mapper_dir is not None:
+        out["mapper_dir"] = str(mapper_dir)
+    (folder / "transfer.json").write_text(json.dumps(out))
+    return folder
+
+
+def test_the_plot_reads_several_sweeps_as_one(tmp_path):
+    _one_seed_sweep(tmp_path / "a", "variance", (0.25, 1.0))
+    _one_seed_sweep(tmp_path / "b", "diversity", (0.5, 0.5))
+    points, _ = _plot_tool().load([tmp_path / "a", tmp_path / "b"])
+    assert sorted(points["base"]) == ["diversity", "variance"]
+
+
+def test_the_plot_refuses_a_run_held_by_two_sweeps(tmp_path):
+    _one_seed_sweep(tmp_path / "a", "variance", (0.25, 1.0))
+    _one_seed_sweep(tmp_path / "b", "variance", (0.5, 0.5))
+    with pytest.raises(SystemExit, match="in more than one of the sweeps"):
+        _plot_tool().load([tmp_path / "a", tmp_path / "b"])
+
+
+def test_a_rescored_transfer_replaces_the_point_of_its_mapper(tmp_path):
+    mod = _plot_tool()
+    _one_seed_sweep(tmp_path / "sw", "variance", (0.25, 1.0))
+    points, _ = mod.load([tmp_path / "sw"])
+    run = _transfer_json(tmp_path / "tr", tmp_path / "sw" / "base" / "variance" / "seed0" / "variance" / "round_01", rate=0.42)
+    mod.apply_rescored(points, [str(run)])
+    assert [(r["success_rate"], r["episodes"]) for r in points["base"]["variance"][0]] == [(0.25, 4), (0.42, 50)]
+
+
+def test_a_rescored_transfer_without_its_mapper_takes_it_after_the_equals_sign(tmp_path):
+    mod = _plot_tool()
+    _one_seed_sweep(tmp_path / "sw", "variance", (0.25, 1.0))
+    points, _ = mod.load([tmp_path / "sw"])
+    run = _transfer_json(tmp_path / "tr", None, rate=0.1)
+    mod.apply_rescored(points, [f"{run}={tmp_path / 'sw' / 'base' / 'variance' / 'seed0' / 'variance' / 'round_00'}"])
+    assert points["base"]["variance"][0][0]["success_rate"] == 0.1
+
+
+def test_a_rescored_transfer_that_names_no_mapper_is_refused(tmp_path):
+    mod = _plot_tool()
+    _one_seed_sweep(tmp_path / "sw", "variance", (0.25, 1.0))
+    points, _ = mod.load([tmp_path / "sw"])
+    with pytest.raises(SystemExit, match="does not say which mapper it scored"):
+        mod.apply_rescored(points, [str(_transfer_json(tmp_path / "tr", None))])
+
+
+def test_a_rescored_transfer_of_a_mapper_outside_the_sweeps_is_refused(tmp_path):
+    mod = _plot_tool()
+    _one_seed_sweep(tmp_path / "sw", "variance", (0.25, 1.0))
+    points, _ = mod.load([tmp_path / "sw"])
+    run = _transfer_json(tmp_path / "tr", tmp_path / "other" / "base" / "hybrid" / "seed0" / "hybrid" / "round_00")
+    with pytest.raises(SystemExit, match="no evaluated round"):
+        mod.apply_rescored(points, [str(run)])

@@ -11,6 +11,11 @@ seed first reaches 90 % of the true-semantics success (mean ± sd over the seeds
 mean success with a min-max band over seeds and the true-semantics reference. ``--noise``: success at
 the largest annotation count against the condition's level, one line per strategy.
 
+Several ``--sweep`` folders are read as one (a strategy or seed added in a later sweep); the reference is a
+finished run's (its results.json), else the first sweep's cache. ``--rescored RUN[=MAPPER_DIR]``: transfer runs of
+the sweeps' mappers made later (``robopolicy-semantics mode=transfer mapper_dir=<sweep>/<cond>/<strategy>/seed<k>/
+<strategy>/round_NN``, e.g. with more episodes) replace those points.
+
 ``--with-summary JSON``: the strategies of an earlier summary (the ``.json`` this tool writes beside its figure)
 that the sweep does not hold are printed and drawn from it, marked "(summary)", so a sweep that adds strategies to
 runs whose folders are gone still gives one figure. The summary keeps each seed's points (``per_seed``) since
@@ -26,21 +31,62 @@ from pathlib import Path
 import numpy as np
 
 
-def load(sweep: Path) -> tuple[dict, dict]:
-    """-> points[cond][strategy][seed] = list of round records; reference[cond] = reference record."""
+def load(sweeps: list[Path]) -> tuple[dict, dict]:
+    """-> points[cond][strategy][seed] = list of round records (each with its ``round`` index); reference[cond] = the
+    true-semantics reference record: from a finished run's results.json, else from the first sweep's cache."""
     points: dict = {}
     reference: dict = {}
-    for st in sorted(sweep.glob("*/*/seed*/*/state.json")):
-        seed_dir = st.parent.parent
-        cond, strategy = seed_dir.parent.parent.name, seed_dir.parent.name
-        seed = int(seed_dir.name.removeprefix("seed"))
-        recs = [r for r in json.loads(st.read_text())["records"] if "success_rate" in r]
-        points.setdefault(cond, {}).setdefault(strategy, {})[seed] = recs
-    for cache in sweep.glob("cache/*/reference.json"):
-        ref = json.loads(cache.read_text())
-        for cond in points:
-            reference.setdefault(cond, ref)
+    for sweep in sweeps:
+        for st in sorted(sweep.glob("*/*/seed*/*/state.json")):
+            seed_dir = st.parent.parent
+            cond, strategy = seed_dir.parent.parent.name, seed_dir.parent.name
+            seed = int(seed_dir.name.removeprefix("seed"))
+            if seed in points.get(cond, {}).get(strategy, {}):
+                raise SystemExit(f"error: {cond}/{strategy}/seed{seed} is in more than one of the sweeps given (again in {sweep}); "
+                                 "pass sweeps that hold different strategies or seeds.")
+            recs = [{**r, "round": i} for i, r in enumerate(json.loads(st.read_text())["records"]) if "success_rate" in r]
+            points.setdefault(cond, {}).setdefault(strategy, {})[seed] = recs
+            results = seed_dir / "results.json"
+            if cond not in reference and results.is_file():
+                reference[cond] = json.loads(results.read_text())["reference_true_semantics"]
+    for sweep in sweeps:
+        for cache in sorted(sweep.glob("cache/*/reference*.json")):
+            for cond in points:
+                reference.setdefault(cond, json.loads(cache.read_text()))
     return points, reference
+
+
+def apply_rescored(points: dict, items: list[str]) -> int:
+    """Replace sweep points by later transfer evaluations of the same mappers (``robopolicy-semantics mode=transfer``,
+    e.g. with more episodes). Each item is a transfer run folder or its transfer.json, optionally ``=MAPPER_DIR`` (the
+    mapper it scored; transfer.json says it itself since 2026-12-07). The mapper folder names the point:
+    ``<condition>/<strategy>/seed<k>/<strategy>/round_NN``. Returns how many points were replaced."""
+    done = 0
+    for item in items:
+        path, _, mapper_dir = item.partition("=")
+        f = Path(path) / "transfer.json" if Path(path).is_dir() else Path(path)
+        try:
+            data = json.loads(f.read_text())
+            scored = data["mapper"]
+        except (OSError, ValueError, KeyError, TypeError):
+            raise SystemExit(f"error: --rescored {path}: {f} is not a transfer.json of robopolicy-semantics mode=transfer; "
+                             "pass that run's folder.") from None
+        mapper_dir = mapper_dir or data.get("mapper_dir")
+        if not mapper_dir:
+            raise SystemExit(f"error: --rescored {path}: {f} does not say which mapper it scored (written before transfer.json kept "
+                             f"mapper_dir); pass it as {path}=<the mapper_dir of that run>.")
+        parts = Path(mapper_dir).parts[-5:]
+        ok = len(parts) == 5 and parts[1] == parts[3] and parts[2].startswith("seed") and parts[4].startswith("round_")
+        cond, strategy = (parts[0], parts[1]) if ok else ("", "")
+        seed = int(parts[2].removeprefix("seed")) if ok and parts[2].removeprefix("seed").isdigit() else -1
+        rnd = int(parts[4].removeprefix("round_")) if ok and parts[4].removeprefix("round_").isdigit() else -1
+        recs = [r for r in points.get(cond, {}).get(strategy, {}).get(seed, []) if r["round"] == rnd]
+        if not recs:
+            raise SystemExit(f"error: --rescored {path} scored the mapper {mapper_dir}, which is no evaluated round "
+                             "(<condition>/<strategy>/seed<k>/<strategy>/round_NN) of the sweeps given; pass its sweep with --sweep.")
+        recs[0].update(success_rate=float(scored["success_rate"]), episodes=int(scored["episodes"]), rescored=str(f))
+        done += 1
+    return done
 
 
 def _by_annotations(per_seed: dict) -> dict[int, list[dict]]:
@@ -120,13 +166,15 @@ def print_entry(name: str, e: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sweep", required=True)
+    ap.add_argument("--sweep", required=True, nargs="+", help="sweep folders (several: their runs together)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--noise", action="store_true")
     ap.add_argument("--levels", nargs="*", default=[], help="condition=level pairs for --noise")
     ap.add_argument("--xlabel", default="noise std (cm)")
     ap.add_argument("--title", default="", help="text before each panel's condition name (e.g. the task)")
     ap.add_argument("--with-summary", default=None, help="an earlier summary JSON: its strategies that the sweep lacks are added")
+    ap.add_argument("--rescored", nargs="*", default=[], metavar="TRANSFER_RUN[=MAPPER_DIR]",
+                    help="mode=transfer runs of the sweeps' mappers (e.g. more episodes): they replace those points")
     args = ap.parse_args()
     import matplotlib
 
@@ -135,9 +183,11 @@ def main() -> None:
 
     from robopolicy.utils.plots import reference_lines, save_figure_with_summary
 
-    points, reference = load(Path(args.sweep))
+    points, reference = load([Path(s) for s in args.sweep])
     if not points:
-        raise SystemExit(f"error: no sweep runs (*/*/seed*/*/state.json) under {args.sweep}; run tools/semantics_sweep.py first.")
+        raise SystemExit(f"error: no sweep runs (*/*/seed*/*/state.json) under {' '.join(args.sweep)}; run tools/semantics_sweep.py first.")
+    if args.rescored:
+        print(f"{apply_rescored(points, args.rescored)} points replaced by their --rescored evaluations")
     ref_rate = {cond: reference.get(cond, {}).get("success_rate") for cond in points}
     threshold = {cond: None if r is None else 0.9 * r for cond, r in ref_rate.items()}
     summary: dict = {}

@@ -72,8 +72,9 @@ def make_oracle(cfg: DictConfig, truths: list[np.ndarray]) -> AnnotationOracle:
 class _Cache:
     """What every run of one setting shares (offline data, held-out data, the reference, VAE latents per seed), kept in
     ``cfg.cache_dir`` (null: nothing kept) under a hash of the settings it depends on, so a sweep computes it once:
-    the folder under the data's settings (task, real_env, data, transfer), the latents' names also under the VAE's
-    (vae, vae_trainer), so runs with and without a VAE share the data. Stored as npz (arrays) and json (the
+    the folder under the data's settings (task, real_env, data); the reference's name also under the transfer
+    settings (episodes, seed, controller), so more transfer episodes reuse the data; the latents' names under the
+    VAE's (vae, vae_trainer), so runs with and without a VAE share the data. Stored as npz (arrays) and json (the
     reference), never pickle."""
 
     def __init__(self, cfg: DictConfig):
@@ -81,8 +82,9 @@ class _Cache:
             blob = json.dumps({k: OmegaConf.to_container(cfg[k], resolve=True) for k in keys}, sort_keys=True, default=str)
             return hashlib.sha256(blob.encode()).hexdigest()[:n]
 
-        self.dir = Path(cfg.cache_dir) / digest(("task", "real_env", "data", "transfer"), 16) if cfg.get("cache_dir") else None
+        self.dir = Path(cfg.cache_dir) / digest(("task", "real_env", "data"), 16) if cfg.get("cache_dir") else None
         self.vae_key = digest(("vae", "vae_trainer"), 8)
+        self.reference_name = f"reference_{digest(('transfer',), 8)}"
 
     def latents_name(self, seed: int) -> str:
         return f"latents_{self.vae_key}_seed{seed}"
@@ -163,7 +165,7 @@ def _shared_inputs(cfg: DictConfig, task: SemanticsTask, real: dict, cache: _Cac
         task, real, int(d.episodes), int(d.seed), float(d.behaviour_noise), reach_steps=int(d.reach_steps)))
     test = cache.episodes("test", lambda: collect_real_episodes(
         task, real, int(d.test_episodes), int(d.test_seed), float(d.behaviour_noise), reach_steps=int(d.reach_steps)))
-    reference = cache.record("reference", lambda: evaluate_transfer(None, controller, task, real, int(cfg.transfer.episodes),
+    reference = cache.record(cache.reference_name, lambda: evaluate_transfer(None, controller, task, real, int(cfg.transfer.episodes),
                                                                  int(cfg.transfer.seed), progress=bool(cfg.progress)))
     return offline, test, reference
 
@@ -267,7 +269,9 @@ def run_transfer(cfg: DictConfig) -> dict:
     real = OmegaConf.to_container(cfg.real_env, resolve=True)
     controller = controller_for(cfg, task)
     n, seed, progress = int(cfg.transfer.episodes), int(cfg.transfer.seed), bool(cfg.progress)
-    out = {"mapper": evaluate_transfer(mapper, controller, task, real, n, seed, mapper.n_frames, proprio, progress=progress),
+    # What was scored travels with the figures (tools/semantics_sweep_plot.py --rescored places them by mapper_dir).
+    out = {"mapper_dir": str(cfg.mapper_dir), "policy_run_dir": cfg.transfer.policy_run_dir, "transfer_seed": seed,
+           "mapper": evaluate_transfer(mapper, controller, task, real, n, seed, mapper.n_frames, proprio, progress=progress),
            "true_semantics": evaluate_transfer(None, controller, task, real, n, seed, progress=progress)}
     atomic_write_json(Path(cfg.run_dir) / "transfer.json", out)
     return out
