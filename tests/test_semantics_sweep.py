@@ -256,3 +256,9 @@ def test_a_rescored_transfer_of_a_mapper_outside_the_sweeps_is_refused(tmp_path)
     run = _transfer_json(tmp_path / "tr", tmp_path / "other" / "base" / "hybrid" / "seed0" / "hybrid" / "round_00")
     with pytest.raises(SystemExit, match="no evaluated round"):
         mod.apply_rescored(points, [str(run)])
+
+
+def test_the_legend_says_the_seeds_and_the_episodes_per_seed_behind_each_curve(tmp_path):
+    mod = _plot_tool()
+    e = mod.entry({0: [_rec(10, 0.5, n=50), _rec(20, 1.0, n=20)], 1: [_rec(10, 0.5, n=50)]}, None)
+    assert mod.legend_counts(e) == "1-2 seeds x 20-50 ep."

@@ -138,6 +138,20 @@ def entry(per_seed: dict, threshold: float | None) -> dict:
                          for k, recs in sorted(per_seed.items())}}
 
 
+def _span(values) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:g}" if lo == hi else f"{lo:g}-{hi:g}"
+
+
+def legend_counts(e: dict) -> str:
+    """'3 seeds x 50 ep.': the seeds per point and the transfer episodes per seed behind an entry's points."""
+    eps = [int(ep) for pts in (e.get("per_seed") or {}).values() for _, _, ep in pts if ep]
+    if not eps:  # a summary written before per_seed was kept: the pooled episodes over the seeds at each count
+        seeds_at = dict(zip((str(a) for a in e["annotations"]), e["seeds"]))
+        eps = [round(p["episodes"] / seeds_at[a]) for a, p in (e.get("pooled") or {}).items() if a in seeds_at]
+    return f"{_span(e['seeds'])} seeds" + (f" x {_span(eps)} ep." if eps else "")
+
+
 def load_summary(path: str) -> dict:
     """cond -> strategy -> entry, from a summary JSON this tool wrote (one clear error if it is not one)."""
     try:
@@ -227,8 +241,7 @@ def main() -> None:
         fig, axes = plt.subplots(1, len(conds), figsize=(6 * len(conds), 4.2), squeeze=False)
         for ax, cond in zip(axes[0], conds):
             for name, e in sorted(summary[cond].items()):
-                lo_n, hi_n = min(e["seeds"]), max(e["seeds"])
-                line = ax.plot(e["annotations"], e["mean"], marker="o", label=f"{name} ({lo_n if lo_n == hi_n else f'{lo_n}-{hi_n}'} seeds)")[0]
+                line = ax.plot(e["annotations"], e["mean"], marker="o", label=f"{name} ({legend_counts(e)})")[0]
                 ax.fill_between(e["annotations"], e["min"], e["max"], color=line.get_color(), alpha=0.15)
             ref = reference.get(cond)
             if ref:
