@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -75,12 +76,11 @@ def apply_rescored(points: dict, items: list[str]) -> int:
         if not mapper_dir:
             raise SystemExit(f"error: --rescored {path}: {f} does not say which mapper it scored (written before transfer.json kept "
                              f"mapper_dir); pass it as {path}=<the mapper_dir of that run>.")
-        parts = Path(mapper_dir).parts[-5:]
-        ok = len(parts) == 5 and parts[1] == parts[3] and parts[2].startswith("seed") and parts[4].startswith("round_")
-        cond, strategy = (parts[0], parts[1]) if ok else ("", "")
-        seed = int(parts[2].removeprefix("seed")) if ok and parts[2].removeprefix("seed").isdigit() else -1
-        rnd = int(parts[4].removeprefix("round_")) if ok and parts[4].removeprefix("round_").isdigit() else -1
-        recs = [r for r in points.get(cond, {}).get(strategy, {}).get(seed, []) if r["round"] == rnd]
+        # The sweep's layout: <condition>/<strategy>/seed<k>/<strategy>/round_NN (tools/semantics_sweep.py, active.py).
+        m = re.fullmatch(r"(?P<cond>[^/]+)/(?P<st>[^/]+)/seed(?P<seed>\d+)/(?P=st)/round_(?P<round>\d+)",
+                         "/".join(Path(mapper_dir).parts[-5:]))
+        per_seed = points.get(m["cond"], {}).get(m["st"], {}).get(int(m["seed"]), []) if m else []
+        recs = [r for r in per_seed if m and r["round"] == int(m["round"])]
         if not recs:
             raise SystemExit(f"error: --rescored {path} scored the mapper {mapper_dir}, which is no evaluated round "
                              "(<condition>/<strategy>/seed<k>/<strategy>/round_NN) of the sweeps given; pass its sweep with --sweep.")
