@@ -150,3 +150,82 @@ def test_the_reaching_phase_takes_the_hand_to_its_random_target_before_the_exper
         env.step(actor.act(None, SimpleNamespace(true_semantics=env.get_semantics), t))
     assert np.linalg.norm(env.get_semantics()[:3] - actor.target) < 0.2 * start
     env.close()
+
+
+@pytest.fixture(scope="module")
+def recorded(sem):
+    """One offline episode in the simulator's own physics (no gap): 10 reaching steps, then the noisy expert."""
+    from robopolicy.semantics.data import collect_real_episodes
+
+    return collect_real_episodes(sem, NO_GAP, episodes=1, seed=0, behaviour_noise=0.3, reach_steps=10, max_steps=30)
+
+
+def test_robot_motion_puts_the_mocap_target_where_the_actions_did(sem, recorded):
+    data, truths = recorded
+    t = 14
+    real = sem.make_sim()
+    real.reset(seed=0)  # the recorded episode's seed (episode 0 of seed block 0)
+    for a in data.actions[0][:t]:
+        real.step(a)
+    mw = real.unwrapped.sawyer
+    target = mw.data.mocap_pos.copy()
+    sim = sem.make_sim()
+    sim.reset(seed=7)  # another episode
+    sim.set_semantics(truths[0][t])
+    assert np.abs(sim.unwrapped.sawyer.data.mocap_pos - target).max() > 1e-3  # set_semantics alone: the target on the hand
+    sim.unwrapped.set_robot_motion(data.actions[0][:t], data.proprio[0][t - 1, :3])
+    np.testing.assert_allclose(sim.unwrapped.sawyer.data.mocap_pos, target, atol=1e-9)
+    real.close()
+    sim.close()
+
+
+def test_robot_motion_gives_the_hand_its_recorded_speed(sem, recorded):
+    data, truths = recorded
+    t = 14
+    sim = sem.make_sim()
+    sim.reset(seed=7)
+    sim.set_semantics(truths[0][t])
+    mw = sim.unwrapped.sawyer
+    sim.unwrapped.set_robot_motion(data.actions[0][:t], data.proprio[0][t - 1, :3])
+    dt = mw.model.opt.timestep * mw.frame_skip
+    recorded_speed = (truths[0][t, :3] - data.proprio[0][t - 1, :3]) / dt
+    assert np.linalg.norm(recorded_speed) > 0.05  # the hand is moving at this frame
+    import mujoco
+
+    vel = np.zeros(6)  # (angular, linear) of the hand's frame, in world coordinates
+    mujoco.mj_objectVelocity(mw.model, mw.data, mujoco.mjtObj.mjOBJ_BODY, mw.data.body("hand").id, vel, 0)
+    np.testing.assert_allclose(vel[3:], recorded_speed, atol=0.02)
+    sim.close()
+
+
+def _augmented_hand_error(sem, recorded, follow):
+    from robopolicy.semantics.augment import LabelSet
+
+    data, truths = recorded
+    sim = sem.make_sim()
+    sim.reset(seed=7)
+    labels = LabelSet(data, sem.dim)
+    ids = labels.add(data.frame_id(0, 8), truths[0][8], sim, segment_length=15, follow=follow)
+    sim.close()
+    return np.linalg.norm(labels.labels[ids][:, :3] - truths[0][8:23, :3], axis=1).max()
+
+
+def test_following_the_reading_keeps_the_replayed_hand_on_the_record(sem, recorded):
+    plain = _augmented_hand_error(sem, recorded, None)
+    followed = _augmented_hand_error(sem, recorded, sem.follow_reading)
+    assert plain > 0.01  # from rest, with the target on the hand, the replay falls behind the recorded hand
+    assert followed < plain / 3
+
+
+def test_following_the_reading_needs_the_readings(sem, recorded):
+    from robopolicy.errors import ConfigError
+    from robopolicy.semantics.augment import LabelSet
+    from robopolicy.semantics.data import RealEpisodes
+
+    data, truths = recorded
+    bare = RealEpisodes(data.images, data.actions, proprio=None)
+    sim = sem.make_sim()
+    sim.reset(seed=7)
+    with pytest.raises(ConfigError, match="reading with every offline frame"):
+        LabelSet(bare, sem.dim).add(0, truths[0][0], sim, segment_length=5, follow=sem.follow_reading)
+    sim.close()

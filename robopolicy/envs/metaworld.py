@@ -39,6 +39,7 @@ SEMANTICS_DIM = len(SEMANTICS_NAMES)
 # Hand settling when the simulator is set to semantics: rounds of physics steps through the mocap
 # weld, and the residual (m) at which it stops.
 _SETTLE_ROUNDS, _SETTLE_STEPS, _SETTLE_TOL_M = 4, 150, 5e-4
+ARM_DOF = 7  # the Sawyer arm's joints come first in qpos / qvel (then the two fingers, the object, ...)
 
 
 def semantics_from_state(state: np.ndarray) -> np.ndarray:
@@ -218,6 +219,38 @@ class MetaWorldEnv(_render.CameraEnvMixin, gym.Env):
         mujoco.mj_forward(m, d)
         mw._prev_obs = mw._get_curr_obs_combined_no_goal()
         self._state = np.asarray(np.hstack([mw._prev_obs, mw._prev_obs, mw._get_pos_goal()]), np.float32)
+
+    def set_robot_motion(self, actions: np.ndarray, previous_hand: np.ndarray) -> None:
+        """After :meth:`set_semantics` at frame t of a recorded episode, the robot's hidden state there.
+
+        ``actions`` (t, 4): every action since the episode's reset; the mocap target is where they put it (the reset
+        places it at the task's initial hand position and each step adds ``action x action_scale``, clipped to the
+        mocap box). ``previous_hand`` (3,): the hand at frame t - 1 (the robot's reading); the arm's joints move
+        the hand at the recorded speed (least squares through the hand's Jacobian, not turning). Without this a replay starts
+        from rest with the target on the hand, and on Meta-World push its hand is 2 cm off the record after 5 steps.
+        """
+        import mujoco
+
+        mw, m, d = self._mw, self._mw.model, self._mw.data
+        target = np.asarray(mw.hand_init_pos, np.float64).copy()
+        for a in np.asarray(actions, np.float64).reshape(-1, ACTION_DIM):
+            target = np.clip(target + np.clip(a[:3], -1.0, 1.0) * mw.action_scale, mw.mocap_low, mw.mocap_high)
+        d.mocap_pos[m.body_mocapid[d.body("mocap").id]] = target
+        velocity = (mw.get_endeff_pos() - np.asarray(previous_hand, np.float64)) / (m.opt.timestep * mw.frame_skip)
+        # The weld also holds the hand's orientation, so it translates without turning: (linear, angular) = (v, 0).
+        jacp, jacr = np.zeros((3, m.nv)), np.zeros((3, m.nv))
+        mujoco.mj_jacBody(m, d, jacp, jacr, d.body("hand").id)
+        jac = np.vstack([jacp, jacr])[:, :ARM_DOF]
+        d.qvel[:ARM_DOF] = np.linalg.lstsq(jac, np.r_[velocity, 0.0, 0.0, 0.0], rcond=None)[0]
+        mujoco.mj_forward(m, d)
+
+    def steer_hand(self, target: np.ndarray) -> None:
+        """Shift the mocap target by the hand's offset from ``target`` (3,), so the next steps pull the hand back onto
+        a recorded path (the arm's joint configuration is not in the semantics, so a replay drifts from it)."""
+        mw, d = self._mw, self._mw.data
+        mocap = mw.model.body_mocapid[d.body("mocap").id]
+        d.mocap_pos[mocap] = np.clip(d.mocap_pos[mocap] + np.asarray(target, np.float64) - mw.get_endeff_pos(),
+                                     mw.mocap_low, mw.mocap_high)
 
     def _finger_qpos(self, opening: float) -> np.ndarray:
         """Finger joint positions (r_close, l_close) whose opening (0..1, as in the state) is ``opening``."""

@@ -21,8 +21,9 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from robopolicy.errors import ConfigError
-from robopolicy.semantics.augment import LabelSet
+from robopolicy.semantics.augment import FollowReading, LabelSet
 from robopolicy.semantics.data import RealEpisodes
+from robopolicy.semantics.dynamics import DynamicsGate
 from robopolicy.semantics.mapper import MapperEnsemble, build_mapper, load_mapper, train_mapper
 from robopolicy.semantics.noise import range_std
 from robopolicy.semantics.oracle import AnnotationOracle
@@ -73,7 +74,8 @@ def _load_state(run_dir: Path, labels: LabelSet, rng: np.random.Generator, oracl
 
 def run_active(strategy: Strategy, data: RealEpisodes, oracle: AnnotationOracle, sim_env, cfg: Any, run_dir: str | Path,
                latents: np.ndarray | None = None, on_round: RoundFn | None = None, seed: int = 0,
-               resume: bool = True, split: SemanticsSplit | None = None) -> list[dict]:
+               resume: bool = True, split: SemanticsSplit | None = None, gate: DynamicsGate | None = None,
+               follow: FollowReading | None = None) -> list[dict]:
     """Annotate ``cfg.per_round`` frames per round until ``oracle`` refuses; retrain the mapper each round.
 
     cfg: the ``semantics`` config (mapper, trainer, train_schedule.steps, segment_length,
@@ -82,6 +84,8 @@ def run_active(strategy: Strategy, data: RealEpisodes, oracle: AnnotationOracle,
     ``labeled_frames`` and what it returned. ``resume``: continue from ``run_dir``'s saved state.
     ``split``: which coordinates the robot measures itself (``semantics.proprio_semantics``); the labels
     stay full vectors, the mapper is trained on the others only. None: the mapper predicts all of them.
+    ``gate``: pair augmentation keeps a segment only while other object dynamics agree (``semantics.augment_dynamics``).
+    ``follow``: the task's reading follower for the replays (``semantics.augment_follow_reading``).
     """
     run_dir = Path(run_dir)
     rng = np.random.default_rng(seed)
@@ -122,7 +126,7 @@ def run_active(strategy: Strategy, data: RealEpisodes, oracle: AnnotationOracle,
             break
         for f in picks:
             s = oracle.annotate(int(data.episode_of[f]), int(data.t_of[f]))
-            labels.add(int(f), s, sim_env, seg, transition_std, noise_rng)
+            labels.add(int(f), s, sim_env, seg, transition_std, noise_rng, gate, follow)
         ids = labels.labeled
         mapper = build_mapper(cfg.mapper, image_shape, low, high, names, reading_bounds)
         trainer_cfg = OmegaConf.merge(cfg.trainer, {"steps": steps})

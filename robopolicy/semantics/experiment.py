@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from robopolicy.envs import make_task
 from robopolicy.errors import ConfigError
 from robopolicy.semantics.active import run_active
+from robopolicy.semantics.dynamics import DynamicsGate, check_ranges
 from robopolicy.semantics.data import RealEpisodes, collect_real_episodes
 from robopolicy.semantics.mapper import load_mapper
 from robopolicy.semantics.noise import range_std
@@ -147,10 +148,25 @@ def _checked(cfg: DictConfig, task: SemanticsTask, names: list[str]) -> DictConf
     for key in ("annotation_noise", "transition_noise"):
         range_std(cfg[key], cfg.semantics_low, cfg.semantics_high, f"semantics.{key}")
     semantics_split(task, _proprio(cfg))
+    check_ranges(cfg.augment_dynamics.mass_range, cfg.augment_dynamics.friction_range)
     unknown = [n for n in names if n not in cfg.strategies]
     if unknown:
         raise ConfigError(f"Unknown strategies {unknown}; pick from {sorted(cfg.strategies)} in run_strategies.")
     return cfg
+
+
+def dynamics_gate(cfg: DictConfig, task: SemanticsTask, sim, real: dict, split) -> DynamicsGate | None:
+    """``semantics.augment_dynamics`` as the loop's gate on ``sim`` (None when samples is 0); ``cfg`` has the bounds.
+    Only the coordinates the mapper learns are checked: the robot measures the others itself (``split``)."""
+    ad = cfg.augment_dynamics
+    if int(ad.samples) == 0:
+        return None
+    spread = np.full(len(cfg.semantics_low), np.inf, np.float32)
+    cols = np.arange(len(spread)) if split is None else split.predicted_index
+    width = np.asarray(cfg.semantics_high, np.float64) - np.asarray(cfg.semantics_low, np.float64)
+    spread[cols] = float(ad.max_spread) * width[cols]
+    return DynamicsGate(task.object_dynamics(sim, real), int(ad.samples), list(ad.mass_range), list(ad.friction_range),
+                        spread, seed=int(cfg.seed))
 
 
 def check_active_setting(cfg: DictConfig) -> None:
@@ -224,6 +240,8 @@ def run_active_experiment(cfg: DictConfig, strategies: list[str] | None = None, 
     sim = task.make_sim()
     sim.reset(seed=int(cfg.seed))
     latents = _latents(cfg, cache, data, run_dir / "vae") if _needs_latents(cfg, names) else None
+    gate = dynamics_gate(cfg, task, sim, real, split)
+    follow = task.follow_reading if bool(cfg.augment_follow_reading) else None
 
     curves: dict[str, list[dict]] = {}
     for name in names:
@@ -242,7 +260,7 @@ def run_active_experiment(cfg: DictConfig, strategies: list[str] | None = None, 
             return rec
 
         curves[name] = run_active(strategy, data, oracle, sim, cfg, run_dir / name, latents, on_round, seed=int(cfg.seed),
-                                  split=split)
+                                  split=split, gate=gate, follow=follow)
     sim.close()
     results = {"reference_true_semantics": reference, "curves": curves, "budget": int(cfg.budget),
                "offline_frames": data.n_frames, "config": OmegaConf.to_container(cfg, resolve=True)}

@@ -22,6 +22,7 @@ import numpy as np
 from robopolicy.envs.observations import PROPRIO_KEY
 from robopolicy.envs.planar_push import ASSET, PROPRIO_DIM, PlanarPushEnv
 from robopolicy.errors import ConfigError
+from robopolicy.semantics.dynamics import ObjectDynamics
 
 
 def _real_model(colors: Mapping[str, Sequence[float]], table_texture: bool, light_dir: Sequence[float],
@@ -44,6 +45,13 @@ def _real_model(colors: Mapping[str, Sequence[float]], table_texture: bool, ligh
     return spec.compile()
 
 
+def puck_dynamics(model) -> ObjectDynamics:
+    """The puck's mass and the friction loss of its two sliding joints, in a planar-push model."""
+    puck = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "puck")
+    dofs = [int(model.jnt_dofadr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, j)]) for j in ("puck_x", "puck_y")]
+    return ObjectDynamics(model, puck, [("dof_frictionloss", d) for d in dofs])
+
+
 class RealPlanarPushEnv(PlanarPushEnv):
     """Planar push with the reality gap; observations ``{"image": (H, W, 3) uint8, "agent_pos": (2,) float32}``."""
 
@@ -55,11 +63,7 @@ class RealPlanarPushEnv(PlanarPushEnv):
             raise ConfigError("real_env.mass_scale must be > 0 and friction_scale, pixel_noise_std, camera_jitter_m >= 0; fix semantics.real_env.")
         model = _real_model(dict(colors or {}), table_texture, light_dir, light_diffuse)
         super().__init__(**task_kwargs, image={"size": int(image_size), "camera": "top"}, layout=None, model=model)
-        puck = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, "puck")
-        self.model.body_mass[puck] *= float(mass_scale)
-        for j in ("puck_x", "puck_y"):
-            dof = self.model.jnt_dofadr[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_JOINT, j)]
-            self.model.dof_frictionloss[dof] *= float(friction_scale)
+        puck_dynamics(self.model).scale(mass_scale, friction_scale)
         self._cam = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_CAMERA, "top")
         self._cam_pos0 = self.model.cam_pos[self._cam].copy()
         self._cam_quat0 = self.model.cam_quat[self._cam].copy()

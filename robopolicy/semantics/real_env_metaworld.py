@@ -23,6 +23,7 @@ import numpy as np
 from robopolicy.envs import observations as _obs
 from robopolicy.envs.metaworld import MetaWorldEnv, MetaWorldTask, semantics_from_state
 from robopolicy.errors import ConfigError
+from robopolicy.semantics.dynamics import ObjectDynamics
 
 
 def _id(model, kind, name: str, what: str) -> int:
@@ -52,6 +53,12 @@ def look_at_quat(pos: Sequence[float], target: Sequence[float]) -> np.ndarray:
     return quat
 
 
+def object_dynamics(model, body: str, geom: str) -> ObjectDynamics:
+    """The mass of ``body`` and the sliding friction of ``geom`` (the task's object) in a Meta-World model."""
+    return ObjectDynamics(model, _id(model, mujoco.mjtObj.mjOBJ_BODY, body, "body"),
+                          [("geom_friction", (_id(model, mujoco.mjtObj.mjOBJ_GEOM, geom, "geom"), 0))])
+
+
 class RealMetaWorldEnv(MetaWorldEnv):
     """One Meta-World task with the reality gap; observations ``{"image": (H, W, 3) uint8, "agent_pos": (4,) float32}``."""
 
@@ -75,8 +82,7 @@ class RealMetaWorldEnv(MetaWorldEnv):
         m.light_diffuse[:] *= float(light_diffuse_scale)
         if light_dir is not None:
             m.light_dir[:] = np.asarray(light_dir, np.float64) / np.linalg.norm(light_dir)
-        m.body_mass[_id(m, mujoco.mjtObj.mjOBJ_BODY, object_body, "body")] *= float(mass_scale)
-        m.geom_friction[_id(m, mujoco.mjtObj.mjOBJ_GEOM, object_geom, "geom"), 0] *= float(friction_scale)
+        object_dynamics(m, object_body, object_geom).scale(mass_scale, friction_scale)
         self._cam = _id(m, mujoco.mjtObj.mjOBJ_CAMERA, str(camera), "camera")
         self._cam_pos0 = m.cam_pos[self._cam] + np.asarray(camera_shift_m, np.float64)
         if camera_lookat is not None:

@@ -11,7 +11,7 @@ push (:class:`PlanarPushSemantics`) and Meta-World (:class:`MetaWorldSemantics`)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -51,6 +51,16 @@ class SemanticsTask:
         raise NotImplementedError
 
     def make_real_env(self, **gap: Any):
+        raise NotImplementedError
+
+    #: ``follow_reading(sim_env, readings, actions, t, k)``, or None where the semantics are the simulator's whole
+    #: state: called before step k of a pair-augmentation replay from frame t of an offline episode (its robot
+    #: readings (T, P) and actions (T, A)), it gives the simulated robot the hidden state the recording implies.
+    follow_reading = None
+
+    def object_dynamics(self, env, real_env: Mapping[str, Any]):
+        """The :class:`~robopolicy.semantics.dynamics.ObjectDynamics` of the object the real scene's gap changes
+        (``real_env``: its config), in ``env`` (the simulator): what pair augmentation's dynamics gate varies."""
         raise NotImplementedError
 
     def expert_action(self, s: np.ndarray, prev: np.ndarray | None) -> np.ndarray:
@@ -153,6 +163,11 @@ class PlanarPushSemantics(SemanticsTask):
 
         return RealPlanarPushEnv(self.task.env_kwargs, **gap)
 
+    def object_dynamics(self, env, real_env):
+        from robopolicy.semantics.real_env import puck_dynamics
+
+        return puck_dynamics(env.unwrapped.model)
+
     def expert_action(self, s, prev):
         return self._expert.act_state(np.asarray(s, dtype=np.float64)[None])[0].astype(np.float32)
 
@@ -224,6 +239,20 @@ class MetaWorldSemantics(SemanticsTask):
         from robopolicy.semantics.real_env_metaworld import RealMetaWorldEnv
 
         return RealMetaWorldEnv(self.task, **gap)
+
+    def follow_reading(self, env, readings, actions, t, k):
+        """Meta-World's hand is pulled by a mocap target and the arm's joints are not in the semantics: at the start,
+        the target where the episode's actions put it and the hand at its recorded speed; at every step, the target
+        shifted by the hand's offset from its recorded position (the reading is the robot's own, hand xyz first)."""
+        sim = env.unwrapped
+        if k == 0:
+            sim.set_robot_motion(actions[:t], readings[max(t - 1, 0), :3])
+        sim.steer_hand(readings[t + k, :3])
+
+    def object_dynamics(self, env, real_env):
+        from robopolicy.semantics.real_env_metaworld import object_dynamics
+
+        return object_dynamics(env.unwrapped.sawyer.model, str(real_env["object_body"]), str(real_env["object_geom"]))
 
     def policy_state(self, s, prev):
         from robopolicy.envs.metaworld import state_from_semantics
