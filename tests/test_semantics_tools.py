@@ -97,3 +97,55 @@ def test_mapper_ceiling_refuses_more_segments_than_the_data_holds():
     episodes, _ = _episodes(3, 6, 0)  # 2 tiling segments of 4 frames per episode: 6 in all
     with pytest.raises(ConfigError, match="more than the 6 segments"):
         _tool("semantics_mapper_ceiling").labelled_segments(episodes, 7, 4, np.random.default_rng(0))
+
+
+def _pushes(gap):
+    """2 planar-push episodes of the noisy expert through the real camera's look at 32 px, with the dynamics ``gap``."""
+    from robopolicy.defaults import constructor_kwargs, group_config
+    from robopolicy.envs import make_task
+    from robopolicy.semantics.data import collect_real_episodes
+
+    look = constructor_kwargs(group_config("semantics/real_env", "same_dynamics", {"image_size": 32, **gap}))
+    task = make_task(group_config("task", "planar_push", {"max_episode_steps": 40}))
+    return collect_real_episodes(task, look, episodes=2, seed=0, behaviour_noise=0.3, reach_steps=0)
+
+
+def _label_error(gap):
+    from robopolicy.defaults import group_config
+    from robopolicy.envs import make_task
+    from robopolicy.semantics.tasks import semantics_task
+
+    data, truths = _pushes(gap)
+    sem = semantics_task(make_task(group_config("task", "planar_push", {"max_episode_steps": 40})))
+    sim = sem.make_sim()
+    sim.reset(seed=0)
+    rows = _tool("semantics_label_error").label_error_rows(
+        sem, data, np.concatenate(truths), np.array([0, data.frame_id(1, 0)]), sim, 30, {"from rest": (None, None)},
+        ["puck"], 0.02)
+    sim.close()
+    return rows[0]
+
+
+def test_label_error_is_zero_where_the_simulator_is_the_robot():
+    row = _label_error({"mass_scale": 1.0, "friction_scale": 1.0})
+    assert row["augmented"] == 58 and row["puck"]["mean_cm"] == 0.0
+
+
+def test_label_error_shows_a_dynamics_gap():
+    row = _label_error({"mass_scale": 2.0, "friction_scale": 3.0})
+    assert row["puck"]["mean_cm"] > 0.0  # exactly 0 with the simulator's dynamics (the test above)
+
+
+def test_label_error_tool_reports_each_setting(tmp_path, monkeypatch, capsys):
+    from robopolicy.semantics.experiment import _Cache
+
+    overrides = [f"cache_dir={tmp_path / 'cache'}", "real_env.image_size=32", "task.max_episode_steps=40"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = OmegaConf.create(OmegaConf.to_container(compose("semantics", overrides=overrides), resolve=True))
+    data, _ = _Cache(cfg).episodes("offline", lambda: _pushes({}))
+    labels = tmp_path / "labels.npz"
+    np.savez(labels, labels=np.zeros((data.n_frames, 4), np.float32), age=np.zeros(data.n_frames, int), annotated=np.array([0, 5]))
+    monkeypatch.setattr(sys, "argv", ["semantics_label_error.py", "--labels", str(labels), "--gate-samples", "2", "--"] + overrides)
+    _tool("semantics_label_error").main()
+    rows = [ln.split("augmented")[0].strip() for ln in capsys.readouterr().out.splitlines() if "augmented" in ln]
+    assert rows == ["from rest", "from rest + dynamics gate"]  # planar push's state is its semantics: nothing to follow
