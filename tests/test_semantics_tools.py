@@ -120,7 +120,7 @@ def _label_error(gap):
     sim = sem.make_sim()
     sim.reset(seed=0)
     rows = _tool("semantics_label_error").label_error_rows(
-        sem, data, np.concatenate(truths), np.array([0, data.frame_id(1, 0)]), sim, 30, {"from rest": (None, None)},
+        sem, data, np.concatenate(truths), np.array([0, data.frame_id(1, 0)]), sim, 30, {"from rest": (None, None, None)},
         ["puck"], 0.02)
     sim.close()
     return rows[0]
@@ -145,7 +145,27 @@ def test_label_error_tool_reports_each_setting(tmp_path, monkeypatch, capsys):
     data, _ = _Cache(cfg).episodes("offline", lambda: _pushes({}))
     labels = tmp_path / "labels.npz"
     np.savez(labels, labels=np.zeros((data.n_frames, 4), np.float32), age=np.zeros(data.n_frames, int), annotated=np.array([0, 5]))
-    monkeypatch.setattr(sys, "argv", ["semantics_label_error.py", "--labels", str(labels), "--gate-samples", "2", "--"] + overrides)
+    monkeypatch.setattr(sys, "argv", ["semantics_label_error.py", "--labels", str(labels), "--gate-samples", "2", "--real-dynamics",
+                                      "--"] + overrides)
     _tool("semantics_label_error").main()
     rows = [ln.split("augmented")[0].strip() for ln in capsys.readouterr().out.splitlines() if "augmented" in ln]
-    assert rows == ["from rest", "from rest + dynamics gate"]  # planar push's state is its semantics: nothing to follow
+    # planar push's state is its semantics: nothing to follow
+    assert rows == ["from rest", "from rest + dynamics gate", "from rest, real object dynamics"]
+
+
+def test_label_error_in_the_real_dynamics_is_zero_and_the_simulator_is_restored():
+    from robopolicy.defaults import group_config
+    from robopolicy.envs import make_task
+    from robopolicy.semantics.tasks import semantics_task
+
+    data, truths = _pushes({"mass_scale": 2.0, "friction_scale": 3.0})
+    sem = semantics_task(make_task(group_config("task", "planar_push", {"max_episode_steps": 40})))
+    sim = sem.make_sim()
+    sim.reset(seed=0)
+    mass = sim.unwrapped.model.body_mass.copy()
+    rows = _tool("semantics_label_error").label_error_rows(
+        sem, data, np.concatenate(truths), np.array([0, data.frame_id(1, 0)]), sim, 30,
+        {"real": (None, None, (sem.object_dynamics(sim, {}), 2.0, 3.0))}, ["puck"], 0.02)
+    assert rows[0]["puck"]["mean_cm"] == 0.0
+    np.testing.assert_array_equal(sim.unwrapped.model.body_mass, mass)
+    sim.close()

@@ -5,9 +5,11 @@ carried through the simulator again, in each augmentation setting, against the t
         +experiment=semantics_metaworld_push cache_dir=experiments/mwfollow/cache     # the mode=active run's overrides
 
 Per labels file and setting (from rest: Sato et al.'s replay; following the robot's reading; each with the dynamics
-gate of ``augment_dynamics``, ``--gate-samples`` replays), the augmented frames (not the annotated ones) and, per group
-of coordinates the mapper learns, the mean, 90th percentile and share above ``--far-cm`` of the label error. The
-annotations are the truth here (an exact oracle), so the figures are the augmentation's alone.
+gate of ``augment_dynamics``, ``--gate-samples`` replays; with ``--real-dynamics`` also each replay in a simulator given
+the real scene's object mass and friction, which tells how much of the error is the dynamics gap), the augmented
+frames (not the annotated ones) and, per group of coordinates the mapper learns, the mean, 90th percentile and share
+above ``--far-cm`` of the label error. The annotations are the truth here (an exact oracle), so the figures are the
+augmentation's alone.
 """
 
 from __future__ import annotations
@@ -22,14 +24,21 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 def label_error_rows(task, data, truth: np.ndarray, annotated: np.ndarray, sim, segment_length: int, settings: dict,
                      groups: list[str], far_m: float) -> list[dict]:
-    """One row per setting name -> (gate, follow): augmented frames and the error of each group over them."""
+    """One row per setting name -> (gate, follow, dynamics): augmented frames and the error of each group over them.
+    ``dynamics``: None, or (ObjectDynamics of ``sim``, mass scale, friction scale) set for this setting's replays."""
     from robopolicy.semantics.augment import LabelSet
 
     rows = []
-    for name, (gate, follow) in settings.items():
+    for name, (gate, follow, dynamics) in settings.items():
         labels = LabelSet(data, truth.shape[1])
-        for f in annotated:
-            labels.add(int(f), truth[f], sim, segment_length, gate=gate, follow=follow)
+        if dynamics is not None:
+            dynamics[0].scale(*dynamics[1:])
+        try:
+            for f in annotated:
+                labels.add(int(f), truth[f], sim, segment_length, gate=gate, follow=follow)
+        finally:
+            if dynamics is not None:
+                dynamics[0].scale(1.0, 1.0)
         aug = labels.age > 0
         row = {"setting": name, "augmented": int(aug.sum())}
         errs = task.group_errors(labels.labels[aug], truth[aug])
@@ -45,6 +54,8 @@ def main() -> None:
     ap.add_argument("--labels", nargs="+", required=True, help="labels.npz files of mode=active runs of this setting")
     ap.add_argument("--gate-samples", type=int, default=4, help="replays of the dynamics gate rows (0: no gate rows)")
     ap.add_argument("--far-cm", type=float, default=2.0, help="the share of labels off by more than this is reported")
+    ap.add_argument("--real-dynamics", action="store_true",
+                    help="also each setting in a simulator with the real scene's object mass and friction (real_env)")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
 
@@ -68,11 +79,15 @@ def main() -> None:
     sim = task.make_sim()
     sim.reset(seed=int(cfg.seed))
     gate = ex.dynamics_gate(cfg, task, sim, OmegaConf.to_container(cfg.real_env, resolve=True), split)
-    settings = {"from rest": (None, None)}
+    real = OmegaConf.to_container(cfg.real_env, resolve=True)
+    settings = {"from rest": (None, None, None)}
     if task.follow_reading is not None:
-        settings["following the reading"] = (None, task.follow_reading)
+        settings["following the reading"] = (None, task.follow_reading, None)
     if gate is not None:
-        settings.update({f"{k} + dynamics gate": (gate, f) for k, (_, f) in list(settings.items())})
+        settings.update({f"{k} + dynamics gate": (gate, f, None) for k, (_, f, _) in list(settings.items())})
+    if args.real_dynamics:
+        dyn = (task.object_dynamics(sim, real), float(real["mass_scale"]), float(real["friction_scale"]))
+        settings.update({f"{k}, real object dynamics": (g, f, dyn) for k, (g, f, _) in list(settings.items()) if g is None})
     for path in args.labels:
         z = np.load(path)
         if len(z["labels"]) != data.n_frames:
