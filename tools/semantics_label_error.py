@@ -31,6 +31,7 @@ def label_error_rows(task, data, truth: np.ndarray, annotated: np.ndarray, sim, 
     rows = []
     for name, (gate, follow, dynamics) in settings.items():
         labels = LabelSet(data, truth.shape[1])
+        sim.reset(seed=0)  # the simulator keeps hidden state between replays; each setting starts from the same one
         if dynamics is not None:
             dynamics[0].scale(*dynamics[1:])
         try:
