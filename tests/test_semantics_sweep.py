@@ -262,3 +262,22 @@ def test_the_legend_says_the_seeds_and_the_episodes_per_seed_behind_each_curve(t
     mod = _plot_tool()
     e = mod.entry({0: [_rec(10, 0.5, n=50), _rec(20, 1.0, n=20)], 1: [_rec(10, 0.5, n=50)]}, None)
     assert mod.legend_counts(e) == "1-2 seeds x 20-50 ep."
+
+
+def test_a_strategy_keeps_its_colour_in_every_panel(tmp_path, monkeypatch):
+    import json
+
+    for cond, strategies in (("a", ("diversity", "random_episodes")), ("b", ("random_episodes",))):
+        for strategy in strategies:
+            d = tmp_path / "sw" / cond / strategy / "seed0" / strategy
+            d.mkdir(parents=True)
+            (d / "state.json").write_text(json.dumps({"records": [_rec(10, 0.5), _rec(20, 1.0)]}))
+    import robopolicy.utils.plots as plots
+
+    mod = _plot_tool()
+    figures = []
+    monkeypatch.setattr(plots, "save_figure_with_summary", lambda fig, out, summary: figures.append(fig))
+    monkeypatch.setattr(sys, "argv", ["semantics_sweep_plot.py", "--sweep", str(tmp_path / "sw"), "--out", str(tmp_path / "c.png")])
+    mod.main()
+    colours = [{ln.get_label().split()[0]: ln.get_color() for ln in ax.get_lines()} for ax in figures[0].axes]
+    assert colours[0]["random_episodes"] == colours[1]["random_episodes"] != colours[0]["diversity"]

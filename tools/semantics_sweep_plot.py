@@ -239,10 +239,13 @@ def main() -> None:
     else:
         conds = list(summary)
         fig, axes = plt.subplots(1, len(conds), figsize=(6 * len(conds), 4.2), squeeze=False)
+        # One colour per strategy in every panel, so panels compare at a glance.
+        names = sorted({n for entries in summary.values() for n in entries})
+        colour = {n: f"C{i % 10}" for i, n in enumerate(names)}
         for ax, cond in zip(axes[0], conds):
             for name, e in sorted(summary[cond].items()):
-                line = ax.plot(e["annotations"], e["mean"], marker="o", label=f"{name} ({legend_counts(e)})")[0]
-                ax.fill_between(e["annotations"], e["min"], e["max"], color=line.get_color(), alpha=0.15)
+                ax.plot(e["annotations"], e["mean"], marker="o", color=colour[name], label=f"{name} ({legend_counts(e)})")
+                ax.fill_between(e["annotations"], e["min"], e["max"], color=colour[name], alpha=0.15)
             ref = reference.get(cond)
             if ref:
                 reference_lines(ax, ref["success_rate"])
