@@ -216,6 +216,13 @@ def test_the_plot_reads_several_sweeps_as_one(tmp_path):
     assert sorted(points["base"]) == ["diversity", "variance"]
 
 
+def test_a_named_sweep_is_its_own_condition(tmp_path):
+    _one_seed_sweep(tmp_path / "a", "variance", (0.25, 1.0))
+    _one_seed_sweep(tmp_path / "b", "variance", (0.5, 0.5))
+    points, _ = _plot_tool().load([tmp_path / "a", tmp_path / "b"], [None, "other"])
+    assert (sorted(points), [r["success_rate"] for r in points["other"]["variance"][0]]) == (["base", "other"], [0.5, 0.5])
+
+
 def test_the_plot_refuses_a_run_held_by_two_sweeps(tmp_path):
     _one_seed_sweep(tmp_path / "a", "variance", (0.25, 1.0))
     _one_seed_sweep(tmp_path / "b", "variance", (0.5, 0.5))

@@ -11,7 +11,8 @@ seed first reaches 90 % of the true-semantics success (mean ± sd over the seeds
 mean success with a min-max band over seeds and the true-semantics reference. ``--noise``: success at
 the largest annotation count against the condition's level, one line per strategy.
 
-Several ``--sweep`` folders are read as one (a strategy or seed added in a later sweep); the reference is a
+Several ``--sweep`` folders are read as one (a strategy or seed added in a later sweep); ``--sweep DIR=NAME`` shows a
+sweep's runs as condition ``NAME`` instead (its own panel: the same strategies in another setting). The reference is a
 finished run's (its results.json), else the first sweep's cache. ``--rescored RUN[=MAPPER_DIR]``: transfer runs of
 the sweeps' mappers made later (``robopolicy-semantics mode=transfer mapper_dir=<sweep>/<cond>/<strategy>/seed<k>/
 <strategy>/round_NN``, e.g. with more episodes) replace those points.
@@ -32,15 +33,16 @@ from pathlib import Path
 import numpy as np
 
 
-def load(sweeps: list[Path]) -> tuple[dict, dict]:
+def load(sweeps: list[Path], names: list[str | None] | None = None) -> tuple[dict, dict]:
     """-> points[cond][strategy][seed] = list of round records (each with its ``round`` index); reference[cond] = the
-    true-semantics reference record: from a finished run's results.json, else from the first sweep's cache."""
+    true-semantics reference record: from a finished run's results.json, else from the first sweep's cache.
+    ``names``: per sweep, the condition its runs are shown under (None: their condition folder's name)."""
     points: dict = {}
     reference: dict = {}
-    for sweep in sweeps:
+    for sweep, name in zip(sweeps, names or [None] * len(sweeps)):
         for st in sorted(sweep.glob("*/*/seed*/*/state.json")):
             seed_dir = st.parent.parent
-            cond, strategy = seed_dir.parent.parent.name, seed_dir.parent.name
+            cond, strategy = name or seed_dir.parent.parent.name, seed_dir.parent.name
             seed = int(seed_dir.name.removeprefix("seed"))
             if seed in points.get(cond, {}).get(strategy, {}):
                 raise SystemExit(f"error: {cond}/{strategy}/seed{seed} is in more than one of the sweeps given (again in {sweep}); "
@@ -180,7 +182,9 @@ def print_entry(name: str, e: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sweep", required=True, nargs="+", help="sweep folders (several: their runs together)")
+    ap.add_argument("--sweep", required=True, nargs="+", metavar="SWEEP[=NAME]",
+                    help="sweep folders (several: their runs together); =NAME shows that sweep's runs as condition NAME "
+                         "(e.g. the same strategies under another setting, in a panel of their own)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--noise", action="store_true")
     ap.add_argument("--levels", nargs="*", default=[], help="condition=level pairs for --noise")
@@ -197,7 +201,8 @@ def main() -> None:
 
     from robopolicy.utils.plots import reference_lines, save_figure_with_summary
 
-    points, reference = load([Path(s) for s in args.sweep])
+    sweeps = [s.partition("=") for s in args.sweep]
+    points, reference = load([Path(path) for path, _, _ in sweeps], [name or None for _, _, name in sweeps])
     if not points:
         raise SystemExit(f"error: no sweep runs (*/*/seed*/*/state.json) under {' '.join(args.sweep)}; run tools/semantics_sweep.py first.")
     if args.rescored:
