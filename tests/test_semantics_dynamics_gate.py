@@ -65,7 +65,12 @@ def test_gate_draws_depend_on_the_annotated_frame_only(sem_sim):
     gate = _gate(sem, sim, samples=6)
     np.testing.assert_array_equal(gate.draws(5), _gate(sem, sim, samples=6).draws(5))
     assert not np.array_equal(gate.draws(5), gate.draws(6))
-    assert gate.draws(5).min() >= 0.5 and gate.draws(5).max() <= 2.0
+
+
+def test_gate_draws_each_scale_from_its_own_range(sem_sim):
+    sem, sim = sem_sim
+    gate = DynamicsGate(sem.object_dynamics(sim, {}), 3, [1.5, 1.5], [0.7, 0.7], SPREAD, seed=0)
+    np.testing.assert_allclose(gate.draws(0), [[1.5, 0.7]] * 3, rtol=1e-12)
 
 
 def test_labelset_with_gate_leaves_the_uncertain_frames_unlabelled(sem_sim):
