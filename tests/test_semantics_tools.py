@@ -128,7 +128,7 @@ def _label_error(gap):
 
 def test_label_error_is_zero_where_the_simulator_is_the_robot():
     row = _label_error({"mass_scale": 1.0, "friction_scale": 1.0})
-    assert row["augmented"] == 58 and row["puck"]["mean_cm"] == 0.0
+    assert (row["augmented"], row["puck"]["mean_cm"]) == (58, 0.0)
 
 
 def test_label_error_shows_a_dynamics_gap():
