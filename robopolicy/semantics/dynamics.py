@@ -7,8 +7,9 @@ the "real" environments use it for their dynamics gap, and :class:`DynamicsGate`
 **Why the gate.** Pair augmentation replays the logged actions in the simulator from an annotated state. Where the
 robot moves freely or the object rests, the replay does not depend on the object's mass or friction and the labels
 are as good as the annotation; once the robot pushes or carries the object, they follow the simulator's dynamics,
-which are not the robot's (measured on Meta-World push: half of the augmented object labels within 0.3 cm, one in
-five more than 2 cm off). The gate replays each segment again under ``samples`` draws of the object's mass and
+which may not be the robot's. (On Meta-World push most of the label error was the replay's hidden robot state, not
+the object's dynamics: ``augment_follow_reading`` fixes that; with it, the gate lowers the object label error from
+0.49 to 0.38 cm, tools/semantics_label_error.py.) The gate replays each segment again under ``samples`` draws of the object's mass and
 friction from wide ranges (log-uniform; they need to cover the real values, not know them) and ends the segment at
 the first frame where a replay leaves the nominal one by more than ``max_spread`` on a coordinate the mapper learns:
 the labels it keeps are those the unknown dynamics cannot move. The draws are seeded by the annotated frame, so a
