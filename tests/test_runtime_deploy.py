@@ -53,19 +53,22 @@ def deploy(args, cwd, timeout=180):
 def test_deploy_runs_and_reports(run_dir, tmp_path, inference):
     out = tmp_path / "report"
     rec = tmp_path / "rec.zarr"
-    proc = deploy([f"run_dir={run_dir}", "rate_hz=20", "duration_s=3", f"out={out}", f"record={rec}",
-                   f"runner.inference={inference}", "runner.stop_after_s=30", "device=cpu"], tmp_path)
+    # a fixed number of episodes, not a duration, so the count of ticks does not depend on the machine's speed
+    proc = deploy([f"run_dir={run_dir}", "rate_hz=20", "duration_s=0", "runner.episodes=2", f"out={out}",
+                   f"record={rec}", f"runner.inference={inference}", "runner.stop_after_s=30", "device=cpu"], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rep = json.loads((out / "timing.json").read_text())
-    for k in ("p50", "p99", "p99.9", "max"):
-        assert rep["period_error_ms"][k] is not None and rep["period_error_ms"][k] >= 0
+    assert all(rep["period_error_ms"][k] is not None for k in ("p50", "p99", "p99.9", "max"))
     assert rep["stale_actions_executed"] == 0
-    assert rep["ticks"] > 20 and rep["episodes"] >= 1 and rep["chunks"] >= 1
+    assert rep["episodes"] == 2
+    assert rep["chunks"] >= 1
     assert {"deadline_misses", "watchdog_trips", "safety_interventions", "inference_latency_ms", "successes"} <= set(rep)
     assert (out / "timing.png").stat().st_size > 0
     if inference == "process":
         assert rep["server_added_latency_ms"]["p50"] is not None
-    assert EpisodeStore.open(rec).n_episodes >= 1
+    store = EpisodeStore.open(rec)
+    assert store.n_episodes == 2
+    assert store.n_steps == rep["ticks"]
 
 
 def test_deploy_errors_are_one_sentence(tmp_path):
