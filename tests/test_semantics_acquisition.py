@@ -1,6 +1,7 @@
 """Acquisition functions on tiny hand-made cases."""
 
 import numpy as np
+import pytest
 
 from robopolicy.semantics import acquisition as acq
 
@@ -141,3 +142,37 @@ def test_hybrid_trades_uncertainty_for_diversity():
     assert acq.hybrid(variance, latents, episode_of, labeled, 1, 1, weight=0.5)[0] == 2
     # Greedy: after the far frame the disputed one comes next.
     np.testing.assert_array_equal(acq.hybrid(variance, latents, episode_of, labeled, 2, 1, weight=0.5), [2, 1])
+
+
+def _outlier_and_crowd():
+    # Episode 0: its first segment lies in a crowd of unlabelled frames (episode 2, 40 frames near (1, 0)), its
+    # second segment alone at (4, 0). Episode 1, at the origin, is labelled. Episode 0 is the farthest episode.
+    rng = np.random.default_rng(0)
+    latents = np.concatenate([np.tile([1.0, 0.0], (5, 1)), np.tile([4.0, 0.0], (5, 1)), np.zeros((10, 2)),
+                              [1.0, 0.0] + rng.normal(0, 0.05, (40, 2))])
+    episode_of = np.repeat([0, 0, 1, 2], [5, 5, 10, 40])
+    labeled = episode_of == 1
+    return latents, episode_of, labeled
+
+
+def test_diversity_coverage_annotates_the_crowded_segment_not_the_outlier():
+    # The failure seen on Meta-World push: the farthest segment of each episode sat in a sparse latent region, and
+    # a mapper trained on 50 of them erred twice as much on held-out episodes as one trained on random segments.
+    latents, episode_of, labeled = _outlier_and_crowd()
+    got = acq.diversity_episodes(latents, episode_of, labeled, k=1, segment_length=5, annotated=np.array([10]))
+    assert got.tolist() == [0]
+
+
+def test_diversity_farthest_rule_annotates_the_outlier():
+    latents, episode_of, labeled = _outlier_and_crowd()
+    got = acq.diversity_episodes(latents, episode_of, labeled, k=1, segment_length=5, annotated=np.array([10]),
+                                 segment="farthest")
+    assert got.tolist() == [5]
+
+
+def test_diversity_rejects_an_unknown_segment_rule():
+    from robopolicy.errors import ConfigError
+    from robopolicy.semantics.strategies import Diversity
+
+    with pytest.raises(ConfigError, match="strategies.diversity.segment"):
+        Diversity(segment="widest")

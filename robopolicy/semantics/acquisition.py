@@ -87,9 +87,42 @@ def farthest_segment(dist: np.ndarray, segment_length: int, labeled: np.ndarray 
     return starts[int(np.argmax(score))]
 
 
+def coverage_segment(latents: np.ndarray, frames: np.ndarray, dist: np.ndarray, segment_length: int,
+                     labeled: np.ndarray | None = None) -> int | None:
+    """latents: (N, Z) of the whole pool; frames: (T,) one episode's frame ids; dist: (N,) every frame's latent
+    distance to the labelled set -> start (index into ``frames``) of the tiling segment (:func:`segment_starts`)
+    whose frames, once labelled, lower the pool's summed distance to the labelled set the most; None when every
+    start is labelled.
+
+    The gain is the facility-location one, sum over the pool of max(0, dist - distance to the segment): a segment
+    in a crowded region nobody labelled yet gains the most, an outlier gains little because few frames are near
+    it. Farthest-first picks the outliers first, and at small budgets those teach a regressor least (Hacohen et
+    al. 2022, "Active learning on a budget": typical points win at low budgets, coverage of the rest at high).
+    The earliest segment wins a tie; a labelled start is never returned.
+    """
+    n = len(frames)
+    free = np.ones(n, bool) if labeled is None else ~np.asarray(labeled, bool)
+    starts = [int(s) for s in segment_starts(n, segment_length) if free[s]]
+    if not starts:
+        return None
+    gain = [float(np.maximum(dist - min_distances(latents, latents[frames[s : s + segment_length]]), 0.0).sum())
+            for s in starts]
+    return starts[int(np.argmax(gain))]
+
+
+SEGMENT_RULES = ("coverage", "farthest")
+
+
 def diversity_episodes(latents: np.ndarray, episode_of: np.ndarray, labeled: np.ndarray, k: int,
-                       segment_length: int, annotated: np.ndarray | None = None) -> np.ndarray:
-    """VAE-latent diversity (Sato et al. 2023): farthest-first episodes, then the farthest segment within.
+                       segment_length: int, annotated: np.ndarray | None = None, segment: str = "coverage") -> np.ndarray:
+    """VAE-latent diversity (Sato et al. 2023): farthest-first episodes, then a segment within.
+
+    ``segment``: which segment of the picked episode is annotated: ``coverage`` (default,
+    :func:`coverage_segment`), the one that most lowers the whole pool's latent distance to the labelled set,
+    or ``farthest`` (:func:`farthest_segment`), the one farthest from it. On Meta-World push the farthest
+    segments sat in sparse latent regions (median 20-nearest-neighbour distance 0.88 against 0.62 over all
+    frames) and the mapper trained on 50 of them erred twice as much on held-out episodes as one trained on
+    random episodes' segments (docs/results/semantics_metaworld.md).
 
     latents: (N, Z) VAE means of every frame; episode_of: (N,); labeled: (N,) bool; annotated: (A,)
     frame ids annotated so far (None: the episodes holding a labelled frame) -> (≤ k,) frame ids.
@@ -110,6 +143,8 @@ def diversity_episodes(latents: np.ndarray, episode_of: np.ndarray, labeled: np.
       what the labels do not cover yet, which early on is the episode's start (the puck still at
       its initial position, unlike every pushed puck labelled so far).
     """
+    if segment not in SEGMENT_RULES:
+        raise ValueError(f"diversity segment rule {segment!r} is not one of {SEGMENT_RULES}; set strategies.diversity.segment to one of them.")
     labeled = np.asarray(labeled, bool).copy()
     episodes = np.unique(episode_of)
     done = np.unique(episode_of[np.asarray(annotated, int)]) if annotated is not None else np.unique(episode_of[labeled])
@@ -129,7 +164,10 @@ def diversity_episodes(latents: np.ndarray, episode_of: np.ndarray, labeled: np.
         while start is None and np.isfinite(score).any():
             best = int(np.argmax(score))
             frames = np.flatnonzero(episode_of == episodes[best])
-            start = farthest_segment(d[frames], segment_length, labeled[frames])
+            if segment == "coverage":
+                start = coverage_segment(latents, frames, d, segment_length, labeled[frames])
+            else:
+                start = farthest_segment(d[frames], segment_length, labeled[frames])
             score[best] = -np.inf  # exhausted (every tiling start labelled) if start is None
             used[best] = True
         if start is None:

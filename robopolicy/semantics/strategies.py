@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from robopolicy.errors import ConfigError
 from robopolicy.semantics import acquisition as acq
 from robopolicy.semantics.augment import LabelSet
 
@@ -58,14 +59,24 @@ class RandomEpisodes(Strategy):
         return acq.random_episodes(pool.episode_of, pool.labels.data.t_of, chosen, k, pool.segment_length, rng)
 
 
+def _segment_rule(segment: str) -> str:
+    if segment not in acq.SEGMENT_RULES:
+        raise ConfigError(f"The diversity segment rule {segment!r} is unknown; set strategies.diversity.segment (or strategies.hybrid.segment) to one of {list(acq.SEGMENT_RULES)}.")
+    return segment
+
+
 class Diversity(Strategy):
-    """Sato et al.: farthest-first episodes in VAE latent space, widest segment within, augmentation."""
+    """Sato et al.: farthest-first episodes in VAE latent space, then the segment within that covers the
+    most unlabelled latent mass (``segment=coverage``) or the farthest one (``segment=farthest``)."""
 
     name, needs_latents = "diversity", True
 
+    def __init__(self, segment: str = "coverage"):  # the one default of the segment rule (Hybrid's first round too)
+        self.segment = _segment_rule(segment)
+
     def select(self, pool, k, rng):
         return acq.diversity_episodes(pool.latents, pool.episode_of, pool.labeled, k, pool.segment_length,
-                                      annotated=np.asarray(pool.labels.annotated, int))
+                                      annotated=np.asarray(pool.labels.annotated, int), segment=self.segment)
 
 
 class Variance(Strategy):
@@ -85,11 +96,12 @@ class Hybrid(Strategy):
 
     name, needs_latents, needs_ensemble = "hybrid", True, True
 
-    def __init__(self, weight: float):  # value: conf/semantics/strategy/hybrid.yaml
+    def __init__(self, weight: float, segment: str | None = None):  # weight: conf/semantics/strategy/hybrid.yaml
         self.weight = float(weight)
+        self.first_round = Diversity() if segment is None else Diversity(segment)
 
     def select(self, pool, k, rng):
         if pool.member_preds is None:
-            return Diversity().select(pool, k, rng)
+            return self.first_round.select(pool, k, rng)
         var = acq.ensemble_variance(pool.member_preds)
         return acq.hybrid(var, pool.latents, pool.episode_of, pool.labeled, k, pool.segment_length, self.weight)
