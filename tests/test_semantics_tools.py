@@ -169,3 +169,19 @@ def test_label_error_in_the_real_dynamics_is_zero_and_the_simulator_is_restored(
     assert rows[0]["puck"]["mean_cm"] == 0.0
     np.testing.assert_array_equal(sim.unwrapped.model.body_mass, mass)
     sim.close()
+
+
+def test_picks_diag_knn_distance_excludes_the_frame_itself():
+    diag = _tool("semantics_picks_diag")
+    latents = np.array([[0.0], [1.0], [3.0]])
+    got = diag.knn_distance(latents, sample=3, k=1)
+    np.testing.assert_allclose(got, [1.0, 1.0, 2.0])
+
+
+def test_picks_diag_describes_where_the_annotations_fall():
+    diag = _tool("semantics_picks_diag")
+    episode_of = np.repeat([0, 1], 10)
+    t_of = np.tile(np.arange(10), 2)
+    knn = np.r_[np.zeros(5), np.ones(15)]
+    d = diag.describe(np.array([0, 15]), episode_of, t_of, knn, segment_length=5)
+    assert (d["episodes"], d["t_median"], d["start_share"], d["knn_labelled"]) == (2, 2.5, 0.5, 0.5)

@@ -141,6 +141,14 @@ def cached_episodes(cfg: DictConfig, name: str) -> tuple[RealEpisodes, list[np.n
     return _Cache(cfg).episodes(name, missing)
 
 
+def cached_latents(cfg: DictConfig) -> np.ndarray:
+    """(N, Z) VAE latents of the offline frames that a ``mode=active`` run of this setting kept in ``cfg.cache_dir``."""
+    def missing():
+        raise ConfigError(f"No VAE latents of this setting in cache_dir={cfg.get('cache_dir')!r}; pass the overrides of a "
+                          "mode=active run with a latent strategy (diversity, hybrid) that made them, cache_dir included.")
+    return _Cache(cfg).array(_Cache(cfg).latents_name(_vae_seed(cfg)), missing)
+
+
 def _checked(cfg: DictConfig, task: SemanticsTask, names: list[str]) -> DictConfig:
     """cfg with the task's semantics bounds, after every check that needs no data: noise levels, the proprio
     names and the strategies. A bad setting stops here, before anything is collected or written."""
