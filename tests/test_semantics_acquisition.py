@@ -159,14 +159,14 @@ def test_diversity_coverage_annotates_the_crowded_segment_not_the_outlier():
     # The failure seen on Meta-World push: the farthest segment of each episode sat in a sparse latent region, and
     # a mapper trained on 50 of them erred twice as much on held-out episodes as one trained on random segments.
     latents, episode_of, labeled = _outlier_and_crowd()
-    got = acq.diversity_episodes(latents, episode_of, labeled, k=1, segment_length=5, annotated=np.array([10]))
+    got = acq.diversity_episodes(latents, episode_of, labeled, k=1, segment_length=5, annotated=np.array([10]),
+                                 segment="coverage")
     assert got.tolist() == [0]
 
 
 def test_diversity_farthest_rule_annotates_the_outlier():
     latents, episode_of, labeled = _outlier_and_crowd()
-    got = acq.diversity_episodes(latents, episode_of, labeled, k=1, segment_length=5, annotated=np.array([10]),
-                                 segment="farthest")
+    got = acq.diversity_episodes(latents, episode_of, labeled, k=1, segment_length=5, annotated=np.array([10]))
     assert got.tolist() == [5]
 
 
@@ -176,3 +176,15 @@ def test_diversity_rejects_an_unknown_segment_rule():
 
     with pytest.raises(ConfigError, match="strategies.diversity.segment"):
         Diversity(segment="widest")
+
+
+def test_diversity_segment_rule_comes_from_the_config():
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from robopolicy.cli._hydra import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("semantics", overrides=["strategies.diversity.segment=coverage"])
+    assert instantiate(cfg.strategies.diversity).segment == "coverage"
+    assert instantiate(cfg.strategies.hybrid).first_round.segment == "coverage"

@@ -61,17 +61,17 @@ class RandomEpisodes(Strategy):
 
 def _segment_rule(segment: str) -> str:
     if segment not in acq.SEGMENT_RULES:
-        raise ConfigError(f"The diversity segment rule {segment!r} is unknown; set strategies.diversity.segment (or strategies.hybrid.segment) to one of {list(acq.SEGMENT_RULES)}.")
+        raise ConfigError(f"The diversity segment rule {segment!r} is unknown; set strategies.diversity.segment to one of {list(acq.SEGMENT_RULES)}.")
     return segment
 
 
 class Diversity(Strategy):
-    """Sato et al.: farthest-first episodes in VAE latent space, then the segment within that covers the
-    most unlabelled latent mass (``segment=coverage``) or the farthest one (``segment=farthest``)."""
+    """Sato et al.: farthest-first episodes in VAE latent space, then the segment within that is farthest from the
+    labelled set (``segment=farthest``) or covers the most unlabelled latent mass (``segment=coverage``)."""
 
     name, needs_latents = "diversity", True
 
-    def __init__(self, segment: str = "coverage"):  # the one default of the segment rule (Hybrid's first round too)
+    def __init__(self, segment: str):  # value: conf/semantics/strategy/diversity.yaml (hybrid.yaml refers to it)
         self.segment = _segment_rule(segment)
 
     def select(self, pool, k, rng):
@@ -96,9 +96,9 @@ class Hybrid(Strategy):
 
     name, needs_latents, needs_ensemble = "hybrid", True, True
 
-    def __init__(self, weight: float, segment: str | None = None):  # weight: conf/semantics/strategy/hybrid.yaml
+    def __init__(self, weight: float, segment: str):  # values: conf/semantics/strategy/hybrid.yaml
         self.weight = float(weight)
-        self.first_round = Diversity() if segment is None else Diversity(segment)
+        self.first_round = Diversity(segment)
 
     def select(self, pool, k, rng):
         if pool.member_preds is None:
