@@ -188,3 +188,72 @@ def test_diversity_segment_rule_comes_from_the_config():
         cfg = compose("semantics", overrides=["strategies.diversity.segment=coverage"])
     assert instantiate(cfg.strategies.diversity).segment == "coverage"
     assert instantiate(cfg.strategies.hybrid).first_round.segment == "coverage"
+
+
+def _arm_and_object():
+    # Three episodes of 10 frames; latent 0 follows the arm (what the robot reads), latent 1 the object. Episode 1 has
+    # the widest arm swing, episode 2 the object far from the others. Episode 0 is labelled.
+    arm = np.r_[np.linspace(-1, 1, 10), np.linspace(-8, 8, 10), np.linspace(-1, 1, 10)]
+    obj = np.r_[np.zeros(10), np.zeros(10), np.full(10, 1.5)]
+    episode_of = np.repeat([0, 1, 2], 10)
+    return np.c_[arm, obj], arm[:, None], episode_of, episode_of == 0
+
+
+def test_minus_reading_leaves_what_the_reading_does_not_explain():
+    latents, reading, _, _ = _arm_and_object()
+    got = acq.minus_reading(latents, reading)
+    np.testing.assert_allclose(got[:, 0], 0, atol=1e-5)
+    np.testing.assert_allclose(got[:, 1], latents[:, 1] - latents[:, 1].mean(), atol=1e-5)
+
+
+def test_farthest_first_on_raw_latents_annotates_the_arm_swing():
+    latents, _, episode_of, labeled = _arm_and_object()
+    got = acq.diversity_episodes(latents, episode_of, labeled, k=1, segment_length=5, annotated=np.array([0]))
+    assert episode_of[got].tolist() == [1]
+
+
+def test_farthest_first_minus_the_reading_annotates_the_unseen_object():
+    latents, reading, episode_of, labeled = _arm_and_object()
+    got = acq.diversity_episodes(acq.minus_reading(latents, reading), episode_of, labeled, k=1, segment_length=5,
+                                 annotated=np.array([0]))
+    assert episode_of[got].tolist() == [2]
+
+
+def _episodes(proprio):
+    from robopolicy.semantics.data import RealEpisodes
+
+    images = [np.zeros((10, 8, 8, 3), np.uint8) for _ in range(3)]
+    return RealEpisodes(images, [np.zeros((9, 2), np.float32)] * 3, proprio=proprio)
+
+
+def test_selection_latents_subtract_the_reading_when_the_robot_reads_semantics():
+    from omegaconf import OmegaConf
+
+    from robopolicy.semantics.experiment import selection_latents
+
+    latents, reading, _, _ = _arm_and_object()
+    cfg = OmegaConf.create({"proprio_semantics": ["pusher_x"], "latents_minus_reading": True})
+    got = selection_latents(cfg, latents, _episodes([reading[i * 10:(i + 1) * 10] for i in range(3)]))
+    np.testing.assert_allclose(got, acq.minus_reading(latents, reading), atol=1e-5)
+
+
+def test_selection_latents_are_the_vaes_without_proprio_semantics():
+    from omegaconf import OmegaConf
+
+    from robopolicy.semantics.experiment import selection_latents
+
+    latents, _, _, _ = _arm_and_object()
+    cfg = OmegaConf.create({"proprio_semantics": [], "latents_minus_reading": True})
+    assert selection_latents(cfg, latents, _episodes(None)) is latents
+
+
+def test_selection_latents_without_readings_is_a_config_error():
+    from omegaconf import OmegaConf
+
+    from robopolicy.errors import ConfigError
+    from robopolicy.semantics.experiment import selection_latents
+
+    latents, _, _, _ = _arm_and_object()
+    cfg = OmegaConf.create({"proprio_semantics": ["pusher_x"], "latents_minus_reading": True})
+    with pytest.raises(ConfigError, match="latents_minus_reading"):
+        selection_latents(cfg, latents, _episodes(None))

@@ -9,8 +9,9 @@ Per label set (``--labels NAME=labels.npz`` of a run, and with ``--rules K`` the
 the first K annotations, in rounds of ``per_round``, from the cached VAE latents):
 - the annotated episodes, the median time step of the annotated frames, and the share of them before
   ``segment_length`` (where every closed-loop rollout starts);
-- typicality: the median, over the labelled frames (the annotated segments), of the mean latent distance to the 20
-  nearest offline frames, against that median over all offline frames. Farther = sparser region.
+- typicality: the median, over the labelled frames (the annotated segments), of the mean VAE-latent distance to the
+  20 nearest offline frames, against that median over all offline frames. Farther = sparser region.
+The rule picks use the latents the runs select by (``latents_minus_reading``); typicality is measured on the VAE's own.
 Per mapper (``--mappers NAME=round folder``): the held-out error of every learned group, by time-step bin.
 Reads the setting's cache only (offline and test episodes, latents); trains nothing.
 """
@@ -106,12 +107,12 @@ def main() -> None:
     data, _ = ex.cached_episodes(cfg, "offline")
     sets = [(n, np.load(p)["annotated"]) for n, p in _named(args.labels, "labels")]
     if args.rules or sets:
-        latents = ex.cached_latents(cfg)
+        latents = ex.selection_latents(cfg, ex.cached_latents(cfg), data)  # what the run's strategies select by
         if len(latents) != data.n_frames:
             raise ConfigError(f"The cached latents hold {len(latents)} frames and the offline data {data.n_frames}; clear the cache.")
         sets += [(f"diversity, {r} segment", rule_picks(latents, data.episode_of, args.rules, int(cfg.per_round), seg, r))
                  for r in (acq.SEGMENT_RULES if args.rules else ())]
-        knn = knn_distance(latents)
+        knn = knn_distance(ex.cached_latents(cfg))
         print(f"{'label set':32s} annot. episodes t_median t<{seg} knn(labelled) knn(all)")
         for name, ann in sets:
             d = describe(ann, data.episode_of, data.t_of, knn, seg)

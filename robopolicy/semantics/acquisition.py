@@ -72,6 +72,22 @@ def min_distances(points: np.ndarray, selected: np.ndarray) -> np.ndarray:
     return np.sqrt(d2.min(1))
 
 
+def minus_reading(latents: np.ndarray, reading: np.ndarray) -> np.ndarray:
+    """latents (N, Z), reading (N, P) -> (N, Z) the latents minus their least-squares affine fit on the reading.
+
+    When the robot measures part of the semantics itself (``proprio_semantics``), the VAE's latents still spend much of
+    their variance on it (the arm is the largest thing that moves in a Meta-World image: its hand and gripper reading
+    explains 31 % of the latent variance), and farthest-first then annotates unusual arm poses, which the mapper does
+    not need. What is left after the fit is the variation the reading does not explain: objects, goal, the scene.
+    """
+    reading = np.asarray(reading, np.float64)
+    if len(reading) != len(latents):
+        raise ValueError(f"{len(latents)} latents and {len(reading)} readings; pass one reading per frame.")
+    design = np.c_[reading, np.ones(len(reading))]
+    coef, *_ = np.linalg.lstsq(design, np.asarray(latents, np.float64), rcond=None)
+    return (latents - design @ coef).astype(np.float32)
+
+
 def farthest_segment(dist: np.ndarray, segment_length: int, labeled: np.ndarray | None = None) -> int | None:
     """dist: (T,) latent distance of one episode's frames to the labelled set -> start of the tiling segment
     (:func:`segment_starts`) whose frames are farthest on average; None when every such start is labelled.

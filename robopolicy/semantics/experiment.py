@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from robopolicy.envs import make_task
 from robopolicy.errors import ConfigError
+from robopolicy.semantics.acquisition import minus_reading
 from robopolicy.semantics.active import run_active
 from robopolicy.semantics.dynamics import DynamicsGate, check_ranges
 from robopolicy.semantics.data import RealEpisodes, collect_real_episodes
@@ -149,6 +150,18 @@ def cached_latents(cfg: DictConfig) -> np.ndarray:
     return _Cache(cfg).array(_Cache(cfg).latents_name(_vae_seed(cfg)), missing)
 
 
+def selection_latents(cfg: DictConfig, latents: np.ndarray, data: RealEpisodes) -> np.ndarray:
+    """The latents the latent strategies select by: with ``proprio_semantics`` and ``latents_minus_reading``, minus
+    their affine fit on the robot's reading (:func:`~robopolicy.semantics.acquisition.minus_reading`)."""
+    if not _proprio(cfg) or not bool(cfg.latents_minus_reading):
+        return latents
+    reading = data.reading(np.arange(data.n_frames))
+    if reading is None:
+        raise ConfigError("latents_minus_reading needs the robot's reading of every offline frame and these episodes have "
+                          "none; record agent_pos, or set latents_minus_reading=false.")
+    return minus_reading(latents, reading)
+
+
 def _checked(cfg: DictConfig, task: SemanticsTask, names: list[str]) -> DictConfig:
     """cfg with the task's semantics bounds, after every check that needs no data: noise levels, the proprio
     names and the strategies. A bad setting stops here, before anything is collected or written."""
@@ -247,7 +260,7 @@ def run_active_experiment(cfg: DictConfig, strategies: list[str] | None = None, 
     test_reading = test.reading(test_ids)
     sim = task.make_sim()
     sim.reset(seed=int(cfg.seed))
-    latents = _latents(cfg, cache, data, run_dir / "vae") if _needs_latents(cfg, names) else None
+    latents = selection_latents(cfg, _latents(cfg, cache, data, run_dir / "vae"), data) if _needs_latents(cfg, names) else None
     gate = dynamics_gate(cfg, task, sim, real, split)
     follow = task.follow_reading if bool(cfg.augment_follow_reading) else None
 
