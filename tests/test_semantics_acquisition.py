@@ -257,3 +257,15 @@ def test_selection_latents_without_readings_is_a_config_error():
     cfg = OmegaConf.create({"proprio_semantics": ["pusher_x"], "latents_minus_reading": True})
     with pytest.raises(ConfigError, match="latents_minus_reading"):
         selection_latents(cfg, latents, _episodes(None))
+
+
+def test_picks_in_rounds_stops_at_the_budget_and_passes_the_growing_labelled_set():
+    episode_of = np.repeat([0, 1, 2], 10)
+    seen = []
+
+    def select(labeled, k, picks):
+        seen.append(int(labeled.sum()))
+        return np.flatnonzero(~labeled)[:1]
+
+    got = acq.picks_in_rounds(select, episode_of, budget=3, per_round=1, segment_length=5)
+    assert (got.tolist(), seen) == ([0, 5, 10], [0, 5, 10])

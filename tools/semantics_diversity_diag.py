@@ -149,16 +149,7 @@ def main() -> None:
                 "coverage_pusher_cm": cover[0], "coverage_puck_cm": cover[1]}
 
     def rounds(select):
-        picks: list[int] = []
-        labeled = np.zeros(len(lat), bool)
-        while len(picks) < budget:
-            new = select(labeled.copy(), min(per_round, budget - len(picks)), np.asarray(picks, int))
-            if len(new) == 0:
-                break
-            picks += [int(f) for f in new]
-            for f in new:
-                labeled[acq.segment_cover(int(f), episode_of, seg)] = True
-        return np.asarray(picks, int)
+        return acq.picks_in_rounds(select, episode_of, budget, per_round, seg)
 
     res["diversity"] = summary(rounds(lambda lab, k, p: acq.diversity_episodes(lat, episode_of, lab, k, seg, annotated=p)))
     res["diversity_before_fix"] = summary(rounds(lambda lab, k, p: _diversity_before_fix(lat, episode_of, lab, k, seg)))

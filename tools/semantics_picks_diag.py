@@ -12,6 +12,7 @@ the first K annotations, in rounds of ``per_round``, from the cached VAE latents
 - typicality: the median, over the labelled frames (the annotated segments), of the mean VAE-latent distance to the
   20 nearest offline frames, against that median over all offline frames. Farther = sparser region.
 The rule picks use the latents the runs select by (``latents_minus_reading``); typicality is measured on the VAE's own.
+With the robot's reading recorded: the share of the latent variance an affine fit on it explains.
 Per mapper (``--mappers NAME=round folder``): the held-out error of every learned group, by time-step bin.
 Reads the setting's cache only (offline and test episodes, latents); trains nothing.
 """
@@ -56,17 +57,9 @@ def rule_picks(latents, episode_of, budget: int, per_round: int, segment_length:
     """The diversity picks of ``rule`` over rounds, the labelled set growing by each pick's segment, as the loop does."""
     from robopolicy.semantics import acquisition as acq
 
-    picks: list[int] = []
-    labeled = np.zeros(len(latents), bool)
-    while len(picks) < budget:
-        new = acq.diversity_episodes(latents, episode_of, labeled, min(per_round, budget - len(picks)), segment_length,
-                                     annotated=np.asarray(picks, int), segment=rule)
-        if len(new) == 0:
-            break
-        picks += [int(f) for f in new]
-        for f in new:
-            labeled[acq.segment_cover(int(f), episode_of, segment_length)] = True
-    return np.asarray(picks, int)
+    return acq.picks_in_rounds(lambda lab, k, p: acq.diversity_episodes(latents, episode_of, lab, k, segment_length,
+                                                                         annotated=p, segment=rule),
+                               episode_of, budget, per_round, segment_length)
 
 
 def _named(items: list[str], what: str) -> list[tuple[str, str]]:
@@ -112,7 +105,13 @@ def main() -> None:
             raise ConfigError(f"The cached latents hold {len(latents)} frames and the offline data {data.n_frames}; clear the cache.")
         sets += [(f"diversity, {r} segment", rule_picks(latents, data.episode_of, args.rules, int(cfg.per_round), seg, r))
                  for r in (acq.SEGMENT_RULES if args.rules else ())]
-        knn = knn_distance(ex.cached_latents(cfg))
+        raw = ex.cached_latents(cfg)
+        reading = data.reading(np.arange(data.n_frames))
+        if reading is not None:
+            left = acq.minus_reading(raw, reading)
+            print(f"the robot's reading explains {100 * (1 - left.var(0).sum() / raw.var(0).sum()):.0f} % of the latent "
+                  "variance (affine least-squares fit)")
+        knn = knn_distance(raw)
         print(f"{'label set':32s} annot. episodes t_median t<{seg} knn(labelled) knn(all)")
         for name, ann in sets:
             d = describe(ann, data.episode_of, data.t_of, knn, seg)

@@ -197,6 +197,22 @@ def diversity_episodes(latents: np.ndarray, episode_of: np.ndarray, labeled: np.
     return np.asarray(out, dtype=int)
 
 
+def picks_in_rounds(select, episode_of: np.ndarray, budget: int, per_round: int, segment_length: int) -> np.ndarray:
+    """Replay a selection rule over rounds without a mapper, as the active loop grows its labelled set: each round
+    ``select(labeled (N,) bool copy, k, picks so far (A,)) -> new frame ids``, each pick labelling its segment
+    (:func:`segment_cover`), until ``budget`` picks or an empty round -> (≤ budget,) frame ids in order."""
+    picks: list[int] = []
+    labeled = np.zeros(len(episode_of), bool)
+    while len(picks) < budget:
+        new = select(labeled.copy(), min(per_round, budget - len(picks)), np.asarray(picks, int))
+        if len(new) == 0:
+            break
+        picks += [int(f) for f in new]
+        for f in new:
+            labeled[segment_cover(int(f), episode_of, segment_length)] = True
+    return np.asarray(picks, int)
+
+
 def ensemble_variance(preds: np.ndarray) -> np.ndarray:
     """preds: (M, N, D) ensemble predictions (normalised units) -> (N,) mean over D of the variance over M."""
     return np.asarray(preds).var(axis=0).mean(axis=-1)
