@@ -288,3 +288,20 @@ def test_a_strategy_keeps_its_colour_in_every_panel(tmp_path, monkeypatch):
     mod.main()
     colours = [{ln.get_label().split()[0]: ln.get_color() for ln in ax.get_lines()} for ax in figures[0].axes]
     assert colours[0]["random_episodes"] == colours[1]["random_episodes"] != colours[0]["diversity"]
+
+
+def test_a_sweep_spec_names_its_folder_condition_and_strategies():
+    assert _plot_tool().parse_sweep("runs/a=default@variance,hybrid") == (Path("runs/a"), "default", {"variance", "hybrid"})
+
+
+def test_a_sweep_with_strategies_named_contributes_only_their_runs(tmp_path):
+    _one_seed_sweep(tmp_path / "a", "variance", (0.25, 1.0))
+    _one_seed_sweep(tmp_path / "a", "diversity", (0.5, 0.5))
+    points, _ = _plot_tool().load([tmp_path / "a"], [None], [{"variance"}])
+    assert sorted(points["base"]) == ["variance"]
+
+
+def test_a_strategy_named_that_the_sweep_did_not_run_is_refused(tmp_path):
+    _one_seed_sweep(tmp_path / "a", "variance", (0.25, 1.0))
+    with pytest.raises(SystemExit, match="no run of hybrid"):
+        _plot_tool().load([tmp_path / "a"], [None], [{"hybrid"}])

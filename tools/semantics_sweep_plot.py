@@ -12,7 +12,9 @@ mean success with a min-max band over seeds and the true-semantics reference. ``
 the largest annotation count against the condition's level, one line per strategy.
 
 Several ``--sweep`` folders are read as one (a strategy or seed added in a later sweep); ``--sweep DIR=NAME`` shows a
-sweep's runs as condition ``NAME`` instead (its own panel: the same strategies in another setting). The reference is a
+sweep's runs as condition ``NAME`` instead (its own panel: the same strategies in another setting), and
+``--sweep DIR[=NAME]@STRATEGY,...`` takes only those strategies' runs from it (a panel made of runs from several
+sweeps, e.g. today's default setting, where one sweep also holds a strategy run in an older setting). The reference is a
 finished run's (its results.json), else the first sweep's cache. ``--rescored RUN[=MAPPER_DIR]``: transfer runs of
 the sweeps' mappers made later (``robopolicy-semantics mode=transfer mapper_dir=<sweep>/<cond>/<strategy>/seed<k>/
 <strategy>/round_NN``, e.g. with more episodes) replace those points.
@@ -33,16 +35,31 @@ from pathlib import Path
 import numpy as np
 
 
-def load(sweeps: list[Path], names: list[str | None] | None = None) -> tuple[dict, dict]:
+def parse_sweep(spec: str) -> tuple[Path, str | None, set[str] | None]:
+    """``DIR[=NAME][@STRATEGY,...]`` -> (folder, condition name or None, strategies to take or None for all)."""
+    spec, _, only = spec.partition("@")
+    path, _, name = spec.partition("=")
+    return Path(path), name or None, {s for s in only.split(",") if s} or None
+
+
+def load(sweeps: list[Path], names: list[str | None] | None = None,
+         only: list[set[str] | None] | None = None) -> tuple[dict, dict]:
     """-> points[cond][strategy][seed] = list of round records (each with its ``round`` index); reference[cond] = the
     true-semantics reference record: from a finished run's results.json, else from the first sweep's cache.
-    ``names``: per sweep, the condition its runs are shown under (None: their condition folder's name)."""
+    ``names``: per sweep, the condition its runs are shown under (None: their condition folder's name).
+    ``only``: per sweep, the strategies whose runs are taken (None: all); each must have a run there."""
     points: dict = {}
     reference: dict = {}
-    for sweep, name in zip(sweeps, names or [None] * len(sweeps)):
+    for sweep, name, keep in zip(sweeps, names or [None] * len(sweeps), only or [None] * len(sweeps)):
+        found = {st.parent.parent.parent.name for st in sweep.glob("*/*/seed*/*/state.json")}
+        if keep and keep - found:
+            raise SystemExit(f"error: --sweep {sweep}@...: no run of {', '.join(sorted(keep - found))} in {sweep} (it holds "
+                             f"{', '.join(sorted(found)) or 'none'}); name strategies it ran.")
         for st in sorted(sweep.glob("*/*/seed*/*/state.json")):
             seed_dir = st.parent.parent
             cond, strategy = name or seed_dir.parent.parent.name, seed_dir.parent.name
+            if keep and strategy not in keep:
+                continue
             seed = int(seed_dir.name.removeprefix("seed"))
             if seed in points.get(cond, {}).get(strategy, {}):
                 raise SystemExit(f"error: {cond}/{strategy}/seed{seed} is in more than one of the sweeps given (again in {sweep}); "
@@ -182,9 +199,10 @@ def print_entry(name: str, e: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sweep", required=True, nargs="+", metavar="SWEEP[=NAME]",
+    ap.add_argument("--sweep", required=True, nargs="+", metavar="SWEEP[=NAME][@STRATEGY,...]",
                     help="sweep folders (several: their runs together); =NAME shows that sweep's runs as condition NAME "
-                         "(e.g. the same strategies under another setting, in a panel of their own)")
+                         "(e.g. the same strategies under another setting, in a panel of their own); @STRATEGY,... takes "
+                         "only those strategies' runs from it")
     ap.add_argument("--out", required=True)
     ap.add_argument("--noise", action="store_true")
     ap.add_argument("--levels", nargs="*", default=[], help="condition=level pairs for --noise")
@@ -201,8 +219,8 @@ def main() -> None:
 
     from robopolicy.utils.plots import reference_lines, save_figure_with_summary
 
-    sweeps = [s.partition("=") for s in args.sweep]
-    points, reference = load([Path(path) for path, _, _ in sweeps], [name or None for _, _, name in sweeps])
+    sweeps = [parse_sweep(s) for s in args.sweep]
+    points, reference = load(*(list(col) for col in zip(*sweeps)))
     if not points:
         raise SystemExit(f"error: no sweep runs (*/*/seed*/*/state.json) under {' '.join(args.sweep)}; run tools/semantics_sweep.py first.")
     if args.rescored:
