@@ -269,3 +269,11 @@ def test_picks_in_rounds_stops_at_the_budget_and_passes_the_growing_labelled_set
 
     got = acq.picks_in_rounds(select, episode_of, budget=3, per_round=1, segment_length=5)
     assert (got.tolist(), seen) == ([0, 5, 10], [0, 5, 10])
+
+
+def test_diversity_episodes_rejects_an_unknown_segment_rule():
+    from robopolicy.errors import ConfigError
+
+    latents, episode_of = np.zeros((4, 2), np.float32), np.array([0, 0, 1, 1])
+    with pytest.raises(ConfigError, match="strategies.diversity.segment"):
+        acq.diversity_episodes(latents, episode_of, np.zeros(4, bool), 1, 2, segment="widest")

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from robopolicy.errors import ConfigError
+
 
 def segment_cover(frame: int, episode_of: np.ndarray, segment_length: int) -> np.ndarray:
     """Ids of the frames a pair-augmented annotation of ``frame`` labels: (≤ L,) within its episode."""
@@ -129,6 +131,13 @@ def coverage_segment(latents: np.ndarray, frames: np.ndarray, dist: np.ndarray, 
 SEGMENT_RULES = ("farthest", "coverage")
 
 
+def check_segment_rule(segment: str) -> str:
+    """``segment`` if it is a diversity segment rule; else a one-sentence ConfigError (both entry points use this)."""
+    if segment not in SEGMENT_RULES:
+        raise ConfigError(f"The diversity segment rule {segment!r} is unknown; set strategies.diversity.segment to one of {list(SEGMENT_RULES)}.")
+    return segment
+
+
 def diversity_episodes(latents: np.ndarray, episode_of: np.ndarray, labeled: np.ndarray, k: int,
                        segment_length: int, annotated: np.ndarray | None = None, segment: str = "farthest") -> np.ndarray:
     """VAE-latent diversity (Sato et al. 2023): farthest-first episodes, then a segment within.
@@ -162,8 +171,7 @@ def diversity_episodes(latents: np.ndarray, episode_of: np.ndarray, labeled: np.
       what the labels do not cover yet, which early on is the episode's start (the puck still at
       its initial position, unlike every pushed puck labelled so far).
     """
-    if segment not in SEGMENT_RULES:
-        raise ValueError(f"diversity segment rule {segment!r} is not one of {SEGMENT_RULES}; set strategies.diversity.segment to one of them.")
+    check_segment_rule(segment)
     labeled = np.asarray(labeled, bool).copy()
     episodes = np.unique(episode_of)
     done = np.unique(episode_of[np.asarray(annotated, int)]) if annotated is not None else np.unique(episode_of[labeled])

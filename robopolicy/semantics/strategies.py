@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from robopolicy.errors import ConfigError
 from robopolicy.semantics import acquisition as acq
 from robopolicy.semantics.augment import LabelSet
 
@@ -59,12 +58,6 @@ class RandomEpisodes(Strategy):
         return acq.random_episodes(pool.episode_of, pool.labels.data.t_of, chosen, k, pool.segment_length, rng)
 
 
-def _segment_rule(segment: str) -> str:
-    if segment not in acq.SEGMENT_RULES:
-        raise ConfigError(f"The diversity segment rule {segment!r} is unknown; set strategies.diversity.segment to one of {list(acq.SEGMENT_RULES)}.")
-    return segment
-
-
 class Diversity(Strategy):
     """Sato et al.: farthest-first episodes in VAE latent space, then the segment within that is farthest from the
     labelled set (``segment=farthest``) or covers the most unlabelled latent mass (``segment=coverage``)."""
@@ -72,7 +65,7 @@ class Diversity(Strategy):
     name, needs_latents = "diversity", True
 
     def __init__(self, segment: str):  # value: conf/semantics/strategy/diversity.yaml (hybrid.yaml refers to it)
-        self.segment = _segment_rule(segment)
+        self.segment = acq.check_segment_rule(segment)
 
     def select(self, pool, k, rng):
         return acq.diversity_episodes(pool.latents, pool.episode_of, pool.labeled, k, pool.segment_length,
