@@ -185,3 +185,13 @@ def test_picks_diag_describes_where_the_annotations_fall():
     knn = np.r_[np.zeros(5), np.ones(15)]
     d = diag.describe(np.array([0, 15]), episode_of, t_of, knn, segment_length=5)
     assert (d["episodes"], d["t_median"], d["start_share"], d["knn_labelled"]) == (2, 2.5, 0.5, 0.5)
+
+
+def test_mapper_ceiling_writes_its_figures_with_the_runs_proprio_split(tmp_path, monkeypatch):
+    import json
+
+    overrides = _cached_setting(tmp_path) + ["proprio_semantics=[pusher_x,pusher_y]"]
+    monkeypatch.setattr(sys, "argv", ["semantics_mapper_ceiling.py", "--out", str(tmp_path / "ceil"), "--steps", "2", "--"] + overrides)
+    _tool("semantics_mapper_ceiling").main()
+    got = json.loads((tmp_path / "ceil" / "ceiling.json").read_text())
+    assert (got["labelled_frames"], got["proprio"], got["offline_pusher_error_m"]) == (18, ["pusher_x", "pusher_y"], 0.0)

@@ -1,13 +1,13 @@
 """The mapper's ceiling: one ensemble trained on EVERY offline frame of a semantics run with its true label
-(no annotation budget), scored on the run's held-out episodes. It tells whether a curve is limited by the
-annotations or by the mapper and camera.
+(no annotation budget), scored on the run's held-out episodes (printed, and written to ``<out>/ceiling.json``). It
+tells whether a curve is limited by the annotations or by the mapper and camera.
 
 With ``--segments N`` it labels only N segments instead (``--segment-length`` frames each, one per episode, drawn by the
 random-episodes rule, true labels: what N annotations with exact pair augmentation give). Run it for several N and
 mapper settings to see how many annotations a mapper needs on a scene, without the oracle or the simulator.
 
-    python tools/semantics_mapper_ceiling.py --out /tmp/ceiling --steps 6000 --proprio hand_x hand_y hand_z gripper -- \
-        cache_dir=experiments/mwfront/cache task=metaworld task.env_name=push-v3 ... (the mode=active run's overrides)
+    python tools/semantics_mapper_ceiling.py --out /tmp/ceiling --segments 50 --transfer 50 -- \
+        cache_dir=experiments/mwfollow/cache +experiment=semantics_metaworld_push seed=1   # the mode=active run's overrides
 
 The overrides after ``--`` are those of the ``mode=active`` run whose ``cache_dir`` holds the data
 (:func:`robopolicy.semantics.experiment.cached_episodes` finds that setting's offline and held-out episodes).
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -46,7 +47,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the run's train_schedule.steps)")
-    ap.add_argument("--proprio", nargs="*", default=[])
+    ap.add_argument("--proprio", nargs="*", default=None,
+                    help="coordinates the robot measures itself (default: the run's proprio_semantics)")
     ap.add_argument("--transfer", type=int, default=0,
                     help="also run the run's controller on this mapper for this many transfer episodes (transfer.seed's block)")
     ap.add_argument("--segments", type=int, default=0,
@@ -67,6 +69,7 @@ def main() -> None:
     from robopolicy.semantics.tasks import semantics_task
     from robopolicy.semantics.experiment import controller_for
     from robopolicy.semantics.transfer import evaluate_transfer, offline_semantics_error
+    from robopolicy.utils.io import atomic_write_json
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("semantics", overrides=list(args.overrides))
@@ -81,7 +84,8 @@ def main() -> None:
         ids = labelled_segments(offline, args.segments, length, np.random.default_rng(args.segment_seed))
     images, truth = offline.stacked(ids, k), np.concatenate(truths)[ids]
     test_images, test_truth = test.stacked(np.arange(test.n_frames), k), np.concatenate(test_truths)
-    split = semantics_split(task, args.proprio)
+    proprio = list(cfg.proprio_semantics) if args.proprio is None else args.proprio
+    split = semantics_split(task, proprio)
     cols = split.predicted_index
     bounds = task.bounds()  # Meta-World's builds a simulator: once
     low, high = (np.asarray(b)[cols] for b in bounds)
@@ -91,16 +95,20 @@ def main() -> None:
     mapper = train_mapper(mapper, images, truth[:, cols], OmegaConf.merge(cfg.trainer, {"steps": steps}),
                           args.out, seed=int(cfg.seed), bootstrap=bool(cfg.mapper.bootstrap),
                           reading=offline.reading(ids))
-    err = offline_semantics_error(mapper, test_images, test_truth, task, args.proprio, test.reading(np.arange(test.n_frames)))
+    err = offline_semantics_error(mapper, test_images, test_truth, task, proprio, test.reading(np.arange(test.n_frames)))
     print(f"{len(images)} labelled frames, {steps} steps, {time.perf_counter() - t0:.0f} s")
     if args.transfer > 0:
         real = OmegaConf.to_container(cfg.real_env, resolve=True)
-        out = evaluate_transfer(mapper, controller_for(cfg, task), task, real, args.transfer, int(cfg.transfer.seed), k, args.proprio,
+        out = evaluate_transfer(mapper, controller_for(cfg, task), task, real, args.transfer, int(cfg.transfer.seed), k, proprio,
                                 progress=bool(cfg.progress))
         err.update({key: out[key] for key in out if key.endswith("_m") or key == "success_rate"})
         err["ci95"] = out["ci95"]
     for key, v in err.items():
         print(f"  {key}: {100 * v:.2f} cm" if key.endswith("_m") else f"  {key}: {v}")
+    atomic_write_json(Path(args.out) / "ceiling.json", {"labelled_frames": int(len(images)), "steps": steps, "proprio": proprio,
+                                                        "segments": args.segments, "segment_seed": args.segment_seed,
+                                                        "seed": int(cfg.seed), "transfer_episodes": args.transfer,
+                                                        **{key: np.asarray(v).tolist() for key, v in err.items()}})
 
 
 if __name__ == "__main__":
