@@ -305,3 +305,19 @@ def test_a_strategy_named_that_the_sweep_did_not_run_is_refused(tmp_path):
     _one_seed_sweep(tmp_path / "a", "variance", (0.25, 1.0))
     with pytest.raises(SystemExit, match="no run of hybrid"):
         _plot_tool().load([tmp_path / "a"], [None], [{"hybrid"}])
+
+
+def _pooled_summary():
+    return {"base": {"variance": {"pooled": {"50": {"successes": 10, "episodes": 10}}},
+                     "diversity": {"pooled": {"50": {"successes": 0, "episodes": 10}}}}}
+
+
+def test_compare_tests_two_pooled_points_with_fishers_exact_test():
+    # [[10, 0], [0, 10]]: two-sided p = 2 / C(20, 10) = 1.08e-05
+    line = _plot_tool().compare(_pooled_summary(), "base:variance:50", "base:diversity:50")
+    assert line.endswith("10/10 against base:diversity:50 0/10: Fisher's exact p = 1.1e-05")
+
+
+def test_compare_refuses_a_point_the_summary_lacks():
+    with pytest.raises(SystemExit, match="no pooled point 'variance' at '100'"):
+        _plot_tool().compare(_pooled_summary(), "base:variance:100", "base:diversity:50")

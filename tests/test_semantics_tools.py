@@ -195,3 +195,18 @@ def test_mapper_ceiling_writes_its_figures_with_the_runs_proprio_split(tmp_path,
     _tool("semantics_mapper_ceiling").main()
     got = json.loads((tmp_path / "ceil" / "ceiling.json").read_text())
     assert (got["labelled_frames"], got["proprio"], got["offline_pusher_error_m"]) == (18, ["pusher_x", "pusher_y"], 0.0)
+
+
+def test_picks_diag_member_view_predicts_one_member_in_metres():
+    class Fake:
+        semantics_names = ("puck_x",)
+
+        def predict(self, images, reading=None):
+            sub = np.array([[[0.1]], [[0.3]]], np.float32)  # (M=2, N=1, D=1) normalised
+            return sub.mean(0) * 2, sub
+
+        def unnormalize(self, z):
+            return z * 2
+
+    got, _ = _tool("semantics_picks_diag").MemberView(Fake(), 1).predict(np.zeros((1, 1, 2, 2, 3), np.uint8))
+    np.testing.assert_allclose(got, [[0.6]], rtol=1e-6)

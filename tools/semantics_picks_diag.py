@@ -13,7 +13,8 @@ the first K annotations, in rounds of ``per_round``, from the cached VAE latents
   20 nearest offline frames, against that median over all offline frames. Farther = sparser region.
 The rule picks use the latents the runs select by (``latents_minus_reading``); typicality is measured on the VAE's own.
 With the robot's reading recorded: the share of the latent variance an affine fit on it explains.
-Per mapper (``--mappers NAME=round folder``): the held-out error of every learned group, by time-step bin.
+Per mapper (``--mappers NAME=round folder``): the held-out error of every learned group, by time-step bin, and of
+each ensemble member alone over all held-out frames (one bad member, or all of them).
 Reads the setting's cache only (offline and test episodes, latents); trains nothing.
 """
 
@@ -60,6 +61,20 @@ def rule_picks(latents, episode_of, budget: int, per_round: int, segment_length:
     return acq.picks_in_rounds(lambda lab, k, p: acq.diversity_episodes(latents, episode_of, lab, k, segment_length,
                                                                          annotated=p, segment=rule),
                                episode_of, budget, per_round, segment_length)
+
+
+class MemberView:
+    """One ensemble member of a mapper, predicting as the mapper does (metres), for the per-member error."""
+
+    def __init__(self, mapper, index: int):
+        self.mapper, self.index = mapper, int(index)
+        self.semantics_names = getattr(mapper, "semantics_names", None)
+
+    def predict(self, images, reading=None):
+        import torch
+
+        sub = self.mapper.predict(images, reading)[1][self.index : self.index + 1]
+        return self.mapper.unnormalize(torch.as_tensor(sub[0])).numpy(), sub
 
 
 def _named(items: list[str], what: str) -> list[tuple[str, str]]:
@@ -132,6 +147,11 @@ def main() -> None:
                 parts = " ".join(f"{k[8:]} {100 * v if k.endswith('_m') else v:.2f}" for k, v in r.items()
                                  if k.startswith("offline_") and k != "offline_error_se_m" and v > 0)
                 print(f"{name:24s} t [{a}, {b}): {m.sum():4d} frames  {parts}")
+            for i in range(len(mapper.members)):
+                r = offline_semantics_error(MemberView(mapper, i), images, truth, task, proprio, reading)
+                parts = " ".join(f"{k[8:]} {100 * v if k.endswith('_m') else v:.2f}" for k, v in r.items()
+                                 if k.startswith("offline_") and k != "offline_error_se_m" and v > 0)
+                print(f"{name:24s} member {i}: all {len(truth)} frames  {parts}")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@
 Reads every finished round (``<condition>/<strategy>/seed<k>/<strategy>/state.json``), so it also works on a sweep
 still running. Prints, per condition and strategy, the success per annotation count (mean, min-max over seeds,
 n seeds; each seed's points; then the seeds' episodes pooled, with a Wilson 95 % interval) and the annotation count at which each
-seed first reaches 90 % of the true-semantics success (mean ± sd over the seeds that reach it, and how many do). Curve figure: one panel per condition, the
+seed first reaches 90 % of the true-semantics success (mean ± sd over the seeds that reach it, and how many do);
+``--compare COND:STRATEGY:N COND:STRATEGY:N`` prints two points' pooled episodes and Fisher's exact p. Curve figure:
+one panel per condition, the
 mean success with a min-max band over seeds and the true-semantics reference. ``--noise``: success at
 the largest annotation count against the condition's level, one line per strategy.
 
@@ -140,6 +142,25 @@ def pooled(per_seed: dict) -> dict[int, dict]:
     return out
 
 
+def compare(summary: dict, a: str, b: str) -> str:
+    """Two points ``COND:STRATEGY:ANNOTATIONS`` of the summary -> one line: their pooled episodes and Fisher's exact
+    test (scipy, two-sided) of equal success rates."""
+    from scipy.stats import fisher_exact
+
+    counts = []
+    for point in (a, b):
+        cond, _, rest = point.partition(":")
+        strategy, _, ann = rest.partition(":")
+        pooled_at = summary.get(cond, {}).get(strategy, {}).get("pooled", {})
+        if ann not in pooled_at:
+            raise SystemExit(f"error: --compare {point}: no pooled point {strategy!r} at {ann!r} annotations in condition {cond!r}; "
+                             "name it as COND:STRATEGY:ANNOTATIONS of the printed summary.")
+        counts.append((int(pooled_at[ann]["successes"]), int(pooled_at[ann]["episodes"])))
+    (ka, na), (kb, nb) = counts
+    p = fisher_exact([[ka, na - ka], [kb, nb - kb]]).pvalue
+    return f"{a} {ka}/{na} against {b} {kb}/{nb}: Fisher's exact p = {p:.2g}"
+
+
 def first_reach(recs: list[dict], threshold: float) -> int | None:
     """The smallest annotation count whose success is at least ``threshold`` (None if none)."""
     hits = [int(r["annotations"]) for r in recs if float(r["success_rate"]) >= threshold]
@@ -211,6 +232,8 @@ def main() -> None:
     ap.add_argument("--with-summary", default=None, help="an earlier summary JSON: its strategies that the sweep lacks are added")
     ap.add_argument("--rescored", nargs="*", default=[], metavar="TRANSFER_RUN[=MAPPER_DIR]",
                     help="mode=transfer runs of the sweeps' mappers (e.g. more episodes): they replace those points")
+    ap.add_argument("--compare", nargs=2, action="append", default=[], metavar=("COND:STRATEGY:N", "COND:STRATEGY:N"),
+                    help="two points, seeds' episodes pooled: Fisher's exact test of equal success (repeatable)")
     args = ap.parse_args()
     import matplotlib
 
@@ -239,6 +262,8 @@ def main() -> None:
         print(f"== {cond}: true-semantics success {ref_rate[cond]}; 90 % of it = {threshold[cond]}")
         for name, e in entries.items():
             print_entry(name + (" (summary)" if (cond, name) in from_summary else ""), e)
+    for a, b in args.compare:
+        print(compare(summary, a, b))
     if args.noise:
         levels = dict(kv.split("=") for kv in args.levels)
         fig, ax = plt.subplots(figsize=(6, 4.2))
