@@ -124,11 +124,52 @@ def test_variance_picks_the_disputed_point():
     var = acq.ensemble_variance(preds)
     assert var.shape == (4,) and np.argmax(var) == 1
     episode_of = np.array([0, 0, 1, 1])
-    got = acq.top_scores(var, episode_of, labeled=np.zeros(4, bool), k=2, segment_length=2)
-    # Frame 1's segment (1 only, the episode ends) is covered; the next pick is the mildly disputed frame 3.
+    got = acq.top_scores(var, episode_of, labeled=np.zeros(4, bool), k=2, segment_length=1)
+    # Frame 1 is covered; the next pick is the mildly disputed frame 3.
     np.testing.assert_array_equal(got, [1, 3])
     # A labelled frame is never picked again.
     assert acq.top_scores(var, episode_of, np.array([0, 1, 0, 0], bool), 1, 1)[0] == 3
+
+
+def _peaked(n, at, width=3.0):
+    return np.exp(-0.5 * ((np.arange(n) - at) / width) ** 2)
+
+
+def test_segment_gains_sum_what_a_segment_newly_labels_within_its_episode():
+    score = np.array([1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+    episode_of = np.array([0, 0, 0, 1, 1, 1])
+    labeled = np.array([0, 1, 0, 0, 0, 0], bool)
+    gains = acq.segment_gains(score, episode_of, labeled, segment_length=5)
+    # Frame 0's segment stops at its episode's end and skips the labelled frame 1; frame 3's runs to episode 1's end.
+    np.testing.assert_array_equal(gains, [5.0, -np.inf, 4.0, 56.0, 48.0, 32.0])
+
+
+def test_variance_picks_label_disjoint_segments():
+    # One episode, uncertainty peaked at frame 15, segments of 5. Ranking starts by their own score took 15, 14, 13:
+    # three annotations labelling 7 frames.
+    episode_of = np.zeros(30, int)
+    picks = acq.top_scores(_peaked(30, 15), episode_of, np.zeros(30, bool), k=3, segment_length=5)
+    covered = np.concatenate([acq.segment_cover(int(p), episode_of, 5) for p in picks])
+    assert len(np.unique(covered)) == 15
+
+
+def test_variance_pick_avoids_segments_reaching_earlier_labels():
+    # Frames 10-14 were labelled in an earlier round; the most uncertain unlabelled frame (9) sits just before them.
+    episode_of = np.zeros(30, int)
+    labeled = np.zeros(30, bool)
+    labeled[10:15] = True
+    pick = acq.top_scores(_peaked(30, 12), episode_of, labeled, k=1, segment_length=5)[0]
+    assert not labeled[acq.segment_cover(int(pick), episode_of, 5)].any()
+
+
+def test_hybrid_picks_label_disjoint_segments():
+    episode_of = np.zeros(30, int)
+    latents = np.c_[np.linspace(0.0, 1.0, 30)]
+    labeled = np.zeros(30, bool)
+    labeled[0] = True
+    picks = acq.hybrid(_peaked(30, 15), latents, episode_of, labeled, k=3, segment_length=5, weight=0.5)
+    covered = np.concatenate([acq.segment_cover(int(p), episode_of, 5) for p in picks])
+    assert len(np.unique(covered)) == 15
 
 
 def test_hybrid_trades_uncertainty_for_diversity():

@@ -74,7 +74,7 @@ def main() -> None:
     cfg = ex._checked(cfg, task, [])
     data, truths = ex.cached_episodes(cfg, "offline")
     truth = np.concatenate(truths)
-    split = ex.semantics_split(task, ex._proprio(cfg))
+    split = ex.semantics_split(task, ex.proprio_names(cfg))
     learned = set(split.predicted_names) if split is not None else set(task.names)
     groups = [g for g, (sl, _) in task.groups.items() if learned & set(task.names[sl])]
     sim = task.make_sim()

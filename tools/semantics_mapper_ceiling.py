@@ -63,11 +63,10 @@ def main() -> None:
 
     from robopolicy.cli._hydra import CONF_DIR
     from robopolicy.envs import make_task
-    from robopolicy.semantics.experiment import cached_episodes
+    from robopolicy.semantics.experiment import cached_episodes, controller_for, proprio_names
     from robopolicy.semantics.mapper import build_mapper, train_mapper
     from robopolicy.semantics.proprio import semantics_split
     from robopolicy.semantics.tasks import semantics_task
-    from robopolicy.semantics.experiment import controller_for
     from robopolicy.semantics.transfer import evaluate_transfer, offline_semantics_error
     from robopolicy.utils.io import atomic_write_json
 
@@ -84,7 +83,7 @@ def main() -> None:
         ids = labelled_segments(offline, args.segments, length, np.random.default_rng(args.segment_seed))
     images, truth = offline.stacked(ids, k), np.concatenate(truths)[ids]
     test_images, test_truth = test.stacked(np.arange(test.n_frames), k), np.concatenate(test_truths)
-    proprio = list(cfg.proprio_semantics) if args.proprio is None else args.proprio
+    proprio = proprio_names(cfg) if args.proprio is None else args.proprio
     split = semantics_split(task, proprio)
     cols = split.predicted_index
     bounds = task.bounds()  # Meta-World's builds a simulator: once

@@ -137,7 +137,7 @@ def main() -> None:
         ids = np.arange(test.n_frames)
         images, truth, reading = test.stacked(ids, int(cfg.mapper.n_frames)), np.concatenate(test_truths), test.reading(ids)
         edges = [0, *args.bins, int(test.t_of.max()) + 1]
-        proprio = ex._proprio(cfg)
+        proprio = ex.proprio_names(cfg)
         print("held-out error by time step (cm for positions)")
         for name, folder in _named(args.mappers, "mappers"):
             mapper = load_mapper(folder)

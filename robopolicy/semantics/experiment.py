@@ -42,7 +42,7 @@ def _task(cfg: DictConfig) -> SemanticsTask:
     return semantics_task(make_task(cfg.task))
 
 
-def _proprio(cfg: DictConfig) -> list[str]:
+def proprio_names(cfg: DictConfig) -> list[str]:
     """``proprio_semantics``: the coordinates read from the robot instead of the mapper (robopolicy/semantics/proprio.py)."""
     names = cfg.proprio_semantics
     if isinstance(names, str) or not OmegaConf.is_list(names) and not isinstance(names, (list, tuple)):
@@ -153,7 +153,7 @@ def cached_latents(cfg: DictConfig) -> np.ndarray:
 def selection_latents(cfg: DictConfig, latents: np.ndarray, data: RealEpisodes) -> np.ndarray:
     """The latents the latent strategies select by: with ``proprio_semantics`` and ``latents_minus_reading``, minus
     their affine fit on the robot's reading (:func:`~robopolicy.semantics.acquisition.minus_reading`)."""
-    if not _proprio(cfg) or not bool(cfg.latents_minus_reading):
+    if not proprio_names(cfg) or not bool(cfg.latents_minus_reading):
         return latents
     reading = data.reading(np.arange(data.n_frames))
     if reading is None:
@@ -168,7 +168,7 @@ def _checked(cfg: DictConfig, task: SemanticsTask, names: list[str]) -> DictConf
     cfg = _with_bounds(cfg, task)
     for key in ("annotation_noise", "transition_noise"):
         range_std(cfg[key], cfg.semantics_low, cfg.semantics_high, f"semantics.{key}")
-    semantics_split(task, _proprio(cfg))
+    semantics_split(task, proprio_names(cfg))
     check_ranges(cfg.augment_dynamics.mass_range, cfg.augment_dynamics.friction_range)
     unknown = [n for n in names if n not in cfg.strategies]
     if unknown:
@@ -246,7 +246,7 @@ def run_active_experiment(cfg: DictConfig, strategies: list[str] | None = None, 
     task = _task(cfg)
     names = [str(n) for n in (strategies if strategies is not None else cfg.run_strategies)]
     cfg = _checked(cfg, task, names)
-    proprio = _proprio(cfg)
+    proprio = proprio_names(cfg)
     split = semantics_split(task, proprio)
     if per_round is not None:
         cfg.per_round = int(per_round)
@@ -302,7 +302,7 @@ def run_transfer(cfg: DictConfig) -> dict:
     if not cfg.mapper_dir:
         raise ConfigError("mode=transfer needs mapper_dir=<a mapper run folder, e.g. runs/sem/diversity/round_04>.")
     task = _task(cfg)
-    proprio = _proprio(cfg)
+    proprio = proprio_names(cfg)
     mapper = load_mapper(str(cfg.mapper_dir))
     semantics_split(task, proprio).check_mapper(mapper.semantics_names, where=f"The mapper at {str(cfg.mapper_dir)!r}")
     real = OmegaConf.to_container(cfg.real_env, resolve=True)
