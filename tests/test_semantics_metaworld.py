@@ -99,6 +99,14 @@ def test_camera_lookat_refuses_a_camera_that_moves_with_a_body(sem):
         sem.make_real_env(**{**NO_GAP, "camera": "behindGripper", "camera_lookat": [0.0, 0.7, 0.0]})
 
 
+@pytest.mark.parametrize("setting", ["mass_scale", "friction_scale", "pixel_noise_std", "camera_jitter_m", "light_diffuse_scale"])
+def test_a_negative_gap_setting_is_refused_by_name(sem, setting):
+    from robopolicy.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=setting):
+        sem.make_real_env(**{**NO_GAP, setting: -1.0})
+
+
 def test_real_env_reading_is_the_true_hand_and_gripper(sem):
     env = sem.make_real_env(**NO_GAP)
     env.reset(seed=2)

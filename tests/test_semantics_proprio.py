@@ -167,6 +167,17 @@ def test_real_planar_env_reading_is_the_true_pusher_position():
     env.close()
 
 
+@pytest.mark.parametrize("setting", ["mass_scale", "friction_scale", "pixel_noise_std", "camera_jitter_m"])
+def test_a_negative_planar_gap_setting_is_refused_by_name(setting):
+    from robopolicy.defaults import constructor_kwargs, group_config
+    from robopolicy.envs import make_task
+    from robopolicy.semantics.tasks import semantics_task
+
+    sem = semantics_task(make_task(group_config("task", "planar_push", {"max_episode_steps": 6})))
+    with pytest.raises(ConfigError, match=setting):
+        sem.make_real_env(**constructor_kwargs(group_config("semantics/real_env", "default", {"image_size": 16, setting: -1.0})))
+
+
 def test_a_coordinate_the_robot_does_not_measure_is_refused():
     with pytest.raises(ConfigError, match=r"\['puck_x'\].*\['pusher_x', 'pusher_y'\]"):
         semantics_split(PUSH, ["pusher_x", "puck_x"])

@@ -59,8 +59,9 @@ class RealPlanarPushEnv(PlanarPushEnv):
                  table_texture: bool, light_dir: Sequence[float], light_diffuse: float, camera_jitter_m: float,
                  camera_yaw_jitter_rad: float, pixel_noise_std: float, mass_scale: float, friction_scale: float):
         # No defaults: the gap is conf/semantics/real_env/<task>.yaml's.
-        if mass_scale <= 0 or friction_scale < 0 or pixel_noise_std < 0 or camera_jitter_m < 0:
-            raise ConfigError("real_env.mass_scale must be > 0 and friction_scale, pixel_noise_std, camera_jitter_m >= 0; fix semantics.real_env.")
+        # mass_scale and friction_scale are checked where they are applied (ObjectDynamics.scale).
+        if pixel_noise_std < 0 or camera_jitter_m < 0:
+            raise ConfigError("real_env.pixel_noise_std and camera_jitter_m must be >= 0; fix semantics.real_env.")
         model = _real_model(dict(colors or {}), table_texture, light_dir, light_diffuse)
         super().__init__(**task_kwargs, image={"size": int(image_size), "camera": "top"}, layout=None, model=model)
         puck_dynamics(self.model).scale(mass_scale, friction_scale)

@@ -69,9 +69,9 @@ class RealMetaWorldEnv(MetaWorldEnv):
                  object_geom: str, mass_scale: float,
                  friction_scale: float):
         # No defaults: the gap is conf/semantics/real_env/metaworld.yaml's.
-        if mass_scale <= 0 or friction_scale < 0 or pixel_noise_std < 0 or camera_jitter_m < 0 or light_diffuse_scale < 0:
-            raise ConfigError("real_env.mass_scale must be > 0 and friction_scale, pixel_noise_std, camera_jitter_m, "
-                              "light_diffuse_scale >= 0; fix semantics.real_env.")
+        # mass_scale and friction_scale are checked where they are applied (ObjectDynamics.scale).
+        if pixel_noise_std < 0 or camera_jitter_m < 0 or light_diffuse_scale < 0:
+            raise ConfigError("real_env.pixel_noise_std, camera_jitter_m and light_diffuse_scale must be >= 0; fix semantics.real_env.")
         layout = _obs.ObsLayout(state=False, proprio=True, cameras=(("image", str(camera), int(image_size), bool(rotate_180)),))
         super().__init__(task.env_name, None if task.fresh_positions else task.variations(), task.max_episode_steps, layout=layout)
         m = self.sawyer.model
