@@ -172,6 +172,22 @@ def test_hybrid_picks_label_disjoint_segments():
     assert len(np.unique(covered)) == 15
 
 
+def test_pool_rank_ranks_the_unlabelled_frames_only():
+    labeled = np.array([1, 0, 0, 0, 0], bool)
+    np.testing.assert_allclose(acq.pool_rank(np.array([99.0, 0.1, 5.0, 0.2, 0.2]), labeled), [0.0, 0.25, 1.0, 0.625, 0.625])
+
+
+def test_hybrid_weighs_a_heavy_tailed_variance_against_the_distance():
+    # Episode 0 is labelled. Episode 1 (near it) has one frame of huge variance, episode 2 (fairly far) a moderate
+    # variance on every frame, episode 3 (farthest) none. Scaled by its largest value the moderate variances vanish and
+    # the distance alone picked episode 3; by rank, episode 2, high on both, wins.
+    episode_of = np.repeat([0, 1, 2, 3], 4)
+    latents = np.r_[np.zeros(4), np.full(4, 0.1), np.linspace(0.6, 0.7, 4), np.linspace(0.9, 1.0, 4)][:, None]
+    variance = np.r_[np.zeros(4), [1000.0, 0, 0, 0], [0.5, 0.6, 0.7, 0.8], np.zeros(4)]
+    labeled = episode_of == 0
+    assert acq.hybrid(variance, latents, episode_of, labeled, 1, 4, weight=0.5)[0] == 8
+
+
 def test_hybrid_trades_uncertainty_for_diversity():
     latents = np.array([[0.0], [0.1], [10.0], [0.2]])
     variance = np.array([0.0, 1.0, 0.2, 0.0])

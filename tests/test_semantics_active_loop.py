@@ -152,3 +152,16 @@ def test_sweep_cache_keeps_references_of_other_transfer_settings_apart(tmp_path)
     other = _Cache(OmegaConf.merge(cfg, {"transfer": {"episodes": 50}}))
     _Cache(cfg).record(_Cache(cfg).reference_name, lambda: {"episodes": 20})
     assert other.record(other.reference_name, lambda: {"episodes": 50}) == {"episodes": 50}
+
+
+def test_pool_predictions_cover_every_stride_th_frame_and_zero_the_rest():
+    data, _ = _toy(n_episodes=2, length=5)
+
+    class Fake:
+        def predict(self, images, reading=None):
+            members = np.stack([np.full((len(images), 2), m + 1.0) for m in range(3)])
+            return members.mean(0), members
+
+    preds = active.pool_predictions(Fake(), data, stride=3, n_frames=1)
+    assert preds.shape == (3, 10, 2)
+    np.testing.assert_array_equal(preds[1, :, 0], [2, 0, 0, 2, 0, 0, 2, 0, 0, 2])

@@ -187,6 +187,19 @@ def test_picks_diag_describes_where_the_annotations_fall():
     assert (d["episodes"], d["t_median"], d["start_share"], d["knn_labelled"]) == (2, 2.5, 0.5, 0.5)
 
 
+def test_picks_diag_counts_the_annotations_another_set_shares():
+    diag = _tool("semantics_picks_diag")
+    episode_of, t_of, knn = np.zeros(20, int), np.arange(20), np.zeros(20)
+    d = diag.describe(np.array([0, 5, 10]), episode_of, t_of, knn, segment_length=5, reference=np.array([5, 10, 15]))
+    assert d["shared"] == 2
+
+
+def test_picks_diag_term_quantiles_read_only_the_candidates():
+    diag = _tool("semantics_picks_diag")
+    values = np.r_[np.full(10, 100.0), np.arange(11.0)]
+    assert diag.term_quantiles(values, np.r_[np.zeros(10, bool), np.ones(11, bool)], qs=(50, 100)) == [0.5, 1.0]
+
+
 def test_mapper_ceiling_writes_its_figures_with_the_runs_proprio_split(tmp_path, monkeypatch):
     import json
 

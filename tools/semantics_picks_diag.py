@@ -13,8 +13,12 @@ the first K annotations, in rounds of ``per_round``, from the cached VAE latents
   20 nearest offline frames, against that median over all offline frames. Farther = sparser region.
 The rule picks use the latents the runs select by (``latents_minus_reading``); typicality is measured on the VAE's own.
 With the robot's reading recorded: the share of the latent variance an affine fit on it explains.
+Each label set's annotations shared with the first set are counted (do two seeds annotate the same frames?).
 Per mapper (``--mappers NAME=round folder``): the held-out error of every learned group, by time-step bin, and of
 each ensemble member alone over all held-out frames (one bad member, or all of them).
+Per round (``--scores NAME=round folder``): the ensemble variance and the latent distance to the labelled set over the
+unlabelled pool frames after that round, each scaled by its largest value (median, 90th and 99th percentile): how
+unevenly the two are spread (hybrid weighed them so until 2026-12-08; it now weighs their ranks).
 Reads the setting's cache only (offline and test episodes, latents); trains nothing.
 """
 
@@ -44,14 +48,24 @@ def knn_distance(latents: np.ndarray, sample: int = SAMPLE, k: int = NEIGHBOURS,
     return out
 
 
-def describe(annotated: np.ndarray, episode_of: np.ndarray, t_of: np.ndarray, knn: np.ndarray, segment_length: int) -> dict:
+def describe(annotated: np.ndarray, episode_of: np.ndarray, t_of: np.ndarray, knn: np.ndarray, segment_length: int,
+             reference: np.ndarray | None = None) -> dict:
+    """Where the annotated frames fall; ``shared``: how many of them ``reference`` (another set's annotations) holds."""
     from robopolicy.semantics import acquisition as acq
 
     annotated = np.asarray(annotated, int)
     labelled = np.unique(np.concatenate([acq.segment_cover(int(f), episode_of, segment_length) for f in annotated]))
+    shared = len(annotated) if reference is None else int(np.isin(annotated, np.asarray(reference, int)).sum())
     return {"annotations": len(annotated), "episodes": len(np.unique(episode_of[annotated])),
             "t_median": float(np.median(t_of[annotated])), "start_share": float((t_of[annotated] < segment_length).mean()),
-            "knn_labelled": float(np.median(knn[labelled])), "knn_all": float(np.median(knn))}
+            "knn_labelled": float(np.median(knn[labelled])), "knn_all": float(np.median(knn)), "shared": shared}
+
+
+def term_quantiles(values: np.ndarray, candidates: np.ndarray, qs=(50, 90, 99)) -> list[float]:
+    """Percentiles ``qs`` of ``values`` (N,) over the ``candidates`` (N,) bool frames, ``values`` scaled by their
+    largest value over the candidates."""
+    v = np.asarray(values, np.float64)[np.asarray(candidates, bool)]
+    return [float(x) for x in np.percentile(v / max(v.max(initial=0.0), 1e-12), qs)]
 
 
 def rule_picks(latents, episode_of, budget: int, per_round: int, segment_length: int, rule: str) -> np.ndarray:
@@ -94,6 +108,7 @@ def main() -> None:
     ap.add_argument("--rules", type=int, default=0, help="also the diversity picks of each segment rule, this many")
     ap.add_argument("--mappers", nargs="*", default=[], help="NAME=round folder (with checkpoints/) of those runs")
     ap.add_argument("--bins", type=int, nargs="+", default=[30, 60, 100], help="time-step bin edges of the mapper table")
+    ap.add_argument("--scores", nargs="*", default=[], help="NAME=round folder (checkpoints/, labels.npz): hybrid's terms after it")
     ap.add_argument("overrides", nargs="*")
     args = ap.parse_args()
 
@@ -114,7 +129,7 @@ def main() -> None:
     seg = int(cfg.segment_length)
     data, _ = ex.cached_episodes(cfg, "offline")
     sets = [(n, np.load(p)["annotated"]) for n, p in _named(args.labels, "labels")]
-    if args.rules or sets:
+    if args.rules or sets or args.scores:
         latents = ex.selection_latents(cfg, ex.cached_latents(cfg), data)  # what the run's strategies select by
         if len(latents) != data.n_frames:
             raise ConfigError(f"The cached latents hold {len(latents)} frames and the offline data {data.n_frames}; clear the cache.")
@@ -127,11 +142,24 @@ def main() -> None:
             print(f"the robot's reading explains {100 * (1 - left.var(0).sum() / raw.var(0).sum()):.0f} % of the latent "
                   "variance (affine least-squares fit)")
         knn = knn_distance(raw)
-        print(f"{'label set':32s} annot. episodes t_median t<{seg} knn(labelled) knn(all)")
+        first = sets[0][1] if sets else None
+        print(f"{'label set':32s} annot. episodes t_median t<{seg} knn(labelled) knn(all) shared(first set)")
         for name, ann in sets:
-            d = describe(ann, data.episode_of, data.t_of, knn, seg)
+            d = describe(ann, data.episode_of, data.t_of, knn, seg, first)
             print(f"{name:32s} {d['annotations']:6d} {d['episodes']:8d} {d['t_median']:8.0f} {d['start_share']:5.2f} "
-                  f"{d['knn_labelled']:13.3f} {d['knn_all']:8.3f}")
+                  f"{d['knn_labelled']:13.3f} {d['knn_all']:8.3f} {d['shared']:6d}")
+    if args.scores:
+        from robopolicy.semantics.active import pool_predictions
+
+        print("over the unlabelled pool frames, each scaled by its largest value (percentiles 50 / 90 / 99)")
+        pool = np.zeros(data.n_frames, bool)
+        pool[:: max(1, int(cfg.pool_stride))] = True
+        for name, folder in _named(args.scores, "scores"):
+            labeled = np.load(os.path.join(folder, "labels.npz"))["age"] >= 0
+            var = acq.ensemble_variance(pool_predictions(load_mapper(folder), data, int(cfg.pool_stride), int(cfg.mapper.n_frames)))
+            terms = {"variance": var, "distance": acq.latent_distance(latents, labeled)}
+            print(f"{name:24s} " + "   ".join(f"{k} " + " / ".join(f"{q:.3f}" for q in term_quantiles(v, pool & ~labeled))
+                                           for k, v in terms.items()))
     if args.mappers:
         test, test_truths = ex.cached_episodes(cfg, "test")
         ids = np.arange(test.n_frames)

@@ -37,6 +37,16 @@ RoundFn = Callable[[MapperEnsemble, LabelSet, int], dict]
 TRANSITION_STREAM = 2  # the transition-noise generator is default_rng((seed, TRANSITION_STREAM))
 
 
+def pool_predictions(mapper, data, stride: int, n_frames: int) -> np.ndarray:
+    """The ensemble's member predictions (M, N, D) on every ``stride``-th offline frame of ``data``; zeros elsewhere
+    (so their variance is 0): what variance and hybrid score."""
+    ids = np.arange(0, data.n_frames, max(1, int(stride)))
+    _, sub = mapper.predict(data.stacked(ids, n_frames), data.reading(ids))
+    preds = np.zeros((sub.shape[0], data.n_frames, sub.shape[2]), np.float32)
+    preds[:, ids] = sub
+    return preds
+
+
 def _save_state(run_dir: Path, r: int, labels: LabelSet, rng: np.random.Generator, oracle: AnnotationOracle,
                 records: list[dict], noise_rng: np.random.Generator) -> None:
     import io
@@ -94,7 +104,7 @@ def run_active(strategy: Strategy, data: RealEpisodes, oracle: AnnotationOracle,
     transition_std = range_std(cfg.transition_noise, cfg.semantics_low, cfg.semantics_high, "semantics.transition_noise")
     labels = LabelSet(data, len(cfg.semantics_low))
     n_frames = int(cfg.mapper.n_frames)
-    # Candidate frames for the ensemble's variance: every pool_stride-th frame (the rest get -inf).
+    # Candidate frames for the ensemble's variance: every pool_stride-th frame (the rest get 0).
     stride = max(1, int(cfg.pool_stride))
     image_shape = data.images[0].shape[1:]
     steps = int(cfg.train_schedule.steps)
@@ -116,10 +126,7 @@ def run_active(strategy: Strategy, data: RealEpisodes, oracle: AnnotationOracle,
     while oracle.remaining > 0:
         preds = None
         if strategy.needs_ensemble and mapper is not None:
-            ids = np.arange(0, data.n_frames, stride)
-            _, sub = mapper.predict(data.stacked(ids, n_frames), data.reading(ids))
-            preds = np.zeros((sub.shape[0], data.n_frames, sub.shape[2]), np.float32)
-            preds[:, ids] = sub
+            preds = pool_predictions(mapper, data, stride, n_frames)
         pool = Pool(labels, seg, latents, preds)
         picks = strategy.select(pool, min(int(cfg.per_round), oracle.remaining), rng)
         if len(picks) == 0:
